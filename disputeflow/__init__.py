@@ -1,0 +1,1 @@
+"""disputeflow: a public legal-service hotline's disputes, intake to closure, on Temporal."""

@@ -1,0 +1,84 @@
+"""Engines and sessions. SQLite (the embedded default) and PostgreSQL (production) behave alike here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, SQLModel, create_engine
+
+from disputeflow.db import models  # noqa: F401  (registers the tables)
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            # The worker and the API write the same file from two processes: WAL lets readers
+            # proceed while one writes; busy_timeout waits instead of failing on a lock.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        # pysqlite defers BEGIN on its own; take transactions over so that a writer can ask for
+        # BEGIN IMMEDIATE (see `write_session`) and hold the write lock from its first read.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_schema(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session for read-then-write work (the audit chain's head, a counter), committed on exit.
+
+    SQLite: BEGIN IMMEDIATE takes the write lock before the first read, so two writers cannot
+    interleave. PostgreSQL: callers lock what they read with SELECT ... FOR UPDATE.
+    """
+    with Session(engine) as session:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """One engine (and pool) per URL per process."""
+    engine = make_engine(url)
+    create_schema(engine)
+    return engine

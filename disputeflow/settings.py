@@ -1,0 +1,85 @@
+"""All configuration in one place, read from the environment (or a .env file)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
+DEFAULT_REFERENCE_FILE = Path(__file__).parent / "data" / "reference.json"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=_env("TEMPORAL_ADDRESS"),
+        description="host:port of an existing Temporal cluster; unset means the embedded dev server",
+    )
+    temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    temporal_task_queue: str = Field(default="disputeflow-cases", validation_alias=_env("TEMPORAL_TASK_QUEUE"))
+    temporal_dev_port: int = Field(default=7233, validation_alias=_env("TEMPORAL_DEV_PORT"))
+    temporal_ui_port: int = Field(default=8233, validation_alias=_env("TEMPORAL_UI_PORT"))
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=_env("DATABASE_URL"),
+        description="SQLAlchemy URL; unset means a SQLite file in the data folder",
+    )
+    data_dir: Path = Field(default=Path("var"), validation_alias=_env("DISPUTEFLOW_DATA_DIR"))
+    policy_file: Path = Field(default=DEFAULT_POLICY_FILE, validation_alias=_env("DISPUTEFLOW_POLICY_FILE"))
+    reference_file: Path = Field(
+        default=DEFAULT_REFERENCE_FILE, validation_alias=_env("DISPUTEFLOW_REFERENCE_FILE")
+    )
+
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_JWT_SECRET"),
+        description="HMAC key for bearer tokens; unset means a random key kept in the data folder",
+    )
+    token_ttl_hours: int = Field(default=12, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
+    max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
+
+    api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
+    api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'disputeflow.db').as_posix()}"
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+    def signing_key(self) -> str:
+        """The token signing key: configured, or generated once and kept in the data folder."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

