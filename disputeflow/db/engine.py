@@ -48,6 +48,9 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    from disputeflow.db.audit import install_append_only_guards  # here: audit imports this module
+
+    install_append_only_guards(engine)
 
 
 def is_sqlite(engine: Engine) -> bool:

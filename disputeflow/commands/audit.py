@@ -1,0 +1,48 @@
+"""`disputeflow verify-audit`: recompute the audit log's hash chain and report the first broken link."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlmodel import Session
+
+from disputeflow.cli import command
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head hash printed by an earlier run: fail unless the chain still contains it "
+        "(catches a truncated or rewritten tail, which the chain alone cannot)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="entries read per query (default 1000)")
+
+
+@command("verify-audit", "Verify the audit log's hash chain: exit 0 if intact, 1 at the first broken link.", _configure)
+def verify_audit(args: argparse.Namespace) -> int:
+    from disputeflow.db.audit import entry_with_hash, verify_chain
+    from disputeflow.db.engine import engine_for
+    from disputeflow.settings import get_settings
+
+    engine = engine_for(get_settings().effective_database_url)
+    with Session(engine) as session:
+        report = verify_chain(session, batch_size=args.batch_size)
+        if not report.ok:
+            link = report.first_broken
+            assert link is not None
+            print(
+                f"audit chain BROKEN at entry {link.entry_id} (case {link.case_id}, event {link.event_seq}): "
+                f"{link.reason}; the {report.checked} entries before it are intact"
+            )
+            return 1
+        if args.expect_head:
+            anchor = entry_with_hash(session, args.expect_head.strip().lower())
+            if anchor is None:
+                print(
+                    f"audit chain intact ({report.checked} entries) but does not contain the expected "
+                    f"head {args.expect_head}: entries were cut off or rewritten"
+                )
+                return 1
+        print(f"audit chain intact: {report.checked} entries, head {report.head_hash or 'none (empty log)'}")
+        return 0
