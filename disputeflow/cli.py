@@ -48,4 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script the module is `__main__`, not the `disputeflow.cli` the commands register
+    # with; go through the real module.
+    from disputeflow.cli import main as real_main
+
+    sys.exit(real_main())

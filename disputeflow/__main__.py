@@ -1,0 +1,7 @@
+"""`python -m disputeflow ...` runs the CLI."""
+
+import sys
+
+from disputeflow.cli import main
+
+sys.exit(main())

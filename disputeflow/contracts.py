@@ -1,0 +1,71 @@
+"""What crosses the workflow/activity boundary: plain pydantic models, never table models."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+from disputeflow.domain.case import CaseEvent, CaseState, CaseTask, Notification
+from disputeflow.domain.clocks import Clock
+from disputeflow.domain.enums import DisputeType, FinalOutcome, Stage
+from disputeflow.domain.intake import Intake
+from disputeflow.domain.policy import CaseFacts
+
+
+class CaseInput(BaseModel):
+    """The workflow's one input. `carried` is set when a long case continues as new."""
+
+    case_id: str
+    intake: Intake
+    carried: CaseState | None = None
+
+
+class CaseResult(BaseModel):
+    case_id: str
+    final_outcome: FinalOutcome | None
+    closed_at: datetime | None
+
+
+class PinPolicyInput(BaseModel):
+    facts: CaseFacts
+    opened_on: date  # Asia/Shanghai date the case opened: decides which calendar years to pin
+
+
+class ChoosePersonInput(BaseModel):
+    case_id: str
+    region_code: str
+    dispute_type: DisputeType
+    exclude: list[str] = Field(default_factory=list)
+
+
+class FindPersonInput(BaseModel):
+    person_id: str
+    region_code: str
+
+
+class Projection(BaseModel):
+    """Everything the read model needs after a change; applying it twice writes nothing twice."""
+
+    case_id: str
+    workflow_id: str
+    intake: Intake
+    stage: Stage
+    phase: str
+    mediator_id: str | None
+    lawyer_id: str | None
+    opened_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    final_outcome: FinalOutcome | None
+    satisfaction: int | None
+    policy_version: str
+    breached: bool
+    tasks: list[CaseTask]
+    clocks: list[Clock]
+    events: list[CaseEvent]  # the events the read model does not have yet
+    notifications: list[Notification]
+
+
+def workflow_id_for(case_id: str) -> str:
+    return f"case-{case_id}"

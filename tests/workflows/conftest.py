@@ -1,0 +1,130 @@
+"""Fixtures for driving case workflows on Temporal's time-skipping test server."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from disputeflow.contracts import CaseInput, workflow_id_for
+from disputeflow.db.engine import write_session
+from disputeflow.db.models import CaseEventRecord, CaseRecord
+from disputeflow.db.reference import seed_reference
+from disputeflow.domain.actions import ActionRequest, Actor
+from disputeflow.domain.case import CaseView
+from disputeflow.domain.enums import Role
+from disputeflow.domain.intake import Intake
+from disputeflow.settings import DEFAULT_REFERENCE_FILE, Settings
+from disputeflow.temporal import register_search_attributes
+from tests.conftest import installed_binary
+from worker import build_worker
+from workflows.case import CaseWorkflow
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+RECORD = os.environ.get("DISPUTEFLOW_RECORD_HISTORIES") == "1"
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=installed_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await register_search_attributes(env.client, "default")
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def make_intake(**overrides) -> Intake:
+    data = {
+        "channel": "hotline",
+        "caller": {"name": "张三", "phone": "13800138000"},
+        "region_code": "370102",
+        "category": "dispute",
+        "dispute_type": "labour_wages",
+        "urgency": "normal",
+        "special_groups": ["migrant_worker"],
+        "description": "工地拖欠三个月工资，共计一万二千元，包工头失联。",
+    }
+    data.update(overrides)
+    return Intake.model_validate(data)
+
+
+OPERATOR = Actor(user_id="op-1", role=Role.operator, region_code="370102")
+SUPERVISOR = Actor(user_id="sup-1", role=Role.supervisor, region_code="3701")
+OFFICER = Actor(user_id="la-1", role=Role.legal_aid_officer, region_code="370102")
+
+
+def mediator(user_id: str) -> Actor:
+    return Actor(user_id=user_id, role=Role.mediator, region_code="370102")
+
+
+class CaseDriver:
+    """Starts cases and acts on them the way the API does, on one task queue."""
+
+    def __init__(self, env: WorkflowEnvironment, engine: Engine, task_queue: str) -> None:
+        self.env, self.engine, self.task_queue = env, engine, task_queue
+
+    async def open(self, intake: Intake | None = None, **overrides) -> WorkflowHandle:
+        case_id = f"T{uuid.uuid4().hex[:10]}"
+        return await self.env.client.start_workflow(
+            CaseWorkflow.run,
+            CaseInput(case_id=case_id, intake=intake or make_intake(**overrides)),
+            id=workflow_id_for(case_id),
+            task_queue=self.task_queue,
+        )
+
+    async def act(self, handle: WorkflowHandle, actor: Actor, command: dict, request_id: str | None = None) -> CaseView:
+        request = ActionRequest.model_validate(
+            {"request_id": request_id or uuid.uuid4().hex, "actor": actor.model_dump(), "command": command}
+        )
+        return await handle.execute_update(CaseWorkflow.act, request, id=request.request_id)
+
+    async def view(self, handle: WorkflowHandle) -> CaseView:
+        for _ in range(200):
+            view = await handle.query(CaseWorkflow.view)
+            if view is not None:
+                return view
+        raise AssertionError("case never opened")
+
+    async def advance(self, delta: timedelta) -> None:
+        await self.env.sleep(delta)
+
+    def record(self, case_id: str) -> CaseRecord | None:
+        with Session(self.engine) as session:
+            return session.get(CaseRecord, case_id)
+
+    def event_types(self, case_id: str) -> list[str]:
+        with Session(self.engine) as session:
+            rows = session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id).order_by(CaseEventRecord.seq))
+            return [r.type for r in rows]
+
+    async def save_history(self, handle: WorkflowHandle, name: str) -> None:
+        """With DISPUTEFLOW_RECORD_HISTORIES=1, keep this path's history for the replay tests."""
+        if not RECORD:
+            return
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1, ensure_ascii=False))
+
+
+@pytest.fixture
+async def driver(time_env: WorkflowEnvironment, sqlite_engine: Engine) -> AsyncIterator[CaseDriver]:
+    with write_session(sqlite_engine) as session:
+        seed_reference(session, DEFAULT_REFERENCE_FILE)
+    task_queue = f"cases-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(time_env.client, Settings(), sqlite_engine, task_queue=task_queue)
+    async with worker:
+        yield CaseDriver(time_env, sqlite_engine, task_queue)

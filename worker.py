@@ -1,0 +1,81 @@
+"""The worker: runs case workflows and their activities. `python worker.py` (make run starts it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.case import CaseActivities
+from disputeflow.settings import Settings, get_settings
+from workflows.case import CaseWorkflow
+
+log = logging.getLogger("disputeflow.worker")
+
+# Pure third-party modules the workflow code uses: import them once, not in every workflow run.
+PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "phonenumbers", "stdnum", "holidays", "sqlalchemy", "sqlmodel")
+WORKFLOWS = [CaseWorkflow]
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+    activities = CaseActivities(engine, settings.policy_file)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=activities.all(),
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def _connect_with_retry(settings: Settings) -> Client:
+    from disputeflow.temporal import connect
+
+    delay = 0.5
+    while True:
+        try:
+            return await connect(settings)
+        except Exception as exc:  # noqa: BLE001 - the server may still be starting
+            log.warning("Temporal at %s not reachable yet (%s); retrying", settings.effective_temporal_address, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
+async def main() -> None:
+    from disputeflow.db.engine import engine_for
+    from disputeflow.db.engine import write_session
+    from disputeflow.db.reference import seed_reference
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    engine = engine_for(settings.effective_database_url)
+    with write_session(engine) as session:
+        mediators, lawyers = seed_reference(session, settings.reference_file)
+    log.info("reference data: %d mediators, %d lawyers", mediators, lawyers)
+    client = await _connect_with_retry(settings)
+    worker = build_worker(client, settings, engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %r on %s", settings.temporal_task_queue, settings.effective_temporal_address)
+    async with worker:
+        await stop.wait()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

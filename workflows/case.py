@@ -1,0 +1,231 @@
+"""One workflow per case: the dispute's life from intake to closure, with its deadlines as timers.
+
+The process rules live in `disputeflow.domain.lifecycle`; this module only orchestrates: it holds
+the state, turns human actions (updates) and due timers into lifecycle calls, and runs activities
+for everything that touches the outside world.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.case import CaseActivities
+    from disputeflow.contracts import (
+        CaseInput,
+        CaseResult,
+        ChoosePersonInput,
+        FindPersonInput,
+        PinPolicyInput,
+        Projection,
+        workflow_id_for,
+    )
+    from disputeflow.domain import actions as a
+    from disputeflow.domain import lifecycle
+    from disputeflow.domain.calendar import SHANGHAI, BusinessCalendar
+    from disputeflow.domain.case import Assignee, CaseState, CaseView
+    from disputeflow.domain.policy import CaseFacts, CasePolicy
+    from disputeflow.temporal import CASE_BREACHED, CASE_REGION, CASE_STAGE, CASE_URGENCY
+
+REFUSED = "TransitionRefused"
+
+_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=30)),
+)
+
+
+@workflow.defn
+class CaseWorkflow:
+    def __init__(self) -> None:
+        self._state: CaseState | None = None
+        self._calendar: BusinessCalendar | None = None
+        self._lock = asyncio.Lock()  # one change at a time: updates and timers interleave at awaits
+        self._changed = False
+        self._indexed: tuple | None = None
+
+    # -- Run -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: CaseInput) -> CaseResult:
+        now = workflow.now()
+        if inp.carried is not None:
+            self._state = inp.carried
+            self._state.runs += 1
+        else:
+            facts = CaseFacts(
+                region_code=inp.intake.region_code, category=inp.intake.category,
+                dispute_type=inp.intake.dispute_type, urgency=inp.intake.urgency,
+                special_groups=inp.intake.special_groups,
+            )
+            policy = await workflow.execute_activity_method(
+                CaseActivities.pin_case_policy,
+                PinPolicyInput(facts=facts, opened_on=now.astimezone(SHANGHAI).date()),
+                **_ACTIVITY,
+            )
+            async with self._lock:
+                self._calendar = self._calendar_for(policy)
+                self._state = lifecycle.open_case(inp.case_id, inp.intake, policy, workflow.now(), self._cal())
+                await self._settle(lifecycle.Effects())
+        state = self._state
+
+        while not state.closed:
+            due = lifecycle.next_alarm_at(state)
+            timeout = None if due is None else max(due - workflow.now(), timedelta(0))
+            self._changed = False
+            if timeout is None or timeout > timedelta(0):
+                try:
+                    await workflow.wait_condition(lambda: self._changed or self._should_continue_as_new(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    pass
+            async with self._lock:
+                if lifecycle.fire_alarms(state, workflow.now(), self._cal()):
+                    await self._settle(lifecycle.Effects())
+            if not state.closed and self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(CaseInput(case_id=state.case_id, intake=state.intake, carried=state))
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return CaseResult(case_id=state.case_id, final_outcome=state.final_outcome, closed_at=state.closed_at)
+
+    # -- People act through one update ------------------------------------------------------
+
+    @workflow.update
+    async def act(self, request: a.ActionRequest) -> CaseView:
+        await workflow.wait_condition(lambda: self._state is not None)
+        async with self._lock:
+            state = self._state
+            assert state is not None
+            if request.request_id in state.applied_requests:
+                return lifecycle.view(state)  # the same request again: changes nothing
+            self._refuse_unless_allowed(request)
+            chosen = await self._look_up_named_person(request.command)
+            effects = lifecycle.apply(state, request, workflow.now(), self._cal(), chosen=chosen)
+            await self._settle(effects)
+            self._changed = True
+            return lifecycle.view(state)
+
+    @act.validator
+    def _validate_act(self, request: a.ActionRequest) -> None:
+        # Rejected here, a request leaves no trace in history. Before the case has opened the
+        # handler checks again once it can.
+        state = self._state
+        if state is not None and request.request_id not in state.applied_requests:
+            self._refuse_unless_allowed(request)
+
+    @workflow.query
+    def view(self) -> CaseView | None:
+        return None if self._state is None else lifecycle.view(self._state)
+
+    # -- Internals ------------------------------------------------------------------------
+
+    def _refuse_unless_allowed(self, request: a.ActionRequest) -> None:
+        assert self._state is not None
+        try:
+            lifecycle.check(self._state, request)
+        except lifecycle.Refused as refusal:
+            raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True) from None
+
+    async def _look_up_named_person(self, command: a.Command) -> Assignee | None:
+        assert self._state is not None
+        region = self._state.intake.region_code
+        if isinstance(command, a.ReassignMediator) and command.mediator_id:
+            found = await workflow.execute_activity_method(
+                CaseActivities.find_mediator, FindPersonInput(person_id=command.mediator_id, region_code=region), **_ACTIVITY
+            )
+            if found is None:
+                raise ApplicationError(f"no active mediator '{command.mediator_id}' serves region {region}",
+                                       type=REFUSED, non_retryable=True)
+            return found
+        if isinstance(command, a.AssignLawyer):
+            found = await workflow.execute_activity_method(
+                CaseActivities.find_lawyer, FindPersonInput(person_id=command.lawyer_id, region_code=region), **_ACTIVITY
+            )
+            if found is None:
+                raise ApplicationError(f"no active legal-aid lawyer '{command.lawyer_id}' serves region {region}",
+                                       type=REFUSED, non_retryable=True)
+            return found
+        return None
+
+    async def _settle(self, effects: lifecycle.Effects) -> None:
+        """Carry out a change's effects, then project the case. Caller holds the lock."""
+        state = self._state
+        assert state is not None
+        person = ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
+                                   dispute_type=state.intake.dispute_type)
+        if effects.assign_mediator:
+            person.exclude = effects.exclude_mediators
+            chosen = await workflow.execute_activity_method(CaseActivities.choose_mediator, person, **_ACTIVITY)
+            lifecycle.assign_mediator(state, chosen, workflow.now(), self._cal())
+        if effects.assign_lawyer:
+            chosen = await workflow.execute_activity_method(CaseActivities.choose_lawyer, person, **_ACTIVITY)
+            lifecycle.assign_lawyer(state, chosen, workflow.now(), self._cal())
+        await self._project()
+        self._index()
+
+    async def _project(self) -> None:
+        state = self._state
+        assert state is not None
+        events = [e for e in state.timeline if e.seq > state.projected_seq]
+        if not events and not state.outbox:
+            return
+        await workflow.execute_activity_method(
+            CaseActivities.project_case,
+            Projection(
+                case_id=state.case_id, workflow_id=workflow_id_for(state.case_id), intake=state.intake,
+                stage=state.stage, phase=state.phase.value,
+                mediator_id=state.mediator.id if state.mediator else None,
+                lawyer_id=state.lawyer.id if state.lawyer else None,
+                opened_at=state.opened_at, updated_at=workflow.now(), closed_at=state.closed_at,
+                final_outcome=state.final_outcome, satisfaction=state.satisfaction,
+                policy_version=state.policy.version, breached=state.breached,
+                tasks=lifecycle.open_tasks(state), clocks=state.clocks, events=events,
+                notifications=state.outbox,
+            ),
+            **_ACTIVITY,
+        )
+        state.projected_seq = state.timeline[-1].seq
+        state.outbox = []
+
+    def _index(self) -> None:
+        """Keep Temporal's own search attributes in step, so its UI and CLI can filter cases."""
+        state = self._state
+        assert state is not None
+        current = (state.stage, state.breached)
+        if current == self._indexed:
+            return
+        self._indexed = current
+        workflow.upsert_search_attributes([
+            CASE_STAGE.value_set(state.stage.value),
+            CASE_REGION.value_set(state.intake.region_code),
+            CASE_URGENCY.value_set(state.intake.urgency.value),
+            CASE_BREACHED.value_set(state.breached),
+        ])
+
+    def _cal(self) -> BusinessCalendar:
+        if self._calendar is None:
+            assert self._state is not None
+            self._calendar = self._calendar_for(self._state.policy)
+        return self._calendar
+
+    @staticmethod
+    def _calendar_for(policy: CasePolicy) -> BusinessCalendar:
+        """The case's pinned calendar; a day it does not cover counts Monday to Friday, with a warning."""
+        return BusinessCalendar(
+            policy.calendar,
+            on_fallback=lambda day: workflow.logger.warning(
+                "calendar data does not cover %s; counting Monday to Friday as working days", day.year
+            ),
+        )
+
+    def _should_continue_as_new(self) -> bool:
+        state = self._state
+        if state is None:
+            return False
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > state.policy.max_history_events
