@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,13 +79,15 @@ class CaseDriver:
         self.env, self.engine, self.task_queue = env, engine, task_queue
 
     async def open(self, intake: Intake | None = None, **overrides) -> WorkflowHandle:
+        """Start a case; the handle follows the case across continue-as-new, as the API's does."""
         case_id = f"T{uuid.uuid4().hex[:10]}"
-        return await self.env.client.start_workflow(
+        await self.env.client.start_workflow(
             CaseWorkflow.run,
             CaseInput(case_id=case_id, intake=intake or make_intake(**overrides)),
             id=workflow_id_for(case_id),
             task_queue=self.task_queue,
         )
+        return self.env.client.get_workflow_handle_for(CaseWorkflow.run, workflow_id_for(case_id))
 
     async def act(self, handle: WorkflowHandle, actor: Actor, command: dict, request_id: str | None = None) -> CaseView:
         request = ActionRequest.model_validate(
@@ -120,11 +123,17 @@ class CaseDriver:
         (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1, ensure_ascii=False))
 
 
-@pytest.fixture
-async def driver(time_env: WorkflowEnvironment, sqlite_engine: Engine) -> AsyncIterator[CaseDriver]:
-    with write_session(sqlite_engine) as session:
+@asynccontextmanager
+async def running_driver(env: WorkflowEnvironment, engine: Engine, settings: Settings) -> AsyncIterator[CaseDriver]:
+    """A worker on its own task queue, with the reference data seeded."""
+    with write_session(engine) as session:
         seed_reference(session, DEFAULT_REFERENCE_FILE)
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
-    worker = build_worker(time_env.client, Settings(), sqlite_engine, task_queue=task_queue)
-    async with worker:
-        yield CaseDriver(time_env, sqlite_engine, task_queue)
+    async with build_worker(env.client, settings, engine, task_queue=task_queue):
+        yield CaseDriver(env, engine, task_queue)
+
+
+@pytest.fixture
+async def driver(time_env: WorkflowEnvironment, sqlite_engine: Engine) -> AsyncIterator[CaseDriver]:
+    async with running_driver(time_env, sqlite_engine, Settings()) as case_driver:
+        yield case_driver
