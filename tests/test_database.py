@@ -1,0 +1,133 @@
+"""The tables on both backends (SQLite, PostgreSQL): schema, time zones, JSON, keys, transactions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlmodel import Session, SQLModel, select
+
+from disputeflow.db.engine import write_session
+from disputeflow.db.models import CaseRecord, IntakeRequest
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+OPENED = datetime(2026, 2, 14, 9, 30, 15, 123456, tzinfo=SHANGHAI)  # a Saturday made a working day
+
+
+def a_case(case_id: str = "110101-20260214-0001", **overrides) -> CaseRecord:
+    fields = dict(
+        case_id=case_id,
+        workflow_id=f"case-{case_id}",
+        stage="intake",
+        phase="open",
+        region_code="110101",
+        channel="phone",
+        category="dispute",
+        dispute_type="labour_wages",
+        urgency="normal",
+        special_groups=["migrant_worker", "elderly"],
+        caller_name="张三",
+        caller_phone="+8613800138000",
+        description="工地拖欠三个月工资，约两万元。",
+        opened_at=OPENED,
+        updated_at=OPENED + timedelta(minutes=5),
+        policy_version="2026.1",
+    )
+    fields.update(overrides)
+    return CaseRecord(**fields)
+
+
+def test_schema_has_every_table(engine: Engine) -> None:
+    assert set(SQLModel.metadata.tables) <= set(inspect(engine).get_table_names())
+
+
+def test_case_record_round_trips(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(a_case())
+        session.commit()
+
+    with Session(engine) as session:
+        case = session.get(CaseRecord, "110101-20260214-0001")
+        assert case is not None
+        # Aware in, aware out, the same instant (stored in UTC on both backends).
+        assert case.opened_at.tzinfo is not None and case.opened_at == OPENED
+        assert case.updated_at == OPENED + timedelta(minutes=5)
+        assert case.opened_at.utcoffset() == timedelta(0)
+        assert case.closed_at is None
+        assert case.special_groups == ["migrant_worker", "elderly"]
+        assert case.caller_name == "张三" and case.description == "工地拖欠三个月工资，约两万元。"
+
+
+def test_aware_datetimes_compare_in_queries(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(a_case())
+        session.commit()
+        # 01:30:15 UTC is the same instant as 09:30:15 in Shanghai: a bound in another zone works.
+        just_before = OPENED.astimezone(timezone.utc) - timedelta(seconds=1)
+        found = session.exec(select(CaseRecord).where(CaseRecord.opened_at > just_before)).all()
+        assert [case.case_id for case in found] == ["110101-20260214-0001"]
+        assert session.exec(select(CaseRecord).where(CaseRecord.opened_at > OPENED)).all() == []
+
+
+def test_naive_datetime_is_rejected(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(a_case(opened_at=datetime(2026, 2, 14, 9, 30)))
+        with pytest.raises(StatementError, match="naive datetime"):
+            session.commit()
+
+
+def test_json_column_round_trips_and_updates(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(a_case(special_groups=[]))
+        session.commit()
+    with Session(engine) as session:
+        case = session.get(CaseRecord, "110101-20260214-0001")
+        assert case.special_groups == []
+        case.special_groups = ["disabled", "minor"]  # reassigned, not mutated: no mutation tracking
+        session.add(case)
+        session.commit()
+    with Session(engine) as session:
+        assert session.get(CaseRecord, "110101-20260214-0001").special_groups == ["disabled", "minor"]
+
+
+def test_intake_request_key_rejects_a_duplicate(engine: Engine) -> None:
+    def request(case_id: str) -> IntakeRequest:
+        return IntakeRequest(idempotency_key="k-1", case_id=case_id, fingerprint="f" * 64, created_at=OPENED)
+
+    with Session(engine) as session:
+        session.add(request("110101-20260214-0001"))
+        session.commit()
+    with Session(engine) as session:
+        session.add(request("110101-20260214-0002"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    with Session(engine) as session:
+        assert session.get(IntakeRequest, "k-1").case_id == "110101-20260214-0001"
+
+
+def test_write_session_commits(engine: Engine) -> None:
+    with write_session(engine) as session:
+        session.add(a_case())
+    with Session(engine) as session:
+        assert session.get(CaseRecord, "110101-20260214-0001") is not None
+
+
+def test_write_session_rolls_back_on_error(engine: Engine) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with write_session(engine) as session:
+            session.add(a_case())
+            session.flush()  # written inside the transaction...
+            raise Boom
+    with Session(engine) as session:  # ...and gone after the rollback
+        assert session.get(CaseRecord, "110101-20260214-0001") is None
+    with write_session(engine) as session:  # the engine is usable afterwards (no lock left behind)
+        session.add(a_case())
+    with Session(engine) as session:
+        assert session.get(CaseRecord, "110101-20260214-0001") is not None
