@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +28,12 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
     temporal_task_queue: str = Field(default="disputeflow-cases", validation_alias=_env("TEMPORAL_TASK_QUEUE"))
+    temporal_tls: bool = Field(
+        default=False, validation_alias=_env("TEMPORAL_TLS"), description="connect to the cluster over TLS"
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_API_KEY"), description="API key for the cluster, if it needs one"
+    )
     temporal_dev_port: int = Field(default=7233, validation_alias=_env("TEMPORAL_DEV_PORT"))
     temporal_ui_port: int = Field(default=8233, validation_alias=_env("TEMPORAL_UI_PORT"))
 
@@ -74,9 +81,19 @@ class Settings(BaseSettings):
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / "jwt-secret"
         if not path.exists():
+            # Two processes may start together (make run starts the API and the worker): write
+            # to a private temporary file and link it into place, so exactly one key wins and
+            # nobody reads a half-written file.
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            tmp = path.with_name(f".jwt-secret.{secrets.token_hex(8)}")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
         return path.read_text().strip()
 
 

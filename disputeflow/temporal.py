@@ -31,6 +31,8 @@ async def connect(settings: Settings) -> Client:
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=settings.temporal_tls,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )
 
 
