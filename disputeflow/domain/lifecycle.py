@@ -140,7 +140,8 @@ def check(state: CaseState, request: a.ActionRequest) -> None:
         raise Refused(f"case {state.case_id} is closed; nothing more can be done to it")
     if actor.role not in roles:
         allowed = ", ".join(sorted(r.value for r in roles))
-        raise Refused(f"a {actor.role.value} cannot {what}; this needs one of: {allowed}")
+        article = "an" if actor.role.value[0] in "aeiou" else "a"
+        raise Refused(f"{article} {actor.role.value} cannot {what}; this needs one of: {allowed}")
     _check_scope(state, actor)
     if state.stage not in stages:
         allowed = ", ".join(sorted(s.value for s in stages))
