@@ -132,25 +132,23 @@ class CaseWorkflow:
             raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True) from None
 
     async def _look_up_named_person(self, command: a.Command) -> Assignee | None:
+        """The mediator or lawyer an action names, looked up; an unknown one refuses the action."""
         assert self._state is not None
+        match command:
+            case a.ReassignMediator(mediator_id=str() as person_id):
+                look_up, what = CaseActivities.find_mediator, "mediator"
+            case a.AssignLawyer(lawyer_id=person_id):
+                look_up, what = CaseActivities.find_lawyer, "legal-aid lawyer"
+            case _:
+                return None
         region = self._state.intake.region_code
-        if isinstance(command, a.ReassignMediator) and command.mediator_id:
-            found = await workflow.execute_activity_method(
-                CaseActivities.find_mediator, FindPersonInput(person_id=command.mediator_id, region_code=region), **_ACTIVITY
-            )
-            if found is None:
-                raise ApplicationError(f"no active mediator '{command.mediator_id}' serves region {region}",
-                                       type=REFUSED, non_retryable=True)
-            return found
-        if isinstance(command, a.AssignLawyer):
-            found = await workflow.execute_activity_method(
-                CaseActivities.find_lawyer, FindPersonInput(person_id=command.lawyer_id, region_code=region), **_ACTIVITY
-            )
-            if found is None:
-                raise ApplicationError(f"no active legal-aid lawyer '{command.lawyer_id}' serves region {region}",
-                                       type=REFUSED, non_retryable=True)
-            return found
-        return None
+        found = await workflow.execute_activity_method(
+            look_up, FindPersonInput(person_id=person_id, region_code=region), **_ACTIVITY
+        )
+        if found is None:
+            raise ApplicationError(f"no active {what} '{person_id}' serves region {region}", type=REFUSED,
+                                   non_retryable=True)
+        return found
 
     async def _settle(self, effects: lifecycle.Effects) -> None:
         """Carry out a change's effects, then project the case. Caller holds the lock."""
