@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from disputeflow.contracts import Projection
 from disputeflow.db.audit import AuditEvent, append_events
+from disputeflow.domain.case import CaseEvent
 from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, OutboxMessage
 
 
@@ -54,8 +55,6 @@ def apply_projection(session: Session, p: Projection, *, now: datetime) -> int:
 
 def _project_tasks(session: Session, p: Projection, now: datetime) -> None:
     current = {f"{p.case_id}:{t.key}": t for t in p.tasks}
-    assignee_of = {t.key: t.assignee_id for t in p.tasks}
-    del assignee_of
     stored = {r.task_id: r for r in session.exec(select(CaseTaskRecord).where(CaseTaskRecord.case_id == p.case_id))}
     for task_id, record in stored.items():
         if record.status == "open" and task_id not in current:
@@ -99,7 +98,7 @@ def _project_clocks(session: Session, p: Projection) -> None:
         record.pause_reason = paused.reason if paused else None
 
 
-def _project_events(session: Session, p: Projection) -> list:
+def _project_events(session: Session, p: Projection) -> list[CaseEvent]:
     if not p.events:
         return []
     seqs = [e.seq for e in p.events]
