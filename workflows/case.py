@@ -34,9 +34,12 @@ with workflow.unsafe.imports_passed_through():
 
 REFUSED = "TransitionRefused"
 
+# Every activity retries until its database or file is back: a case must never fail, or be left
+# half-changed, because of an outage (an exhausted retry raised from the run loop would fail the
+# whole case workflow). Each attempt is bounded; the errors show in the pending activity.
 _ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=30)),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
 )
 
 

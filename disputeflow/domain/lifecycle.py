@@ -89,8 +89,10 @@ RULES: dict[str, tuple[frozenset[Stage], frozenset[Role], str]] = {
     "record_legal_aid_outcome": (frozenset({Stage.legal_aid_representation}), frozenset({Role.legal_aid_officer}), "record the outcome of legal aid"),
     "record_return_visit": (frozenset({Stage.follow_up}), frozenset({Role.operator, Role.supervisor}), "record a return visit"),
     "complete_review": (frozenset({Stage.supervisor_review}), frozenset({Role.supervisor}), "complete the review of a dissatisfied caller"),
-    "pause_clock": (OPEN_STAGES, frozenset({Role.mediator, Role.legal_aid_officer, Role.supervisor}), "pause a clock"),
-    "resume_clock": (OPEN_STAGES, frozenset({Role.mediator, Role.legal_aid_officer, Role.supervisor}), "resume a clock"),
+    # A pause moves a deadline, so it is a supervisor's call (a legal-aid officer's for legal-aid
+    # clocks); materials requests pause and resume the decision clock by themselves.
+    "pause_clock": (OPEN_STAGES, frozenset({Role.legal_aid_officer, Role.supervisor}), "pause a clock"),
+    "resume_clock": (OPEN_STAGES, frozenset({Role.legal_aid_officer, Role.supervisor}), "resume a clock"),
     "extend_clock": (OPEN_STAGES, frozenset({Role.supervisor}), "extend a deadline"),
     "withdraw": (OPEN_STAGES, frozenset({Role.operator, Role.supervisor}), "close a withdrawn case"),
 }
@@ -148,7 +150,7 @@ def check(state: CaseState, request: a.ActionRequest) -> None:
         raise Refused(f"cannot {what} while the case is in stage '{state.stage.value}' (allowed in: {allowed})")
     guard = _GUARDS.get(command.type)
     if guard is not None:
-        guard(state, command)
+        guard(state, command, actor)
 
 
 def _check_scope(state: CaseState, actor: a.Actor) -> None:
@@ -162,12 +164,12 @@ def _check_scope(state: CaseState, actor: a.Actor) -> None:
         )
 
 
-def _guard_session(state: CaseState, _cmd: a.RecordMediationSession) -> None:
+def _guard_session(state: CaseState, _cmd: a.RecordMediationSession, _actor: a.Actor) -> None:
     if state.mediator is None:
         raise Refused("no mediator is assigned yet; assign one before recording a session")
 
 
-def _guard_extend_mediation(state: CaseState, _cmd: a.ExtendMediation) -> None:
+def _guard_extend_mediation(state: CaseState, _cmd: a.ExtendMediation, _actor: a.Actor) -> None:
     rules = state.policy.mediation
     if state.mediation.extensions >= rules.max_extensions:
         raise Refused(f"mediation was already extended {state.mediation.extensions} time(s); the limit is {rules.max_extensions}")
@@ -175,17 +177,17 @@ def _guard_extend_mediation(state: CaseState, _cmd: a.ExtendMediation) -> None:
         raise Refused("this case has no running mediation deadline to extend")
 
 
-def _guard_confirmation(state: CaseState, _cmd: a.RecordJudicialConfirmation) -> None:
+def _guard_confirmation(state: CaseState, _cmd: a.RecordJudicialConfirmation, _actor: a.Actor) -> None:
     if state.mediation.confirmation_applied is not None:
         raise Refused("the judicial confirmation was already recorded for this agreement")
 
 
-def _guard_materials_supplied(state: CaseState, _cmd: a.MaterialsSupplied) -> None:
+def _guard_materials_supplied(state: CaseState, _cmd: a.MaterialsSupplied, _actor: a.Actor) -> None:
     if not state.legal_aid.missing_materials:
         raise Refused("no materials were requested, so none can be supplied")
 
 
-def _guard_decide(state: CaseState, cmd: a.DecideLegalAid) -> None:
+def _guard_decide(state: CaseState, cmd: a.DecideLegalAid, _actor: a.Actor) -> None:
     if state.legal_aid.missing_materials:
         missing = "; ".join(state.legal_aid.missing_materials)
         raise Refused(f"materials are still missing ({missing}); record them as supplied before deciding")
@@ -197,7 +199,7 @@ def _guard_decide(state: CaseState, cmd: a.DecideLegalAid) -> None:
             raise Refused(f"cannot approve: the applicant is not eligible ({assessment.explanation})")
 
 
-def _guard_assign_lawyer(state: CaseState, _cmd: a.AssignLawyer) -> None:
+def _guard_assign_lawyer(state: CaseState, _cmd: a.AssignLawyer, _actor: a.Actor) -> None:
     if state.stage is Stage.escalated and not state.legal_aid.approved:
         raise Refused("a lawyer can be assigned only after legal aid was approved")
 
@@ -212,21 +214,33 @@ def _open_clock_or_refuse(state: CaseState, clock_id: str) -> Clock:
     return clock
 
 
-def _guard_pause(state: CaseState, cmd: a.PauseClock) -> None:
-    if _open_clock_or_refuse(state, cmd.clock_id).paused:
+LEGAL_AID_STAGES = frozenset(s for s in Stage if s.value.startswith("legal_aid"))
+
+
+def _guard_clock_owner(actor: a.Actor, clock: Clock) -> None:
+    if actor.role is Role.legal_aid_officer and clock.stage not in LEGAL_AID_STAGES:
+        raise Refused(f"a legal-aid officer may pause or resume only legal-aid clocks, not '{clock.name}'")
+
+
+def _guard_pause(state: CaseState, cmd: a.PauseClock, actor: a.Actor) -> None:
+    clock = _open_clock_or_refuse(state, cmd.clock_id)
+    _guard_clock_owner(actor, clock)
+    if clock.paused:
         raise Refused(f"clock '{cmd.clock_id}' is already paused")
 
 
-def _guard_resume(state: CaseState, cmd: a.ResumeClock) -> None:
-    if not _open_clock_or_refuse(state, cmd.clock_id).paused:
+def _guard_resume(state: CaseState, cmd: a.ResumeClock, actor: a.Actor) -> None:
+    clock = _open_clock_or_refuse(state, cmd.clock_id)
+    _guard_clock_owner(actor, clock)
+    if not clock.paused:
         raise Refused(f"clock '{cmd.clock_id}' is not paused")
 
 
-def _guard_extend_clock(state: CaseState, cmd: a.ExtendClock) -> None:
+def _guard_extend_clock(state: CaseState, cmd: a.ExtendClock, _actor: a.Actor) -> None:
     _open_clock_or_refuse(state, cmd.clock_id)
 
 
-_GUARDS: dict[str, Callable[[CaseState, Any], None]] = {
+_GUARDS: dict[str, Callable[[CaseState, Any, a.Actor], None]] = {
     "record_mediation_session": _guard_session,
     "extend_mediation": _guard_extend_mediation,
     "record_judicial_confirmation": _guard_confirmation,

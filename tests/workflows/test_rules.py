@@ -71,3 +71,14 @@ async def test_the_same_request_twice_changes_the_case_once(driver: CaseDriver) 
     again = await driver.act(handle, OPERATOR, {"type": "record_referral_outcome", "accepted": True}, request_id="req-2")
     assert again.stage == "follow_up"
     assert driver.event_types(again.case_id).count("referral_accepted") == 1
+
+
+async def test_only_a_supervisor_pauses_a_mediation_deadline(driver: CaseDriver) -> None:
+    handle = await driver.open()
+    view = await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
+    clock = next(c for c in view.clocks if c.name == "mediation_conclusion")
+    pause = {"type": "pause_clock", "clock_id": clock.clock_id, "reason": "awaiting_party"}
+    assert "a mediator cannot pause a clock" in await refused(driver, handle, mediator(view.mediator.id), pause)
+    assert "only legal-aid clocks" in await refused(driver, handle, OFFICER, pause)
+    view = await driver.act(handle, SUPERVISOR, pause)
+    assert next(c for c in view.clocks if c.clock_id == clock.clock_id).paused

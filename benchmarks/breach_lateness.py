@@ -1,0 +1,293 @@
+"""Breach lateness: how long after its due time a clock's breach is recorded, under load.
+
+    python benchmarks/breach_lateness.py [--cases 200] [--spread 10] [--target-seconds 7.2]
+
+(`make bench` runs it with the defaults.) It starts a real Temporal dev server (SQLite file in WAL
+mode, in a temporary folder), a worker built by `worker.build_worker` in this process and a SQLite
+read model, with a copy of the default policy whose emergency clock runs for `--target-seconds`
+instead of an hour. Then:
+
+1. baseline: a warm-up case, then `--baseline` cases one at a time (each alone when it breaches);
+2. load: `--cases` emergency cases opened at an even pace over `--spread` seconds, so their due
+   times spread over that long and their breaches overlap with other cases' starts and warnings.
+
+For every emergency clock it measures, against the clock's due time:
+
+- event lateness: the `clock_breached` event's `at` (workflow time when the breach was recorded)
+  minus `due_at`: timer delivery plus the workflow task;
+- read-model lateness: when a poll of the database (every `--poll` seconds) first saw the clock
+  row with breached = true, minus `due_at`: adds the projection activity and the poll interval.
+
+Absolute times drift on a shared machine, so the ratio of the loaded p99 to the baseline's p99
+(measured in the same run) is the figure to compare between runs. The script ends by itself: it
+gives up waiting after `--timeout` seconds, reports what it has, and exits 1 if clocks are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from disputeflow.contracts import CaseInput, workflow_id_for
+from disputeflow.db.engine import create_schema, make_engine, write_session
+from disputeflow.db.models import CaseEventRecord, ClockRecord
+from disputeflow.db.reference import seed_reference
+from disputeflow.domain.intake import Intake
+from disputeflow.domain.policy import load_policy
+from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
+from disputeflow.temporal import SEARCH_ATTRIBUTES
+from worker import build_worker
+from workflows.case import CaseWorkflow
+
+CLOCK = "emergency_response"
+TASK_QUEUE = "bench-cases"
+
+
+# -- Setup -------------------------------------------------------------------------------------
+
+
+def temporal_cli() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        sys.exit("the `temporal` CLI was not found: install the project first (make venv)")
+    return found
+
+
+def write_fast_policy(folder: Path, target_seconds: float) -> Path:
+    """The default policy with the emergency clock shortened to `target_seconds`."""
+    text = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
+    hours = target_seconds / 3600
+    block = re.compile(r'(clock = "emergency_response"\n(?:(?!\[\[).*\n)*?)target = \{[^}\n]*\}')
+    text, found = block.subn(
+        lambda m: m.group(1) + f'target = {{ amount = {hours!r}, unit = "calendar_hours" }}', text, count=1
+    )
+    if found != 1:
+        sys.exit(f"{DEFAULT_POLICY_FILE}: no target line for the {CLOCK} clock to shorten")
+    text = re.sub(r'^version = "([^"]*)"', r'version = "\1-bench"', text, count=1, flags=re.MULTILINE)
+    path = folder / "policy.toml"
+    path.write_text(text, encoding="utf-8")
+    policy = load_policy(path)  # fails loudly if the edit broke the file
+    rule = next(r for r in policy.clocks if r.clock == CLOCK and r.when.urgencies)
+    assert rule.target.amount == hours, rule.target
+    return path
+
+
+def intake(index: int) -> Intake:
+    return Intake.model_validate({
+        "channel": "hotline",
+        "caller": {"name": "张三", "phone": "13800138000"},
+        "region_code": "370102",
+        "category": "dispute",
+        "dispute_type": "neighbours",
+        "urgency": "emergency",
+        "description": f"邻里纠纷，对方扬言动手，情况紧急（压测 {index}）",
+    })
+
+
+# -- One phase: open cases, watch their clocks breach --------------------------------------------
+
+
+@dataclass
+class Phase:
+    label: str
+    prefix: str  # case ids of this phase start with it
+    count: int
+    interval: float  # seconds between case starts
+    start_seconds: float = 0.0  # how long opening all cases took
+    seen_breached: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # clock -> (due, seen)
+    event_lateness: list[float] = field(default_factory=list)
+    db_lateness: list[float] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seen_breached) >= self.count
+
+
+def poll_breached(engine: Engine, phase: Phase) -> None:
+    """Note every emergency clock of the phase that now shows breached, with when it was first seen."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ClockRecord.clock_id, ClockRecord.due_at)
+            .where(ClockRecord.name == CLOCK, ClockRecord.breached.is_(True),
+                   ClockRecord.case_id.startswith(phase.prefix, autoescape=True))
+        ).all()
+    seen = datetime.now(UTC)  # after the query returned: the row was visible by then at the latest
+    for clock_id, due_at in rows:
+        phase.seen_breached.setdefault(clock_id, (due_at, seen))
+
+
+def collect_events(engine: Engine, phase: Phase) -> None:
+    with Session(engine) as session:
+        events = session.exec(
+            select(CaseEventRecord)
+            .where(CaseEventRecord.type == "clock_breached",
+                   CaseEventRecord.case_id.startswith(phase.prefix, autoescape=True))
+        ).all()
+    phase.event_lateness = sorted(
+        (e.at - datetime.fromisoformat(e.data["due_at"])).total_seconds() for e in events if e.data.get("clock") == CLOCK
+    )
+    phase.db_lateness = sorted((seen - due).total_seconds() for due, seen in phase.seen_breached.values())
+
+
+async def run_phase(client: Client, engine: Engine, phase: Phase, *, poll: float, deadline: float) -> None:
+    async def open_cases() -> None:
+        began = time.monotonic()
+        starts = []
+        for index in range(phase.count):
+            delay = began + index * phase.interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            case_id = f"{phase.prefix}{index:05d}"
+            starts.append(asyncio.create_task(client.start_workflow(
+                CaseWorkflow.run, CaseInput(case_id=case_id, intake=intake(index)),
+                id=workflow_id_for(case_id), task_queue=TASK_QUEUE,
+            )))
+        await asyncio.gather(*starts)
+        phase.start_seconds = time.monotonic() - began
+
+    opener = asyncio.create_task(open_cases())
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.to_thread(poll_breached, engine, phase)
+            if phase.complete and opener.done():
+                break
+            await asyncio.sleep(poll)
+        if opener.done():
+            opener.result()  # a failed start is an error, not a slow result
+    finally:
+        opener.cancel()
+    collect_events(engine, phase)
+
+
+# -- Report ------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    if not values:
+        return math.nan
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+def fmt(seconds: float) -> str:
+    return "     n/a" if math.isnan(seconds) else f"{seconds * 1000:8.0f}"
+
+
+def line(name: str, values: list[float]) -> str:
+    cells = "".join(fmt(percentile(values, p)) for p in (50, 95, 99, 100))
+    return f"  {name:<26}{cells}   (n={len(values)})"
+
+
+def ratio(loaded: list[float], base: list[float]) -> str:
+    top, bottom = percentile(loaded, 99), percentile(base, 99)
+    if math.isnan(top) or math.isnan(bottom) or bottom <= 0:
+        return "n/a"
+    return f"{top / bottom:.1f}x"
+
+
+def report(args: argparse.Namespace, baseline: Phase, load: Phase) -> None:
+    print()
+    print(f"Breach lateness of the {CLOCK} clock (target {args.target_seconds:g} s), "
+          f"dev server on SQLite+WAL, worker in this process, {os.cpu_count()} CPUs")
+    print(f"  load: {load.count} cases opened over {load.start_seconds:.1f} s; "
+          f"baseline: {baseline.count} cases alone, {baseline.interval:g} s apart")
+    print(f"  {'milliseconds after due':<26}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
+    print(line(f"event, N={load.count}", load.event_lateness))
+    print(line(f"read model, N={load.count}", load.db_lateness))
+    print(line("event, N=1 (baseline)", baseline.event_lateness))
+    print(line("read model, N=1 (baseline)", baseline.db_lateness))
+    print(f"  p99(N={load.count}) / p99(N=1): event {ratio(load.event_lateness, baseline.event_lateness)}, "
+          f"read model {ratio(load.db_lateness, baseline.db_lateness)}")
+    print(f"  read-model figures include up to {args.poll * 1000:.0f} ms of polling delay")
+    for phase in (baseline, load):
+        if not phase.complete:
+            print(f"  INCOMPLETE: {phase.label}: {len(phase.seen_breached)} of {phase.count} breaches seen "
+                  f"within {args.timeout:g} s")
+
+
+# -- Main --------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    deadline = started + args.timeout
+    folder = Path(tempfile.mkdtemp(prefix="disputeflow-bench-"))
+    env: WorkflowEnvironment | None = None
+    engine: Engine | None = None
+    try:
+        policy_file = write_fast_policy(folder, args.target_seconds)
+        engine = make_engine(f"sqlite:///{(folder / 'readmodel.db').as_posix()}")
+        create_schema(engine)
+        with write_session(engine) as session:
+            seed_reference(session, DEFAULT_REFERENCE_FILE)
+        env = await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=temporal_cli(),
+            dev_server_database_filename=str(folder / "temporal.db"),
+            dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+            search_attributes=SEARCH_ATTRIBUTES,
+        )
+        settings = Settings(policy_file=policy_file, data_dir=folder)
+        worker = build_worker(env.client, settings, engine, task_queue=TASK_QUEUE)
+        warmup = Phase("warm-up", "W", 1, 0.0)
+        baseline = Phase("baseline", "B", args.baseline, args.baseline_interval)
+        load = Phase("load", "N", args.cases, args.spread / args.cases)
+        async with worker:
+            print(f"dev server and worker up in {time.monotonic() - started:.1f} s; data in {folder}", flush=True)
+            await run_phase(env.client, engine, warmup, poll=args.poll, deadline=deadline)
+            print(f"warm-up done; baseline: {baseline.count} cases alone", flush=True)
+            await run_phase(env.client, engine, baseline, poll=args.poll, deadline=deadline)
+            print(f"baseline done; load: {load.count} cases over {args.spread:g} s", flush=True)
+            await run_phase(env.client, engine, load, poll=args.poll, deadline=deadline)
+        report(args, baseline, load)
+        print(f"total {time.monotonic() - started:.1f} s")
+        return 0 if baseline.complete and load.complete else 1
+    finally:
+        if env is not None:
+            await env.shutdown()
+        if engine is not None:
+            engine.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=200, help="cases opened under load (default 200)")
+    parser.add_argument("--spread", type=float, default=10.0,
+                        help="seconds over which the loaded cases are opened, and so fall due (default 10)")
+    parser.add_argument("--target-seconds", type=float, default=7.2,
+                        help="the emergency clock's target in the benchmark policy (default 7.2 = 0.002 h)")
+    parser.add_argument("--baseline", type=int, default=3, help="baseline cases, each alone (default 3)")
+    parser.add_argument("--baseline-interval", type=float, default=1.5,
+                        help="seconds between baseline cases (default 1.5)")
+    parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")
+    parser.add_argument("--timeout", type=float, default=100.0,
+                        help="give up waiting for breaches after this many seconds in all (default 100)")
+    args = parser.parse_args(argv)
+    if args.cases < 1 or args.baseline < 1:
+        parser.error("--cases and --baseline must be at least 1")
+    if args.target_seconds <= 0 or args.spread < 0 or args.poll <= 0:
+        parser.error("--target-seconds and --poll must be positive, --spread not negative")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))

@@ -1,0 +1,332 @@
+"""Supervisor views over the read model: breached clocks, clocks at risk, compliance figures.
+
+Every query of the SLA views lives here; the API's routes call these functions and shape nothing
+themselves. All of them read `ClockRecord` (joined with `CaseRecord` for the case's urgency and
+category) and behave alike on SQLite and PostgreSQL.
+
+Definitions (the same in every view):
+
+- a clock is *open* while it is running or paused, and *ended* once met or cancelled;
+- a clock is *breached* once its breach has fired (`ClockRecord.breached`); an extension granted
+  afterwards moves its due time but does not erase the breach;
+- a clock is *at risk* while it is open, not breached, and either one of its warnings has fired or
+  it falls due within a window (24 hours by default).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import and_, or_
+from sqlmodel import Session, select
+
+from disputeflow.db.models import CaseRecord, ClockRecord
+from disputeflow.domain.calendar import SHANGHAI
+from disputeflow.domain.enums import Stage
+
+MAX_LIMIT = 1000
+DEFAULT_AT_RISK_WINDOW = timedelta(hours=24)
+OPEN_STATUSES = ("running", "paused")
+
+
+class ClockRow(BaseModel):
+    """One clock as a supervisor sees it, with its case's urgency and category."""
+
+    clock_id: str
+    case_id: str
+    name: str
+    title: str
+    stage: str
+    region_code: str
+    assignee_id: str | None
+    started_at: datetime
+    due_at: datetime
+    status: str  # running | paused | met | cancelled
+    breached: bool
+    breached_at: datetime | None
+    next_warning_at: datetime | None
+    warnings_fired: int
+    paused_at: datetime | None
+    pause_reason: str | None
+    met_at: datetime | None
+    urgency: str | None  # None only if the case row is missing (never written apart from its clocks)
+    category: str | None
+
+
+_ROW_COLUMNS = (
+    ClockRecord.clock_id, ClockRecord.case_id, ClockRecord.name, ClockRecord.title, ClockRecord.stage,
+    ClockRecord.region_code, ClockRecord.assignee_id, ClockRecord.started_at, ClockRecord.due_at,
+    ClockRecord.status, ClockRecord.breached, ClockRecord.breached_at, ClockRecord.next_warning_at,
+    ClockRecord.warnings_fired, ClockRecord.paused_at, ClockRecord.pause_reason, ClockRecord.met_at,
+    CaseRecord.urgency, CaseRecord.category,
+)
+_ROW_FIELDS = tuple(ClockRow.model_fields)
+assert len(_ROW_COLUMNS) == len(_ROW_FIELDS)
+
+
+# -- Arguments ---------------------------------------------------------------------------------
+
+
+def _check_region_prefix(prefix: str | None) -> str | None:
+    """2 (province), 4 (city) or 6 (county) digits. Digits only, so it is safe inside LIKE."""
+    if prefix is None:
+        return None
+    if not (prefix.isascii() and prefix.isdigit() and len(prefix) in (2, 4, 6)):
+        raise ValueError(f"a region prefix is 2, 4 or 6 digits of an administrative code, got {prefix!r}")
+    return prefix
+
+
+def _check_stage(stage: str | None) -> str | None:
+    if stage is None:
+        return None
+    try:
+        return Stage(stage).value
+    except ValueError:
+        known = ", ".join(s.value for s in Stage)
+        raise ValueError(f"unknown stage {stage!r}; one of: {known}") from None
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must be 0 or more, got {offset}")
+
+
+def _require_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment.isoformat()}")
+
+
+def _filters(region_prefix: str | None, stage: str | None, assignee_id: str | None, clock: str | None) -> list:
+    conditions = []
+    if (prefix := _check_region_prefix(region_prefix)) is not None:
+        conditions.append(ClockRecord.region_code.startswith(prefix, autoescape=True))
+    if (stage_value := _check_stage(stage)) is not None:
+        conditions.append(ClockRecord.stage == stage_value)
+    if assignee_id is not None:
+        conditions.append(ClockRecord.assignee_id == assignee_id)
+    if clock is not None:
+        conditions.append(ClockRecord.name == clock)
+    return conditions
+
+
+def _clock_rows(session: Session, conditions: list, limit: int, offset: int) -> list[ClockRow]:
+    statement = (
+        select(*_ROW_COLUMNS)
+        .select_from(ClockRecord)
+        .outerjoin(CaseRecord, CaseRecord.case_id == ClockRecord.case_id)
+        .where(*conditions)
+        .order_by(ClockRecord.due_at, ClockRecord.clock_id)  # clock_id: a stable order across pages
+        .limit(limit)
+        .offset(offset)
+    )
+    return [ClockRow(**dict(zip(_ROW_FIELDS, row, strict=True))) for row in session.exec(statement)]
+
+
+# -- Views -------------------------------------------------------------------------------------
+
+
+def breached_clocks(
+    session: Session,
+    *,
+    region_prefix: str | None = None,
+    stage: str | None = None,
+    assignee_id: str | None = None,
+    clock: str | None = None,
+    include_ended: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ClockRow]:
+    """Clocks whose breach has fired, the longest overdue (earliest due) first.
+
+    Open clocks only unless `include_ended`. A clock extended after its breach stays listed (its
+    `breached_at` is kept, its `due_at` is the extended one). Raises ValueError on a malformed
+    region prefix, an unknown stage, or a limit outside 1..MAX_LIMIT.
+    """
+    _check_page(limit, offset)
+    conditions = [ClockRecord.breached.is_(True), *_filters(region_prefix, stage, assignee_id, clock)]
+    if not include_ended:
+        conditions.append(ClockRecord.status.in_(OPEN_STATUSES))
+    return _clock_rows(session, conditions, limit, offset)
+
+
+def at_risk_clocks(
+    session: Session,
+    *,
+    now: datetime,
+    within: timedelta | None = None,
+    region_prefix: str | None = None,
+    stage: str | None = None,
+    assignee_id: str | None = None,
+    clock: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ClockRow]:
+    """Open clocks not yet breached that have fired a warning or fall due by `now + within`
+    (default 24 hours), soonest due first. Paused clocks are included (their rows say so); a
+    clock past its due time whose breach has not fired yet counts as at risk, not breached.
+    """
+    _require_aware(now, "now")
+    _check_page(limit, offset)
+    window = DEFAULT_AT_RISK_WINDOW if within is None else within
+    if window < timedelta(0):
+        raise ValueError(f"within must not be negative, got {window}")
+    conditions = [
+        ClockRecord.status.in_(OPEN_STATUSES),
+        ClockRecord.breached.is_(False),
+        or_(ClockRecord.warnings_fired > 0, ClockRecord.due_at <= now + window),
+        *_filters(region_prefix, stage, assignee_id, clock),
+    ]
+    return _clock_rows(session, conditions, limit, offset)
+
+
+# -- Compliance --------------------------------------------------------------------------------
+
+
+Period = Literal["day", "week", "month"]
+
+
+class ComplianceRow(BaseModel):
+    """Clocks of one name, region and period (of their start, Asia/Shanghai), by outcome.
+
+    The five outcome counts partition `started`. `compliance_rate` rates the clocks whose outcome
+    is known against the deadline: met_on_time / (met_on_time + met_late + breached_open); open
+    clocks still on time and cancelled ones are not rated. None when nothing can be rated.
+    """
+
+    clock: str
+    region_code: str  # the region prefix at the chosen level (2, 4 or 6 digits)
+    period: str  # "2026-11-05" (day), "2026-W48" (ISO week), "2026-11" (month)
+    started: int = 0
+    met_on_time: int = 0
+    met_late: int = 0  # met after breaching (extended or not), or after its due time
+    breached_open: int = 0  # still open, breached
+    open_on_time: int = 0  # still open, not breached
+    cancelled: int = 0  # ended without being met (the case was withdrawn), breached or not
+    compliance_rate: float | None = None
+
+    def _finish(self) -> ComplianceRow:
+        rated = self.met_on_time + self.met_late + self.breached_open
+        self.compliance_rate = self.met_on_time / rated if rated else None
+        return self
+
+
+def period_of(moment: datetime, period: Period) -> str:
+    """The Asia/Shanghai day, ISO week or month `moment` falls in."""
+    local = moment.astimezone(SHANGHAI).date()
+    if period == "day":
+        return local.isoformat()
+    if period == "week":
+        iso = local.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if period == "month":
+        return f"{local.year:04d}-{local.month:02d}"
+    raise ValueError(f"period must be day, week or month, got {period!r}")
+
+
+def _outcome(status: str, breached: bool, due_at: datetime, met_at: datetime | None) -> str:
+    if status == "met":
+        late = breached or (met_at is not None and met_at > due_at)
+        return "met_late" if late else "met_on_time"
+    if status == "cancelled":
+        return "cancelled"
+    return "breached_open" if breached else "open_on_time"
+
+
+def _compliance_facts(
+    session: Session, start: date, end: date, region_prefix: str | None
+) -> Iterator[tuple[str, str, datetime, str, bool, datetime, datetime | None]]:
+    """(name, region, started_at, status, breached, due_at, met_at) of clocks started in the
+    Shanghai dates [start, end], streamed in batches rather than loaded at once."""
+    first = datetime.combine(start, time(0), tzinfo=SHANGHAI)
+    after_last = datetime.combine(end + timedelta(days=1), time(0), tzinfo=SHANGHAI)
+    conditions = [ClockRecord.started_at >= first, ClockRecord.started_at < after_last]
+    if (prefix := _check_region_prefix(region_prefix)) is not None:
+        conditions.append(ClockRecord.region_code.startswith(prefix, autoescape=True))
+    statement = (
+        select(ClockRecord.name, ClockRecord.region_code, ClockRecord.started_at, ClockRecord.status,
+               ClockRecord.breached, ClockRecord.due_at, ClockRecord.met_at)
+        .where(and_(*conditions))
+        .execution_options(yield_per=1000)
+    )
+    yield from session.exec(statement)
+
+
+def compliance(
+    session: Session,
+    *,
+    start: date,
+    end: date,
+    period: Period = "month",
+    region_prefix: str | None = None,
+    group_by_region_level: Literal[2, 4, 6] = 6,
+) -> list[ComplianceRow]:
+    """Compliance per clock, per region (cut to `group_by_region_level` digits) and per period of
+    the clock's start, for clocks started on Shanghai dates start..end (both included).
+
+    Rows are sorted by clock, region, period; combinations with no clock started are left out.
+    One pass over the matching rows, batched from the database; memory grows with the number of
+    groups, not of clocks.
+    """
+    if end < start:
+        raise ValueError(f"end ({end.isoformat()}) is before start ({start.isoformat()})")
+    if period not in ("day", "week", "month"):
+        raise ValueError(f"period must be day, week or month, got {period!r}")
+    if group_by_region_level not in (2, 4, 6):
+        raise ValueError(f"group_by_region_level must be 2, 4 or 6, got {group_by_region_level!r}")
+    groups: dict[tuple[str, str, str], ComplianceRow] = {}
+    for name, region, started_at, status, breached, due_at, met_at in _compliance_facts(
+        session, start, end, region_prefix
+    ):
+        key = (name, region[:group_by_region_level], period_of(started_at, period))
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = ComplianceRow(clock=key[0], region_code=key[1], period=key[2])
+        row.started += 1
+        outcome = _outcome(status, bool(breached), due_at, met_at)
+        setattr(row, outcome, getattr(row, outcome) + 1)
+    return [groups[key]._finish() for key in sorted(groups)]
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+CSV_COLUMNS = (
+    "clock", "region_code", "period", "started", "met_on_time", "met_late", "breached_open",
+    "open_on_time", "cancelled", "compliance_rate",
+)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cell(value: object) -> str:
+    """Text a spreadsheet will not run as a formula: a leading = + - @ (or tab, CR) gets an apostrophe."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _rate(rate: float | None) -> str:
+    return "" if rate is None else f"{rate:.4f}"
+
+
+def compliance_csv(rows: Iterable[ComplianceRow]) -> str:
+    """The rows as CSV text (RFC 4180: comma-separated, CRLF line ends, quoted where needed).
+
+    A header row, then one line per row; the rate has 4 decimal places, empty when None. Encode
+    the result as UTF-8 to send it.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([
+            _safe_cell(row.clock), _safe_cell(row.region_code), _safe_cell(row.period),
+            row.started, row.met_on_time, row.met_late, row.breached_open, row.open_on_time, row.cancelled,
+            _rate(row.compliance_rate),
+        ])
+    return out.getvalue()
