@@ -65,16 +65,22 @@ class CalendarData(BaseModel, frozen=True):
     """Everything `BusinessCalendar` needs, as plain data a case can pin and a workflow can replay.
 
     Days in [covered_from, covered_to] follow `holidays` and `extra_workdays`; days outside it
-    fall back to Mon–Fri, because no official schedule is known for them yet.
+    fall back to Mon–Fri less `statutory_days_outside_coverage`, because no official schedule is
+    known for them yet.
     """
 
     holidays: list[date] = Field(default_factory=list)  # days off, substituted days off included
     extra_workdays: list[date] = Field(default_factory=list)  # weekend days made working days (调休)
+    # The festival days themselves (New Year's Day, Spring Festival, National Day...) are fixed by
+    # law (全国年节及纪念日放假办法) years ahead; only the State Council's arrangement around them
+    # (substitute days off, makeup working weekends) is announced late. Outside coverage these
+    # days are still off, so a 2027 deadline does not fall on 1 January.
+    statutory_days_outside_coverage: list[date] = Field(default_factory=list)
     office_hours: OfficeHoursList = Field(default_factory=lambda: list(DEFAULT_OFFICE_HOURS))
     covered_from: date
     covered_to: date  # inclusive; covered_to < covered_from means nothing is covered
 
-    @field_validator("holidays", "extra_workdays")
+    @field_validator("holidays", "extra_workdays", "statutory_days_outside_coverage")
     @classmethod
     def _sorted_unique(cls, days: list[date]) -> list[date]:
         # A canonical order makes equal calendars serialise identically in pinned case state.
@@ -129,6 +135,10 @@ def calendar_data_from_holidays(
         return covered_from <= day <= covered_to
 
     national_off = {day for day in china if in_coverage(day)}
+    # Outside coverage keep only the festival days the law fixes, not the package's guessed
+    # "(observed)" substitutes.
+    statutory = {day for day, name in china.items()
+                 if not in_coverage(day) and "observed" not in name and "substituted" not in name}
     # weekend_workdays is built from every year's notice, so a December makeup day announced in
     # the following year's notice is included too.
     national_on = {day for day in china.weekend_workdays if in_coverage(day)}
@@ -138,6 +148,7 @@ def calendar_data_from_holidays(
         office_hours=list(office_hours) if office_hours is not None else list(DEFAULT_OFFICE_HOURS),
         covered_from=covered_from,
         covered_to=covered_to,
+        statutory_days_outside_coverage=sorted(statutory - extra_on),
     )
 
 
@@ -159,7 +170,7 @@ class BusinessCalendar:
     """
 
     def __init__(self, data: CalendarData, *, on_fallback: Callable[[date], None] | None = None) -> None:
-        """`on_fallback(day)` is told, once per year, that a day outside coverage used Mon–Fri."""
+        """`on_fallback(day)` is told, once per year, that a day outside coverage used the fallback."""
         spans = tuple((span.start, span.end) for span in data.office_hours)
         if not spans:
             # CalendarData validates this; model_construct can bypass it, and every loop below would
@@ -169,6 +180,7 @@ class BusinessCalendar:
         self._spans = spans
         self._holidays = frozenset(data.holidays)
         self._extra_workdays = frozenset(data.extra_workdays)
+        self._statutory_outside = frozenset(data.statutory_days_outside_coverage)
         self._per_day = sum(
             (datetime.combine(date.min, end) - datetime.combine(date.min, start) for start, end in spans),
             timedelta(),
@@ -189,7 +201,7 @@ class BusinessCalendar:
         if self._on_fallback is not None and day.year not in self._fallback_years_reported:
             self._fallback_years_reported.add(day.year)
             self._on_fallback(day)
-        return day.weekday() < 5
+        return day.weekday() < 5 and day not in self._statutory_outside
 
     def working_seconds_between(self, start: datetime, end: datetime) -> float:
         """Office-hours seconds in [start, end); 0 when end <= start."""

@@ -85,11 +85,21 @@ def test_regional_extras_win_over_the_national_schedule() -> None:
 def test_outside_coverage_falls_back_to_weekdays_and_reports_once_per_year() -> None:
     reported: list[date] = []
     cal = BusinessCalendar(DATA_2026, on_fallback=reported.append)
-    assert cal.is_working_day(date(2027, 1, 1))  # in truth New Year's Day: hence the report
+    assert cal.is_working_day(date(2027, 1, 4))
     assert not cal.is_working_day(date(2027, 1, 2))
     assert cal.is_working_day(date(2027, 3, 1))
     assert cal.is_working_day(date(2025, 12, 31))
-    assert reported == [date(2027, 1, 1), date(2025, 12, 31)]
+    assert reported == [date(2027, 1, 4), date(2025, 12, 31)]
+
+
+def test_outside_coverage_the_statutory_festival_days_stay_off() -> None:
+    data = calendar_data_from_holidays(years=[2026, 2027])
+    assert data.covered_to == date(2026, 12, 31)  # the package has no 2027 State Council notice
+    cal = BusinessCalendar(data)
+    for festival in (date(2027, 1, 1), date(2027, 2, 8), date(2027, 10, 1)):  # fixed by law
+        assert not cal.is_working_day(festival), festival
+    # the package's guessed "(observed)" substitutes are not trusted: Tue 9 Feb 2027 still works
+    assert cal.is_working_day(date(2027, 2, 9))
 
 
 # -- deadlines ---------------------------------------------------------------------------------
@@ -139,10 +149,13 @@ def test_deadline_across_the_year_end_falls_back_and_says_so() -> None:
     reported: list[date] = []
     cal = BusinessCalendar(DATA_2026, on_fallback=reported.append)
     # Wed 30 Dec 2026 + 3 working days: Thu 31 Dec (1, covered), then 2027 is outside coverage, so
-    # Mon-Fri applies: Fri 1 Jan (2, though really New Year's Day), Mon 4 Jan (3).
+    # Mon-Fri applies: Fri 1 Jan (2: this calendar knows no 2027 festival days), Mon 4 Jan (3).
     due = cal.end_of_nth_working_day_after(sh(2026, 12, 30, 10), 3)
     assert due == sh(2027, 1, 4, 17, 30)
     assert reported == [date(2027, 1, 1)]
+    # pinned with 2027 requested, New Year's Day is known to be off even without the notice
+    cal = BusinessCalendar(calendar_data_from_holidays(years=[2026, 2027]))
+    assert cal.end_of_nth_working_day_after(sh(2026, 12, 30, 10), 3) == sh(2027, 1, 5, 17, 30)
 
 
 def test_working_days_touched_counts_partly_touched_days() -> None:
