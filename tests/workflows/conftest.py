@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -77,6 +77,7 @@ class CaseDriver:
 
     def __init__(self, env: WorkflowEnvironment, engine: Engine, task_queue: str) -> None:
         self.env, self.engine, self.task_queue = env, engine, task_queue
+        self.opened: list[WorkflowHandle] = []
 
     async def open(self, intake: Intake | None = None, **overrides) -> WorkflowHandle:
         """Start a case; the handle follows the case across continue-as-new, as the API's does."""
@@ -87,7 +88,9 @@ class CaseDriver:
             id=workflow_id_for(case_id),
             task_queue=self.task_queue,
         )
-        return self.env.client.get_workflow_handle_for(CaseWorkflow.run, workflow_id_for(case_id))
+        handle = self.env.client.get_workflow_handle_for(CaseWorkflow.run, workflow_id_for(case_id))
+        self.opened.append(handle)
+        return handle
 
     async def act(self, handle: WorkflowHandle, actor: Actor, command: dict, request_id: str | None = None) -> CaseView:
         request = ActionRequest.model_validate(
@@ -114,13 +117,27 @@ class CaseDriver:
             rows = session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id).order_by(CaseEventRecord.seq))
             return [r.type for r in rows]
 
-    async def save_history(self, handle: WorkflowHandle, name: str) -> None:
-        """With DISPUTEFLOW_RECORD_HISTORIES=1, keep this path's history for the replay tests."""
-        if not RECORD:
+    async def save_history(self, handle: WorkflowHandle, name: str, *, run_id: str | None = None) -> None:
+        """With DISPUTEFLOW_RECORD_HISTORIES=1, keep this path's history for the replay tests.
+
+        An existing file is never overwritten: old histories stay, so cases recorded under older
+        code keep proving that today's code still replays them.
+        """
+        path = HISTORIES / f"{name}.json"
+        if not RECORD or path.exists():
             return
+        if run_id is not None:
+            handle = self.env.client.get_workflow_handle(handle.id, run_id=run_id)
         history = await handle.fetch_history()
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1, ensure_ascii=False))
+        path.write_text(json.dumps(json.loads(history.to_json()), indent=1, ensure_ascii=False))
+
+    async def close_open_cases(self) -> None:
+        """Terminate what a test left running: an open case's timers would hold up time skipping."""
+        for handle in self.opened:
+            description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
 
 
 @asynccontextmanager
@@ -130,7 +147,11 @@ async def running_driver(env: WorkflowEnvironment, engine: Engine, settings: Set
         seed_reference(session, DEFAULT_REFERENCE_FILE)
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
     async with build_worker(env.client, settings, engine, task_queue=task_queue):
-        yield CaseDriver(env, engine, task_queue)
+        case_driver = CaseDriver(env, engine, task_queue)
+        try:
+            yield case_driver
+        finally:
+            await case_driver.close_open_cases()
 
 
 @pytest.fixture

@@ -48,3 +48,5 @@ async def test_long_case_continues_as_new_with_its_clocks(
         assert "clock_breached" in [e.type for e in view.timeline]
         assert driver.record(view.case_id).stage == "escalated"
         await driver.act(handle, OPERATOR, {"type": "withdraw", "reason": "test over"})
+        await driver.save_history(handle, "continue_as_new_first_run", run_id=first_run)
+        await driver.save_history(handle, "continue_as_new_last_run")

@@ -181,6 +181,7 @@ async def test_refusal_review_window_lapses(driver: CaseDriver) -> None:
     assert view.stage == "follow_up"
     assert "review_window_lapsed" in [e.type for e in view.timeline]
     await driver.act(handle, OPERATOR, {"type": "record_return_visit", "satisfaction": 4})
+    await driver.save_history(handle, "refusal_lapsed")
 
 
 async def test_emergency_breach_escalates_within_hours(driver: CaseDriver) -> None:
