@@ -14,7 +14,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from api.routes import health
+from api.auth import ensure_every_route_has_roles
+from api.body_limit import BodySizeLimit
+from api.errors import install_error_handlers
+from api.routes import actions, audit, cases, health, inbox, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
 from disputeflow.settings import Settings, get_settings
@@ -23,6 +26,29 @@ log = logging.getLogger(__name__)
 
 # Opening the database also creates the schema; a database that is down must not hold up start-up.
 DATABASE_OPEN_TIMEOUT_SECONDS = 10.0
+
+
+API_DESCRIPTION = """
+Every route but `/health` and these docs needs a bearer token (`Authorization: Bearer <token>`);
+for local use, `disputeflow token --user U --role R --region 3701` prints one. The token's role
+decides which routes you may call (403 otherwise) and its region which cases you see: a mediator
+sees the cases assigned to them, everyone else the cases of their region. A case outside your
+scope answers 404, exactly like an unknown one.
+
+Errors: 401 (token missing, forged or expired), 403 (role), 404 (case), 409 (the case refused the
+action; `detail` says why), 413 (body over the limit), 422 (`detail` lists each offending field
+with its `loc`), 503 with `Retry-After` (Temporal or the database unreachable: retry).
+"""
+
+OPENAPI_TAGS = [
+    {"name": "intake", "description": "Register calls, forms, walk-ins and 12345 work orders as cases."},
+    {"name": "cases", "description": "Find cases and see one as it stands now."},
+    {"name": "actions", "description": "Everything people do to a case, one route per action."},
+    {"name": "mediators", "description": "Inboxes, and the actions mediators take."},
+    {"name": "supervisors", "description": "Breaches, cases at risk, compliance; reassignment and extensions."},
+    {"name": "auditors", "description": "What happened and why: timelines, raw histories, replay, the audit chain."},
+    {"name": "health", "description": "Is the API connected to Temporal and the database."},
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,9 +66,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="disputeflow",
         summary="Dispute cases of a public legal-service hotline, from intake to closure.",
+        description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
     )
-    app.include_router(health.router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    for router in (cases.intake_router, cases.router, actions.router, inbox.router, supervision.router,
+                   audit.router, health.router):
+        app.include_router(router)
+    ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.datastructures import State
@@ -32,10 +32,28 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _engine(request: Request) -> Engine:
+    return database_engine(request.app.state)
+
+
 def _temporal(request: Request) -> TemporalGateway:
     return request.app.state.temporal
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
+EngineDep = Annotated[Engine, Depends(_engine)]  # for `write_session` work
 TemporalDep = Annotated[TemporalGateway, Depends(_temporal)]
+
+# A case number (`370102-20261130-0007`); anything else cannot name a case.
+CaseIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$", examples=["370102-20261130-0007"],
+                                 description="The case number")]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,64}$",
+        description="Up to 64 visible ASCII characters, e.g. a UUID. A retried request with the same key "
+        "takes effect once and answers like the first.",
+    ),
+]

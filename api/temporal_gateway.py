@@ -6,9 +6,15 @@ import asyncio
 import time
 
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from disputeflow.settings import Settings
 from disputeflow.temporal import connect
+
+
+# An HTTP caller waits ~2 s, not the SDK's default ~10 s, for a call to an unreachable server to
+# give up; it then gets 503 + Retry-After and retries itself.
+API_RETRY = RetryConfig(initial_interval_millis=100, max_interval_millis=1000, max_elapsed_time_millis=2000)
 
 
 class TemporalUnavailable(Exception):
@@ -48,7 +54,8 @@ class TemporalGateway:
             if self._last_error is not None and time.monotonic() - self._failed_at < self.retry_interval:
                 raise TemporalUnavailable(self._last_error)
             try:
-                self._client = await asyncio.wait_for(connect(self.settings), self.connect_timeout)
+                self._client = await asyncio.wait_for(connect(self.settings, retry_config=API_RETRY),
+                                                      self.connect_timeout)
             except Exception as exc:  # noqa: BLE001 - every failure means "unavailable"
                 reason = (
                     f"no answer within {self.connect_timeout:g} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
 from disputeflow.settings import Settings
 
@@ -26,13 +27,15 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
+    """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s)."""
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         tls=settings.temporal_tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        retry_config=retry_config,
     )
 
 

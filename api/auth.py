@@ -1,0 +1,181 @@
+"""Who is calling, and may they: bearer tokens, the actor dependency, and routers that deny by default.
+
+Tokens are JWTs signed with HS256 and `settings.signing_key()`, carrying
+
+    sub     the user id                    role    operator | mediator | legal_aid_officer | supervisor | auditor
+    region  2, 4 or 6 digits of an administrative code: the user's scope
+    name    display name (optional)        iat, exp  issued / expires (seconds since the epoch)
+
+`disputeflow token ...` prints one for local use. The actor of every action comes from the token
+only, never from a request body.
+
+Deny by default: routes live on routers made by `router_for(*roles)`, which puts a `RoleGuard` in
+front of every route; a route may narrow further with `dependencies=[allow(...)]`. At start-up
+`ensure_every_route_has_roles` refuses an app with a route that has no guard, so a route cannot
+be added without saying who may call it. `/health` and the docs are the only public routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+import jwt
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+
+from api.errors import Forbidden, NotAuthenticated, error_responses
+from disputeflow.domain.actions import Actor
+from disputeflow.domain.enums import Role
+from disputeflow.settings import Settings
+
+ALGORITHM = "HS256"
+HUMAN_ROLES = tuple(r for r in Role if r is not Role.system)
+PUBLIC_PATHS = frozenset({"/health"})
+REGION_PATTERN = r"^\d{2}(\d{2}){0,2}$"
+
+TokenRole = Literal["operator", "mediator", "legal_aid_officer", "supervisor", "auditor"]
+assert set(TokenRole.__args__) == {r.value for r in HUMAN_ROLES}  # type: ignore[attr-defined]
+
+
+class TokenClaims(BaseModel):
+    sub: str = Field(min_length=1, max_length=64)
+    role: TokenRole
+    region: str = Field(pattern=REGION_PATTERN)
+    name: str | None = Field(default=None, max_length=100)
+    iat: int
+    exp: int
+
+    def actor(self) -> Actor:
+        return Actor(user_id=self.sub, role=Role(self.role), region_code=self.region, name=self.name)
+
+
+def issue_token(settings: Settings, *, user_id: str, role: Role | str, region: str, name: str | None = None,
+                hours: float | None = None, now: datetime | None = None) -> str:
+    """A signed token for this person, valid `hours` (default `settings.token_ttl_hours`)."""
+    issued = now or datetime.now(timezone.utc)
+    lifetime = timedelta(hours=settings.token_ttl_hours if hours is None else hours)
+    claims = TokenClaims(sub=user_id, role=Role(role).value, region=region, name=name,
+                         iat=int(issued.timestamp()), exp=int((issued + lifetime).timestamp()))
+    return jwt.encode(claims.model_dump(exclude_none=True), settings.signing_key(), algorithm=ALGORITHM)
+
+
+def decode_token(token: str, key: str) -> Actor:
+    """The actor a token names; `NotAuthenticated` if it is forged, expired or malformed."""
+    try:
+        payload = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]})
+        return TokenClaims.model_validate(payload).actor()
+    except jwt.ExpiredSignatureError:
+        raise NotAuthenticated("the bearer token has expired; get a new one") from None
+    except (jwt.InvalidTokenError, ValidationError):
+        raise NotAuthenticated("the bearer token is not valid") from None
+
+
+_bearer = HTTPBearer(
+    auto_error=False, bearerFormat="JWT",
+    description="A token from `disputeflow token --user U --role R --region 3701`",
+)
+
+
+def _signing_key(request: Request) -> str:
+    state = request.app.state
+    if getattr(state, "signing_key", None) is None:  # read (or generated) once per process
+        state.signing_key = state.settings.signing_key()
+    return state.signing_key
+
+
+def current_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
+    if credentials is None:
+        raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
+    return decode_token(credentials.credentials, _signing_key(request))
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+class RoleGuard:
+    """A dependency that lets only `roles` through (403 for the others)."""
+
+    def __init__(self, roles: Iterable[Role]) -> None:
+        self.roles = frozenset(roles)
+        if not self.roles:
+            raise ValueError("a route needs at least one role; say explicitly who may call it")
+        if Role.system in self.roles:
+            raise ValueError("the system role has no tokens")
+
+    def __call__(self, actor: ActorDep) -> Actor:
+        if actor.role not in self.roles:
+            allowed = ", ".join(sorted(r.value for r in self.roles))
+            raise Forbidden(f"a {actor.role.value} may not use this route; it needs one of: {allowed}")
+        return actor
+
+
+def allow(*roles: Role) -> Any:
+    """`dependencies=[allow(Role.supervisor)]`: narrow one route of a `router_for` router."""
+    return Depends(RoleGuard(roles))
+
+
+def router_for(*roles: Role, **kwargs: Any) -> APIRouter:
+    """A router every route of which requires a token with one of `roles`."""
+    kwargs.setdefault("responses", {})
+    kwargs["responses"] = {**error_responses(401, 403, 422, 503), **kwargs["responses"]}
+    return APIRouter(dependencies=[allow(*roles)], **kwargs)
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    method: str
+    path: str
+    roles: frozenset[Role] | None  # None: no guard at all
+
+
+def api_routes(app: FastAPI) -> list[RouteInfo]:
+    """Every operation of the app as served (router prefixes and dependencies included)."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            roles = _guarded_roles(context.dependant)
+            found += [RouteInfo(method, context.path, roles) for method in sorted(context.methods)]
+    return found
+
+
+def _guarded_roles(root: Dependant) -> frozenset[Role] | None:
+    """The roles every guard in the dependency tree lets through; None if there is no guard."""
+    allowed: frozenset[Role] | None = None
+    pending = [root]
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, RoleGuard):
+            allowed = dependant.call.roles if allowed is None else allowed & dependant.call.roles
+        pending.extend(dependant.dependencies)
+    return allowed
+
+
+def ensure_every_route_has_roles(app: FastAPI, public: Collection[str] = PUBLIC_PATHS) -> None:
+    unguarded = [f"{r.method} {r.path}" for r in api_routes(app) if r.path not in public and r.roles is None]
+    if unguarded:
+        raise RuntimeError(f"routes without a role guard (build them with router_for): {', '.join(unguarded)}")
+
+
+def in_scope(actor: Actor, *, region_code: str, mediator_id: str | None) -> bool:
+    """Object-level scope: a mediator sees the cases assigned to them; everyone else their region."""
+    if actor.role is Role.mediator:
+        return mediator_id is not None and mediator_id == actor.user_id
+    return region_code.startswith(actor.region_code or "")
+
+
+def scoped_region(actor: Actor, requested: str | None) -> str:
+    """The region prefix a query may cover: the caller's own, or a narrower one inside it."""
+    own = actor.region_code or ""
+    if requested is None or requested.startswith(own):
+        return requested or own
+    if own.startswith(requested):
+        return own
+    raise Forbidden(f"region {requested} is outside your region {own}")

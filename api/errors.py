@@ -1,0 +1,203 @@
+"""Errors a person can act on: typed exceptions, and the one place that maps them to HTTP.
+
+Services and dependencies raise these (or let Temporal's and the database's own errors through);
+`install_error_handlers` turns each into a status code and a JSON body `{"detail": ...}`:
+
+| raised                                                      | status                   |
+|-------------------------------------------------------------|--------------------------|
+| `NotAuthenticated` (missing, forged, expired token)         | 401 + `WWW-Authenticate` |
+| `Forbidden` (role never allowed here, region outside scope) | 403                      |
+| `CaseNotFound` (unknown, or outside the caller's scope)     | 404                      |
+| `TransitionRefused` (the workflow's validator said no)      | 409                      |
+| `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
+| body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
+| `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
+| `CaseNotAnswering`, database unreachable                    |                          |
+| `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
+| any other Temporal RPC or update failure                    | 502                      |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.temporal_gateway import TemporalUnavailable
+from disputeflow import history
+from disputeflow.db.intake import IntakeKeyReused
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = TemporalUnavailable.retry_after_seconds
+UNAVAILABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+class ApiError(Exception):
+    """A business error with its status code. `detail` is what the caller reads."""
+
+    status_code = 500
+    headers: dict[str, str] = {}
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class Forbidden(ApiError):
+    status_code = 403
+
+
+class CaseNotFound(ApiError):
+    """Unknown case, or one outside the caller's scope: the two answer alike, so that a case's
+    existence does not leak to someone who may not see it."""
+
+    status_code = 404
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id} not found")
+        self.case_id = case_id
+
+
+class TransitionRefused(ApiError):
+    status_code = 409
+
+
+class InvalidQuery(ApiError):
+    """A query parameter the route could not use (a cursor from elsewhere, a region outside scope...)."""
+
+    status_code = 422
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class CaseNotAnswering(ApiError):
+    """The case's workflow did not answer in time (its worker is slow or down); safe to retry."""
+
+    status_code = 503
+    headers = {"Retry-After": "2"}
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a sentence, or (422) one item per offending field."""
+
+    detail: str | list[ErrorItem]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these status codes."""
+    described = {
+        401: "Missing, forged or expired bearer token",
+        403: "Your role may not use this route, or the region is outside your scope",
+        404: "No such case (or not one you may see)",
+        409: "The case refused the action; `detail` says why",
+        413: "Request body too large",
+        422: "Invalid input; `detail` names each offending field",
+        503: "Temporal (or the database) is unreachable; retry after `Retry-After` seconds",
+    }
+    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+
+
+def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return _json(503, reason, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _readable(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    # Only where and what: the offending input is not echoed back (it may be huge, personal, or
+    # not even JSON-encodable, like NaN).
+    readable = []
+    for e in errors:
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "json_invalid" and (e.get("ctx") or {}).get("error"):
+            msg = f"{msg}: {e['ctx']['error']}"  # e.g. "Expecting ',' delimiter"
+        readable.append({"loc": list(e.get("loc", ())), "msg": msg, "type": e.get("type", "value_error")})
+    return readable
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    if isinstance(exc, InvalidQuery):
+        return _json(422, [{"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}])
+    return _json(exc.status_code, exc.detail, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _json(422, _readable(exc.errors()))
+
+
+async def _intake_key_reused(_request: Request, exc: Exception) -> JSONResponse:
+    return _json(422, str(exc))
+
+
+async def _no_history(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, history.CaseNotFound)
+    return _json(404, f"case {exc.case_id} not found")
+
+
+async def _history_incomplete(_request: Request, exc: Exception) -> JSONResponse:
+    return _json(410, str(exc))
+
+
+async def _temporal_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    return _unavailable(str(exc))
+
+
+async def _rpc_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RPCError)
+    if exc.status in UNAVAILABLE_STATUSES:
+        return _unavailable(f"Temporal is unavailable: {exc.message}")
+    log.warning("Temporal refused a request: %s (%s)", exc.message, exc.status)
+    return _json(502, f"Temporal refused the request: {exc.message}")
+
+
+async def _update_failed(_request: Request, exc: Exception) -> JSONResponse:
+    # A refusal is turned into TransitionRefused by the service; anything else failed inside the
+    # workflow's handler (an activity that gave up, say).
+    assert isinstance(exc, WorkflowUpdateFailedError)
+    log.warning("case update failed: %r", exc.cause)
+    return _json(502, f"the case could not apply the action: {getattr(exc.cause, 'message', None) or exc.cause}")
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # Unreachable, or locked past the busy timeout: both pass.
+    assert isinstance(exc, OperationalError)
+    log.warning("database unavailable: %s", (str(exc.orig).splitlines() or ["?"])[0])
+    return _unavailable("the database is unavailable")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IntakeKeyReused, _intake_key_reused)
+    app.add_exception_handler(history.CaseNotFound, _no_history)
+    app.add_exception_handler(history.HistoryIncomplete, _history_incomplete)
+    app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
+    app.add_exception_handler(RPCError, _rpc_error)
+    app.add_exception_handler(WorkflowUpdateFailedError, _update_failed)
+    app.add_exception_handler(OperationalError, _database_unavailable)

@@ -1,0 +1,105 @@
+"""Auditors (and supervisors, for their region): what happened in a case and why; read-only.
+
+The timeline, the raw history and the replay come from Temporal's history of the case
+(`disputeflow.history`); the audit entries and the chain's verification from the hash-chained
+audit log (`disputeflow.db.audit`). Nothing here changes anything: the audit log has no route that
+writes, and the database refuses UPDATE and DELETE on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Query, Response
+from pydantic import BaseModel, Field
+
+from api import cases
+from api.auth import ActorDep, allow, router_for
+from api.deps import CaseIdPath, SessionDep, TemporalDep
+from api.errors import InvalidQuery, error_responses
+from api.schemas import AuditEntryPublic
+from disputeflow import history
+from disputeflow.db import audit
+from disputeflow.db.audit import ChainReport
+from disputeflow.domain.enums import Role
+
+router = router_for(Role.auditor, Role.supervisor, tags=["auditors"], responses=error_responses(404))
+
+
+class Timeline(BaseModel):
+    case_id: str
+    runs: int = Field(description="Workflow runs (a long case continues as new)")
+    entries: list[history.TimelineEntry]
+
+
+class ReplayVerdict(BaseModel):
+    case_id: str
+    ok: bool = Field(description="Every run replays under today's code")
+    results: list[history.ReplayResult]
+
+
+class CaseAudit(BaseModel):
+    case_id: str
+    entries: list[AuditEntryPublic]
+
+
+@router.get("/cases/{case_id}/timeline", response_model=Timeline, summary="What happened, from Temporal's history",
+            description="Who asked for what and whether it was done, when each clock's timer was set and fired, "
+                        "every domain event, read from the case's workflow history (all runs).")
+async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> Timeline:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    runs = await history.fetch_case_history(await temporal.client(), case_id)
+    return Timeline(case_id=case_id, runs=len(runs), entries=history.timeline(runs))
+
+
+@router.get(
+    "/cases/{case_id}/history",
+    summary="The raw workflow history (JSON export)",
+    description="One run's history in the format of `temporal workflow show --output json` (loads with "
+                "`WorkflowHistory.from_json` and in the Temporal UI). Default: the latest run; `X-Case-Runs` "
+                "says how many there are.",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "The history document"}},
+)
+async def case_history(
+    case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+    run: Annotated[int | None, Query(ge=1, le=10_000, description="Run number, 1 = first")] = None,
+) -> Response:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    runs = await history.fetch_case_history(await temporal.client(), case_id)
+    if run is not None and run > len(runs):
+        raise InvalidQuery("run", f"case {case_id} has {len(runs)} run(s)")
+    chosen = runs[(run or len(runs)) - 1]
+    return Response(history.export_history_json(chosen), media_type="application/json",
+                    headers={"X-Case-Runs": str(len(runs)),
+                             "Content-Disposition": f'inline; filename="case-{case_id}-run{run or len(runs)}.json"'})
+
+
+@router.post("/cases/{case_id}/replay", response_model=ReplayVerdict,
+             summary="Check the history still replays under today's code",
+             description="Replays every run with Temporal's Replayer; a divergence names the first event at which "
+                         "today's code and the history part ways. Changes nothing.")
+async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
+                      temporal: TemporalDep) -> ReplayVerdict:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    report = await history.replay_case(await temporal.client(), case_id)
+    return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
+
+
+@router.get("/cases/{case_id}/audit", response_model=CaseAudit, summary="The case's audit-log entries",
+            description="Every domain event of the case as recorded in the hash-chained audit log, in event order, "
+                        "with the exact text each hash covers.")
+async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseAudit:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
+    return CaseAudit(case_id=case_id, entries=[AuditEntryPublic.from_entry(e) for e in entries])
+
+
+@router.get("/audit/verify", response_model=ChainReport, dependencies=[allow(Role.auditor)],
+            summary="Verify the whole audit chain",
+            description="Recomputes every hash of the audit log. Record `head_hash`: a later run that no longer "
+                        "contains it shows the tail was cut off or rewritten. Auditors only (the chain spans "
+                        "every region).")
+def verify_audit(session: SessionDep) -> ChainReport:
+    return audit.verify_chain(session)

@@ -1,0 +1,159 @@
+"""Intake (POST /cases), listing and search (GET /cases), one case (GET /cases/{case_id})."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import Body, Query, Response
+
+from api import cases
+from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
+from api.deps import CaseIdPath, EngineDep, IdempotencyKey, SessionDep, SettingsDep, TemporalDep
+from api.errors import InvalidQuery, error_responses
+from api.schemas import CaseAccepted, CaseDetail, CasePage, CaseSummary
+from disputeflow.db import queries
+from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
+from disputeflow.domain.intake import Intake
+
+intake_router = router_for(Role.operator, Role.supervisor, tags=["intake"])
+router = router_for(*HUMAN_ROLES, tags=["cases"])
+
+INTAKE_EXAMPLES = {
+    "wage_arrears": {
+        "summary": "Migrant worker, wage arrears (hotline call)",
+        "value": {
+            "channel": "hotline",
+            "caller": {"name": "张三", "phone": "13800138000"},
+            "region_code": "370102",
+            "category": "dispute",
+            "dispute_type": "labour_wages",
+            "urgency": "normal",
+            "special_groups": ["migrant_worker"],
+            "description": "工地拖欠三个月工资，共计一万二千元，包工头失联。",
+            "counterparty": "某建筑劳务公司",
+        },
+    },
+    "consultation": {
+        "summary": "A question answered on the spot",
+        "value": {
+            "channel": "online",
+            "caller": {"name": "李四", "phone": "0531-86012348"},
+            "region_code": "370103",
+            "category": "consultation",
+            "dispute_type": "marriage_family",
+            "description": "离婚后孩子抚养费标准如何确定？",
+        },
+    },
+    "emergency": {
+        "summary": "Neighbours, threat of violence (handled within the hour)",
+        "value": {
+            "channel": "walk_in",
+            "caller": {"name": "王五", "phone": "13912345678"},
+            "region_code": "370102",
+            "category": "dispute",
+            "dispute_type": "neighbours",
+            "urgency": "emergency",
+            "special_groups": ["elderly"],
+            "description": "邻居因宅基地界线扬言动手，老人独居，情绪激动。",
+        },
+    },
+}
+
+# Old enough for any record, and far from the limits of datetime arithmetic.
+DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+
+
+@intake_router.post(
+    "/cases",
+    status_code=201,
+    response_model=CaseDetail | CaseAccepted,
+    summary="Register a call as a new case",
+    description=(
+        "Registers the call, starts the case's workflow and waits (a few seconds at most) until the case "
+        "has opened: **201** with the case. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai "
+        "day, a counter per region and day).\n\n"
+        "**Idempotency-Key** (recommended): a retry with the same key and the same body answers **200** with "
+        "the same case instead of registering a second one; the same key with a different body is **422**. "
+        "Without a key every request registers a new case.\n\n"
+        "**202** when the case was registered but has not opened in time (its worker is slow): fetch it "
+        "shortly. **503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case "
+        "number may have been used up: numbers are unique, not gapless)."
+    ),
+    responses={200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key"},
+               202: {"model": CaseAccepted, "description": "Registered, still opening"},
+               **error_responses(413)},
+)
+async def register_case(
+    intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
+    response: Response, actor: ActorDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CaseDetail | CaseAccepted:
+    case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine,
+                                              temporal=temporal, task_queue=settings.temporal_task_queue)
+    response.headers["Location"] = f"/cases/{case.case_id}"
+    if isinstance(case, CaseAccepted):
+        response.status_code = 202
+    elif not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return case
+
+
+@router.get(
+    "/cases",
+    response_model=CasePage,
+    summary="List and search cases",
+    description=(
+        "From the read model, newest first. Mediators see the cases assigned to them; everyone else the "
+        "cases of their region. Filters combine with AND. Paging: pass `next_cursor` back as `cursor` "
+        "(stable while new cases arrive)."
+    ),
+)
+def list_cases(
+    actor: ActorDep,
+    session: SessionDep,
+    stage: Stage | None = None,
+    phase: Phase | None = None,
+    region: Annotated[str | None, Query(pattern=REGION_PATTERN, description="Region code prefix: 2, 4 or 6 digits",
+                                        examples=["3701"])] = None,
+    urgency: Urgency | None = None,
+    category: Category | None = None,
+    dispute_type: DisputeType | None = None,
+    assignee: Annotated[str | None, Query(max_length=64, description="Mediator or lawyer id")] = None,
+    breached: Annotated[bool | None, Query(description="Cases with (or without) a missed deadline")] = None,
+    opened_from: DayQuery = None,
+    opened_to: DayQuery = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100,
+                                   description="Text in the description or the caller's name", examples=["工资"])] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+) -> CasePage:
+    if actor.role is Role.mediator:
+        scope = queries.Scope(mediator_id=actor.user_id)
+    else:
+        scope = queries.Scope(region_prefix=scoped_region(actor, region))
+    filters = queries.CaseFilters(
+        stage=stage, phase=phase, region_prefix=region, urgency=urgency, category=category, dispute_type=dispute_type,
+        assignee_id=assignee, breached=breached, opened_from=opened_from, opened_to=opened_to, text=q,
+    )
+    try:
+        page = queries.list_cases(session, scope=scope, filters=filters, cursor=cursor, limit=limit)
+    except queries.InvalidCursor as exc:
+        raise InvalidQuery("cursor", str(exc)) from None
+    return CasePage(items=[CaseSummary.from_record(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/cases/{case_id}",
+    response_model=CaseDetail,
+    summary="One case, as it stands now",
+    description=(
+        "An open case live from its workflow (`source: workflow`); a closed case from the read model "
+        "(`source: read_model`). A case outside your scope answers 404, like an unknown one."
+    ),
+    responses=error_responses(404),
+)
+async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseDetail:
+    return await cases.case_detail(case_id, actor, session=session, temporal=temporal)
+

@@ -1,0 +1,121 @@
+"""Supervisors' views over the read model: missed deadlines, deadlines at risk, compliance figures.
+
+Each covers the supervisor's region (or a narrower `region` inside it). The figures themselves are
+computed by `disputeflow.db.reports`; these routes only translate HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from fastapi import Query, Response
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from api.auth import REGION_PATTERN, ActorDep, router_for, scoped_region
+from api.deps import SessionDep
+from api.errors import InvalidQuery
+from disputeflow.db import reports
+from disputeflow.db.reports import ClockRow, ComplianceRow
+from disputeflow.domain.actions import Actor
+from disputeflow.domain.calendar import SHANGHAI
+from disputeflow.domain.enums import Role, Stage
+
+router = router_for(Role.supervisor, prefix="/supervision", tags=["supervisors"])
+
+MAX_PAGE = 500
+RegionQuery = Annotated[str | None, Query(pattern=REGION_PATTERN, examples=["370102"],
+                                          description="A region inside yours (2, 4 or 6 digits); default: yours")]
+AssigneeQuery = Annotated[str | None, Query(max_length=64, description="Mediator id")]
+ClockQuery = Annotated[str | None, Query(max_length=64, description="Clock name", examples=["legal_aid_decision"])]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
+DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+
+
+class ClockPage(BaseModel):
+    items: list[ClockRow]
+    limit: int
+    offset: int
+
+
+class Compliance(BaseModel):
+    region: str
+    start: date
+    end: date
+    period: Literal["day", "week", "month"]
+    rows: list[ComplianceRow]
+
+
+@router.get("/breaches", response_model=ClockPage, summary="Missed deadlines, longest overdue first",
+            description="Clocks whose breach has fired; open ones only unless `include_ended`.")
+def breaches(
+    actor: ActorDep, session: SessionDep, region: RegionQuery = None, stage: Stage | None = None,
+    assignee: AssigneeQuery = None, clock: ClockQuery = None, include_ended: bool = False,
+    limit: LimitQuery = 100, offset: OffsetQuery = 0,
+) -> ClockPage:
+    rows = reports.breached_clocks(
+        session, region_prefix=scoped_region(actor, region), stage=stage.value if stage else None,
+        assignee_id=assignee, clock=clock, include_ended=include_ended, limit=limit, offset=offset)
+    return ClockPage(items=rows, limit=limit, offset=offset)
+
+
+@router.get("/at-risk", response_model=ClockPage, summary="Deadlines at risk, soonest due first",
+            description="Open clocks not yet breached that have fired a warning or fall due within `within_hours`.")
+def at_risk(
+    actor: ActorDep, session: SessionDep,
+    within_hours: Annotated[float, Query(ge=0, le=24 * 92, allow_inf_nan=False)] = 24,
+    region: RegionQuery = None, stage: Stage | None = None, assignee: AssigneeQuery = None, clock: ClockQuery = None,
+    limit: LimitQuery = 100, offset: OffsetQuery = 0,
+) -> ClockPage:
+    rows = reports.at_risk_clocks(
+        session, now=datetime.now(timezone.utc), within=timedelta(hours=within_hours),
+        region_prefix=scoped_region(actor, region), stage=stage.value if stage else None, assignee_id=assignee,
+        clock=clock, limit=limit, offset=offset)
+    return ClockPage(items=rows, limit=limit, offset=offset)
+
+
+def _compliance(actor: Actor, session: Session, start: date | None, end: date | None,
+                period: Literal["day", "week", "month"], region: str | None, group_by: int) -> Compliance:
+    today = datetime.now(SHANGHAI).date()
+    end = end or today
+    start = start or end.replace(day=1)
+    if end < start:
+        raise InvalidQuery("end", f"end ({end}) is before start ({start})")
+    own = scoped_region(actor, region)
+    rows = reports.compliance(session, start=start, end=end, period=period, region_prefix=own,
+                              group_by_region_level=group_by)  # type: ignore[arg-type]  # 2, 4 or 6 (checked)
+    return Compliance(region=own, start=start, end=end, period=period, rows=rows)
+
+
+_COMPLIANCE_HELP = (
+    "Per clock, region and period of the clocks' start (Asia/Shanghai): how many started, were met on time, "
+    "late, are breached and open, on time and open, cancelled, and the compliance rate. Default range: this "
+    "month so far."
+)
+PeriodQuery = Annotated[Literal["day", "week", "month"], Query()]
+GroupQuery = Annotated[int, Query(ge=2, le=6, multiple_of=2,
+                                  description="Group regions by 2 (province), 4 (city) or 6 (county) digits")]
+
+
+@router.get("/compliance", response_model=Compliance, summary="Compliance figures", description=_COMPLIANCE_HELP)
+def compliance(
+    actor: ActorDep, session: SessionDep, start: DayQuery = None, end: DayQuery = None,
+    period: PeriodQuery = "month", region: RegionQuery = None, group_by: GroupQuery = 6,
+) -> Compliance:
+    return _compliance(actor, session, start, end, period, region, group_by)
+
+
+@router.get(
+    "/compliance.csv", summary="Compliance figures as CSV", description=_COMPLIANCE_HELP,
+    response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV"}},
+)
+def compliance_csv(
+    actor: ActorDep, session: SessionDep, start: DayQuery = None, end: DayQuery = None,
+    period: PeriodQuery = "month", region: RegionQuery = None, group_by: GroupQuery = 6,
+) -> Response:
+    figures = _compliance(actor, session, start, end, period, region, group_by)
+    filename = f"compliance-{figures.region}-{figures.start:%Y%m%d}-{figures.end:%Y%m%d}.csv"
+    return Response(reports.compliance_csv(figures.rows).encode(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,93 @@
+"""Intake bookkeeping: human-readable case numbers and the Idempotency-Keys of POST /cases.
+
+A case number reads `{region}-{YYYYMMDD}-{NNNN}`, e.g. `370102-20261130-0007`: the case's county,
+its Asia/Shanghai opening day and a per-county-per-day counter. Numbers are unique but not gapless:
+a number handed out to a request that then fails (Temporal unreachable) is not given back, since
+another request may already hold the next one. The gap is harmless and shows in no listing.
+
+Run these inside `write_session` (SQLite: BEGIN IMMEDIATE; PostgreSQL: the counter and the key
+are claimed with single upsert statements, safe under concurrent requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from disputeflow.db.models import CaseNumberCounter, IntakeRequest
+from disputeflow.domain.calendar import SHANGHAI
+from disputeflow.domain.intake import Intake
+
+
+class IntakeKeyReused(Exception):
+    """An Idempotency-Key already used for a different intake."""
+
+    def __init__(self, key: str, case_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used to register case {case_id} with a different body; "
+            "send the same body to get that case back, or use a new key for a new case"
+        )
+        self.key, self.case_id = key, case_id
+
+
+@dataclass(frozen=True)
+class IntakeClaim:
+    case_id: str
+    created: bool  # False: the key was seen before, with the same body
+
+
+def intake_fingerprint(intake: Intake) -> str:
+    """SHA-256 of the validated intake in canonical JSON: formatting and key order do not count."""
+    canonical = json.dumps(intake.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _insert(session: Session):
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
+    """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
+    day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
+    stmt = (
+        _insert(session)(CaseNumberCounter)
+        .values(region_code=region_code, day=day, last=1)
+        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": CaseNumberCounter.last + 1})
+        .returning(CaseNumberCounter.last)
+    )
+    number = session.execute(stmt).scalar_one()
+    return f"{region_code}-{day}-{number:04d}"
+
+
+def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_code: str, now: datetime) -> IntakeClaim:
+    """The case this key stands for: a new case number the first time, the same one after.
+
+    Raises `IntakeKeyReused` when the key was recorded with a different body.
+    """
+    existing = session.get(IntakeRequest, key)
+    if existing is None:
+        case_id = next_case_id(session, region_code=region_code, now=now)
+        session.execute(
+            _insert(session)(IntakeRequest)
+            .values(idempotency_key=key, case_id=case_id, fingerprint=fingerprint, created_at=now)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+        # A concurrent request with the same key may have won the insert: read what stands.
+        existing = session.get(IntakeRequest, key, populate_existing=True)
+        assert existing is not None
+        if existing.case_id == case_id:
+            return IntakeClaim(case_id=case_id, created=True)
+    if existing.fingerprint != fingerprint:
+        raise IntakeKeyReused(key, existing.case_id)
+    return IntakeClaim(case_id=existing.case_id, created=False)
+
+
+def release_intake_key(session: Session, *, key: str, case_id: str) -> None:
+    """Forget a key whose case never started, so nothing half-created remains (its number stays used)."""
+    session.execute(delete(IntakeRequest).where(IntakeRequest.idempotency_key == key, IntakeRequest.case_id == case_id))

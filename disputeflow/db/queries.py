@@ -1,0 +1,205 @@
+"""Reads of the read model for the API: case listings and search, inboxes, one case's rows.
+
+Nothing here asks Temporal: listings and inboxes come from the projected tables only. Every
+function takes the caller's scope as plain arguments (`mediator_id`: only cases assigned to that
+mediator; `region_prefix`: only cases whose region code starts with it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import and_, func, or_
+from sqlmodel import Session, select
+
+from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, Lawyer, Mediator
+from disputeflow.domain.calendar import SHANGHAI
+
+MAX_PAGE = 100
+LIKE_ESCAPE = "\\"
+
+
+class InvalidCursor(ValueError):
+    """A listing cursor this module did not write (or one for a different ordering)."""
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    stage: str | None = None
+    phase: str | None = None
+    region_prefix: str | None = None
+    urgency: str | None = None
+    category: str | None = None
+    dispute_type: str | None = None
+    assignee_id: str | None = None  # the mediator or the lawyer
+    breached: bool | None = None
+    opened_from: date | None = None  # Asia/Shanghai days, both inclusive
+    opened_to: date | None = None
+    text: str | None = None  # in the description or the caller's name
+
+
+@dataclass(frozen=True)
+class Scope:
+    mediator_id: str | None = None
+    region_prefix: str | None = None
+
+
+@dataclass
+class CasePage:
+    items: list[CaseRecord]
+    next_cursor: str | None
+
+
+@dataclass
+class CaseRows:
+    """Everything the read model holds about one case."""
+
+    record: CaseRecord
+    events: list[CaseEventRecord] = field(default_factory=list)
+    clocks: list[ClockRecord] = field(default_factory=list)
+    open_tasks: list[CaseTaskRecord] = field(default_factory=list)
+    mediator_name: str | None = None
+    lawyer_name: str | None = None
+
+
+# -- Cursors -----------------------------------------------------------------------------------
+
+
+def encode_cursor(record: CaseRecord) -> str:
+    raw = json.dumps([record.opened_at.isoformat(), record.case_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        opened_at, case_id = json.loads(raw)
+        moment = datetime.fromisoformat(opened_at)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise InvalidCursor("not a cursor from this listing; start again without one") from exc
+    if not isinstance(case_id, str) or moment.tzinfo is None:
+        raise InvalidCursor("not a cursor from this listing; start again without one")
+    return moment, case_id
+
+
+# -- Conditions ------------------------------------------------------------------------------
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` with LIKE's own wildcards in `text` taken literally."""
+    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+    return f"%{escaped}%"
+
+
+def _shanghai_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=SHANGHAI)
+
+
+def _scope_conditions(scope: Scope, region_column, mediator_column) -> list:
+    conditions = []
+    if scope.mediator_id is not None:
+        conditions.append(mediator_column == scope.mediator_id)
+    if scope.region_prefix:
+        conditions.append(region_column.startswith(scope.region_prefix, autoescape=True))
+    return conditions
+
+
+def _case_conditions(f: CaseFilters) -> list:
+    c = CaseRecord
+    conditions = []
+    for column, value in ((c.stage, f.stage), (c.phase, f.phase), (c.urgency, f.urgency),
+                          (c.category, f.category), (c.dispute_type, f.dispute_type), (c.breached, f.breached)):
+        if value is not None:
+            conditions.append(column == value)
+    if f.region_prefix:
+        conditions.append(c.region_code.startswith(f.region_prefix, autoescape=True))
+    if f.assignee_id:
+        conditions.append(or_(c.mediator_id == f.assignee_id, c.lawyer_id == f.assignee_id))
+    if f.opened_from is not None:
+        conditions.append(c.opened_at >= _shanghai_midnight(f.opened_from))
+    if f.opened_to is not None and f.opened_to < date.max:
+        conditions.append(c.opened_at < _shanghai_midnight(f.opened_to + timedelta(days=1)))
+    if f.text:
+        pattern = like_pattern(f.text)
+        conditions.append(or_(c.description.ilike(pattern, escape=LIKE_ESCAPE),
+                              c.caller_name.ilike(pattern, escape=LIKE_ESCAPE)))
+    return conditions
+
+
+# -- Cases ---------------------------------------------------------------------------------------
+
+
+def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: str | None = None,
+               limit: int = 50) -> CasePage:
+    """Newest first (opened_at, then case_id, both descending): keyset paging, stable while cases
+    are added. Raises `InvalidCursor`."""
+    limit = max(1, min(limit, MAX_PAGE))
+    conditions = _scope_conditions(scope, CaseRecord.region_code, CaseRecord.mediator_id) + _case_conditions(filters)
+    if cursor:
+        opened_at, case_id = decode_cursor(cursor)
+        conditions.append(or_(CaseRecord.opened_at < opened_at,
+                              and_(CaseRecord.opened_at == opened_at, CaseRecord.case_id < case_id)))
+    rows = list(session.exec(
+        select(CaseRecord).where(*conditions)
+        .order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc()).limit(limit + 1)
+    ))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return CasePage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+def case_record(session: Session, case_id: str) -> CaseRecord | None:
+    return session.get(CaseRecord, case_id)
+
+
+def case_rows(session: Session, case_id: str) -> CaseRows | None:
+    record = session.get(CaseRecord, case_id)
+    if record is None:
+        return None
+    events = list(session.exec(select(CaseEventRecord).where(CaseEventRecord.case_id == case_id)
+                               .order_by(CaseEventRecord.seq)))
+    clocks = list(session.exec(select(ClockRecord).where(ClockRecord.case_id == case_id)
+                               .order_by(ClockRecord.started_at, ClockRecord.clock_id)))
+    tasks = list(session.exec(select(CaseTaskRecord).where(CaseTaskRecord.case_id == case_id,
+                                                           CaseTaskRecord.status == "open")
+                              .order_by(CaseTaskRecord.created_at, CaseTaskRecord.task_id)))
+    mediator = session.get(Mediator, record.mediator_id) if record.mediator_id else None
+    lawyer = session.get(Lawyer, record.lawyer_id) if record.lawyer_id else None
+    return CaseRows(record=record, events=events, clocks=clocks, open_tasks=tasks,
+                    mediator_name=mediator.name if mediator else None, lawyer_name=lawyer.name if lawyer else None)
+
+
+# -- Inboxes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class InboxPage:
+    items: list[tuple[CaseTaskRecord, CaseRecord]]
+    total: int
+
+
+def open_tasks(session: Session, *, assignee_id: str | None = None, role: str | None = None,
+               region_prefix: str | None = None, limit: int = 50, offset: int = 0) -> InboxPage:
+    """Open tasks, soonest due first (no due time last), each with its case.
+
+    `assignee_id`: tasks assigned to that person; otherwise `role` (and `region_prefix`): tasks
+    waiting for anyone in that role there.
+    """
+    t = CaseTaskRecord
+    conditions = [t.status == "open"]
+    if assignee_id is not None:
+        conditions.append(t.assignee_id == assignee_id)
+    if role is not None:
+        conditions.append(t.assignee_role == role)
+    if region_prefix:
+        conditions.append(t.region_code.startswith(region_prefix, autoescape=True))
+    joined = select(t, CaseRecord).join(CaseRecord, CaseRecord.case_id == t.case_id).where(*conditions)
+    total = session.exec(select(func.count()).select_from(joined.subquery())).one()
+    rows = session.exec(
+        joined.order_by(t.due_at.is_(None), t.due_at, t.task_id).limit(max(1, min(limit, MAX_PAGE))).offset(offset)
+    )
+    return InboxPage(items=[(task, case) for task, case in rows], total=total)
