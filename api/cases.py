@@ -129,12 +129,12 @@ def _release(engine: Engine, key: str, case_id: str) -> None:
         intake_db.release_intake_key(session, key=key, case_id=case_id)
 
 
-async def _start(client: Client, case_id: str, intake: Intake, task_queue: str) -> WorkflowHandle:
+async def _start(client: Client, case_id: str, intake: Intake, actor: Actor, task_queue: str) -> WorkflowHandle:
     """Start the case's workflow, or find it: starting the same case twice is a no-op (a retry
     after a crash between recording the key and starting), even after the case has closed."""
     try:
         return await client.start_workflow(
-            CaseWorkflow.run, CaseInput(case_id=case_id, intake=intake), id=workflow_id_for(case_id),
+            CaseWorkflow.run, CaseInput(case_id=case_id, intake=intake, registered_by=actor), id=workflow_id_for(case_id),
             task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
@@ -171,7 +171,7 @@ async def register_case(intake: Intake, *, key: str | None, actor: Actor, engine
     client = await temporal.client()
     claim = await asyncio.to_thread(_claim, engine, key, intake, datetime.now(timezone.utc))
     try:
-        handle = await _start(client, claim.case_id, intake, task_queue)
+        handle = await _start(client, claim.case_id, intake, actor, task_queue)
     except RPCError as exc:
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
         if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:

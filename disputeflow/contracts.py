@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from disputeflow.domain.actions import Actor
 from disputeflow.domain.case import CaseEvent, CaseState, CaseTask, Notification
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.enums import DisputeType, FinalOutcome, Stage
@@ -18,6 +19,7 @@ class CaseInput(BaseModel):
 
     case_id: str
     intake: Intake
+    registered_by: Actor | None = None  # the operator who took the call, for the timeline
     carried: CaseState | None = None
 
 

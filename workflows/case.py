@@ -73,7 +73,9 @@ class CaseWorkflow:
             )
             async with self._lock:
                 self._calendar = self._calendar_for(policy)
-                self._state = lifecycle.open_case(inp.case_id, inp.intake, policy, workflow.now(), self._cal())
+                self._state = lifecycle.open_case(
+                    inp.case_id, inp.intake, policy, workflow.now(), self._cal(), registered_by=inp.registered_by
+                )
                 await self._settle(lifecycle.Effects())
         state = self._state
 

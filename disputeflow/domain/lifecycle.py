@@ -117,10 +117,11 @@ TASK_CLOCKS: dict[str, tuple[str, ...]] = {
 # -- Opening -------------------------------------------------------------------------------
 
 
-def open_case(case_id: str, intake: Intake, policy: CasePolicy, now: datetime, cal: BusinessCalendar) -> CaseState:
+def open_case(case_id: str, intake: Intake, policy: CasePolicy, now: datetime, cal: BusinessCalendar,
+              *, registered_by: a.Actor | None = None) -> CaseState:
     state = CaseState(case_id=case_id, intake=intake, policy=policy, opened_at=now, stage_entered_at=now)
     event = _emit(
-        state, "case_registered", now, None,
+        state, "case_registered", now, registered_by,
         channel=intake.channel, category=intake.category, dispute_type=intake.dispute_type,
         urgency=intake.urgency, region_code=intake.region_code, policy_version=policy.version,
         policy_fingerprint=policy.fingerprint,

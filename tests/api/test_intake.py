@@ -45,6 +45,7 @@ async def test_registers_a_case_and_answers_when_it_has_opened(stack: Stack) -> 
     assert case["description"] == body["description"] and case["caller"] == {"name": "张三", "phone": "+8613800138000"}
     assert [t["kind"] for t in case["tasks"]] == ["triage"] and case["tasks"][0]["due_at"]
     assert case["timeline"][0]["type"] == "case_registered"
+    assert case["timeline"][0]["actor_id"] == SUPERVISOR[0]  # who took the call
     description = await stack.env.client.get_workflow_handle(workflow_id_for(case["case_id"])).describe()
     assert description.task_queue == stack.settings.temporal_task_queue
     # numbers count up per region and day
