@@ -182,7 +182,16 @@ async def register_case(intake: Intake, *, key: str | None, actor: Actor, engine
         return CaseAccepted(case_id=claim.case_id, detail=(
             f"case {claim.case_id} is registered but has not opened within {OPEN_WAIT_SECONDS:g} s; "
             "fetch it shortly")), claim.created
-    return CaseDetail.from_view(view), claim.created
+    detail = CaseDetail.from_view(view)
+    detail.possible_duplicates = await asyncio.to_thread(
+        _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+    return detail, claim.created
+
+
+def _duplicates(engine: Engine, *, phone: str, region_prefix: str | None, case_id: str) -> list[str]:
+    with Session(engine) as session:
+        return [r.case_id for r in queries.open_cases_of_caller(
+            session, phone=phone, region_prefix=region_prefix, exclude=case_id)]
 
 
 # -- Actions -----------------------------------------------------------------------------------

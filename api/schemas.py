@@ -191,6 +191,11 @@ class CaseDetail(BaseModel):
     tasks: list[TaskPublic] = Field(description="What must be done next, by whom, by when")
     clocks: list[ClockPublic]
     timeline: list[EventPublic]
+    possible_duplicates: list[str] = Field(
+        default_factory=list,
+        description="On registration: other open cases in your region from the same phone number",
+        examples=[["370102-20261128-0003"]],
+    )
 
     @classmethod
     def from_view(cls, view: CaseView) -> CaseDetail:

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import Body, Query, Response
+from pydantic import ValidationError
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
@@ -14,7 +15,7 @@ from api.errors import InvalidQuery, error_responses
 from api.schemas import CaseAccepted, CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
-from disputeflow.domain.intake import Intake
+from disputeflow.domain.intake import Caller, Intake
 
 intake_router = router_for(Role.operator, Role.supervisor, tags=["intake"])
 router = router_for(*HUMAN_ROLES, tags=["cases"])
@@ -100,6 +101,15 @@ async def register_case(
     return case
 
 
+def _normalised_phone(phone: str | None) -> str | None:
+    if phone is None:
+        return None
+    try:
+        return Caller.model_validate({"name": "-", "phone": phone}).phone
+    except ValidationError:
+        raise InvalidQuery("phone", f"{phone!r} is not a valid phone number") from None
+
+
 @router.get(
     "/cases",
     response_model=CasePage,
@@ -126,6 +136,8 @@ def list_cases(
     opened_to: DayQuery = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100,
                                    description="Text in the description or the caller's name", examples=["工资"])] = None,
+    phone: Annotated[str | None, Query(max_length=32, description="The caller's phone number, any usual form",
+                                       examples=["138 0013 8000"])] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:
@@ -136,6 +148,7 @@ def list_cases(
     filters = queries.CaseFilters(
         stage=stage, phase=phase, region_prefix=region, urgency=urgency, category=category, dispute_type=dispute_type,
         assignee_id=assignee, breached=breached, opened_from=opened_from, opened_to=opened_to, text=q,
+        caller_phone=_normalised_phone(phone),
     )
     try:
         page = queries.list_cases(session, scope=scope, filters=filters, cursor=cursor, limit=limit)

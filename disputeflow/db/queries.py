@@ -40,6 +40,7 @@ class CaseFilters:
     opened_from: date | None = None  # Asia/Shanghai days, both inclusive
     opened_to: date | None = None
     text: str | None = None  # in the description or the caller's name
+    caller_phone: str | None = None  # E.164, as intake stores it
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def _case_conditions(f: CaseFilters) -> list:
         conditions.append(c.opened_at >= _shanghai_midnight(f.opened_from))
     if f.opened_to is not None and f.opened_to < date.max:
         conditions.append(c.opened_at < _shanghai_midnight(f.opened_to + timedelta(days=1)))
+    if f.caller_phone:
+        conditions.append(c.caller_phone == f.caller_phone)
     if f.text:
         pattern = like_pattern(f.text)
         conditions.append(or_(c.description.ilike(pattern, escape=LIKE_ESCAPE),
@@ -150,6 +153,17 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
     more = len(rows) > limit
     items = rows[:limit]
     return CasePage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+def open_cases_of_caller(session: Session, *, phone: str, region_prefix: str | None, exclude: str,
+                         limit: int = 10) -> list[CaseRecord]:
+    """Other open cases from the same phone number: the duplicates an intake operator should see."""
+    conditions = [CaseRecord.caller_phone == phone, CaseRecord.stage != "closed", CaseRecord.case_id != exclude]
+    if region_prefix:
+        conditions.append(CaseRecord.region_code.startswith(region_prefix, autoescape=True))
+    return list(session.exec(
+        select(CaseRecord).where(*conditions).order_by(CaseRecord.opened_at.desc()).limit(limit)
+    ))
 
 
 def case_record(session: Session, case_id: str) -> CaseRecord | None:

@@ -215,3 +215,21 @@ def test_counter_rows_are_per_region_and_day(stack: Stack) -> None:
     with Session(stack.engine) as session:
         rows = session.exec(select(CaseNumberCounter)).all()
     assert rows and all(len(r.region_code) == 6 and len(r.day) == 8 for r in rows)
+
+
+async def test_the_operator_sees_open_cases_from_the_same_caller(stack: Stack) -> None:
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    first = await stack.open_case(caller={"name": "王五", "phone": phone})
+    assert first["possible_duplicates"] == []
+    second = await stack.open_case(caller={"name": "王五", "phone": f"+86 {phone}"})
+    assert second["possible_duplicates"] == [first["case_id"]]
+    # the listing finds them by any usual spelling of the number, and refuses a non-number
+    listing = await stack.http.get("/cases", params={"phone": f"{phone[:3]} {phone[3:7]} {phone[7:]}"},
+                                   headers=stack.auth(OPERATOR))
+    assert {c["case_id"] for c in listing.json()["items"]} == {first["case_id"], second["case_id"]}
+    bad = await stack.http.get("/cases", params={"phone": "12345"}, headers=stack.auth(OPERATOR))
+    assert bad.status_code == 422 and "phone" in bad.text
+    # a closed case is no longer a duplicate
+    await stack.act(first["case_id"], "withdraw", {"reason": "重复来电"})
+    third = await stack.open_case(caller={"name": "王五", "phone": phone})
+    assert third["possible_duplicates"] == [second["case_id"]]
