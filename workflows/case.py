@@ -151,8 +151,8 @@ class CaseWorkflow:
             look_up, FindPersonInput(person_id=person_id, region_code=region), **_ACTIVITY
         )
         if found is None:
-            raise ApplicationError(f"no active {what} '{person_id}' serves region {region}", type=REFUSED,
-                                   non_retryable=True)
+            raise ApplicationError(f"no active {what} '{person_id}' serves the city of region {region}",
+                                   type=REFUSED, non_retryable=True)
         return found
 
     async def _settle(self, effects: lifecycle.Effects) -> None:

@@ -56,11 +56,18 @@ def choose_lawyer(session: Session, *, region_code: str, dispute_type: str, excl
     return min(candidates, key=lambda lw: (dispute_type not in lw.specialties, load[lw.id], lw.id))
 
 
+def _same_city(a: str, b: str) -> bool:
+    return a[:4] == b[:4]
+
+
 def find_mediator(session: Session, *, mediator_id: str, region_code: str) -> Mediator | None:
+    """A mediator a supervisor names: active, and of the case's city (a county without one of its
+    own borrows from its neighbours; automatic choice stays within the county)."""
     m = session.get(Mediator, mediator_id)
-    return m if m is not None and m.active and m.region_code == region_code else None
+    return m if m is not None and m.active and _same_city(m.region_code, region_code) else None
 
 
 def find_lawyer(session: Session, *, lawyer_id: str, region_code: str) -> Lawyer | None:
+    """A lawyer a legal-aid officer names: active, and of the case's city."""
     lw = session.get(Lawyer, lawyer_id)
-    return lw if lw is not None and lw.active and lw.region_code == region_code else None
+    return lw if lw is not None and lw.active and _same_city(lw.region_code, region_code) else None

@@ -94,7 +94,7 @@ async def test_supervisor_reassigns_the_mediator(stack: Stack) -> None:
     # a named mediator from another region is refused by the workflow
     response = await stack.act(case["case_id"], "reassign_mediator", {"mediator_id": "med-110105-01",
                                                                       "reason": "换人"}, SUPERVISOR)
-    assert response.status_code == 409 and "serves region 370102" in response.json()["detail"]
+    assert response.status_code == 409 and "serves the city of region 370102" in response.json()["detail"]
 
 
 async def test_supervisor_extends_and_pauses_a_clock(stack: Stack) -> None:

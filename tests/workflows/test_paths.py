@@ -195,3 +195,28 @@ async def test_emergency_breach_escalates_within_hours(driver: CaseDriver) -> No
     assert view.escalation.reason.startswith("deadline missed")
     await driver.save_history(handle, "emergency_breach")
     await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "警方已处置"})
+
+
+async def test_no_mediator_escalates_to_legal_aid_and_a_lawyer_is_named_by_hand(driver: CaseDriver) -> None:
+    # County 370104 has no mediator and no lawyer of its own; its city (3701) has both.
+    city_officer = OFFICER.model_copy(update={"region_code": "3701"})
+    handle = await driver.open(region_code="370104")
+    view = await driver.act(handle, OPERATOR.model_copy(update={"region_code": "370104"}), {"type": "send_to_mediation"})
+    assert view.stage == "escalated" and view.mediator is None
+    assert "no active mediator in region 370104" in view.escalation.reason
+    view = await driver.act(handle, SUPERVISOR, {"type": "send_to_legal_aid", "reason": "调解员不足，转法律援助"})
+    assert view.stage == "legal_aid_review"
+    await driver.act(handle, city_officer, {"type": "assess_eligibility", "monthly_income_per_capita": 800})
+    view = await driver.act(handle, city_officer, {"type": "decide_legal_aid", "approve": True, "reason": "经济困难"})
+    assert view.stage == "legal_aid_assignment" and view.lawyer is None
+    assert "no_lawyer_available" in [e.type for e in view.timeline]
+    assert [t.kind for t in view.tasks] == ["assign_lawyer"]
+    view = await driver.act(handle, city_officer, {"type": "assign_lawyer", "lawyer_id": "law-370102-01"})
+    assert view.stage == "legal_aid_representation" and view.lawyer.id == "law-370102-01"
+    await driver.act(handle, city_officer, {"type": "record_legal_aid_outcome", "outcome": "调解结案"})
+    view = await driver.act(handle, OPERATOR.model_copy(update={"region_code": "370104"}),
+                            {"type": "record_return_visit", "satisfaction": 4})
+    assert stages(view) == ["triage", "mediation", "escalated", "legal_aid_review", "legal_aid_assignment",
+                            "legal_aid_representation", "follow_up", "closed"]
+    assert_projected(driver, view)
+    await driver.save_history(handle, "escalated_to_legal_aid")
