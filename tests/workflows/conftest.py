@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from disputeflow.domain.actions import ActionRequest, Actor
 from disputeflow.domain.case import CaseView
 from disputeflow.domain.enums import Role
 from disputeflow.domain.intake import Intake
-from disputeflow.settings import DEFAULT_REFERENCE_FILE, Settings
+from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import register_search_attributes
 from tests.conftest import installed_binary
 from worker import build_worker
@@ -152,6 +153,15 @@ async def running_driver(env: WorkflowEnvironment, engine: Engine, settings: Set
             yield case_driver
         finally:
             await case_driver.close_open_cases()
+
+
+@pytest.fixture
+def early_continue_as_new_policy(tmp_path: Path) -> Path:
+    """The shipped policy with the smallest continue-as-new threshold it allows (100 events)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(re.sub(r"(?m)^max_history_events = \d+", "max_history_events = 100",
+                             DEFAULT_POLICY_FILE.read_text(encoding="utf-8")), encoding="utf-8")
+    return policy
 
 
 @pytest.fixture

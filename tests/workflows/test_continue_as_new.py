@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,18 +9,15 @@ from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from disputeflow.settings import DEFAULT_POLICY_FILE, Settings
+from disputeflow.settings import Settings
 from tests.workflows.conftest import OPERATOR, mediator, running_driver
 
 
 async def test_long_case_continues_as_new_with_its_clocks(
-    time_env: WorkflowEnvironment, sqlite_engine: Engine, tmp_path: Path
+    time_env: WorkflowEnvironment, sqlite_engine: Engine, early_continue_as_new_policy: Path
 ) -> None:
-    # The same policy with the smallest continue-as-new threshold it allows.
-    policy = tmp_path / "policy.toml"
-    policy.write_text(re.sub(r"(?m)^max_history_events = \d+", "max_history_events = 100",
-                             DEFAULT_POLICY_FILE.read_text(encoding="utf-8")), encoding="utf-8")
-    async with running_driver(time_env, sqlite_engine, Settings(policy_file=policy)) as driver:
+    settings = Settings(policy_file=early_continue_as_new_policy)
+    async with running_driver(time_env, sqlite_engine, settings) as driver:
         handle = await driver.open()
         view = await driver.act(handle, OPERATOR, {"type": "send_to_mediation"}, request_id="first")
         me = mediator(view.mediator.id)

@@ -27,7 +27,7 @@ from disputeflow.history import (
     replay_case,
     timeline,
 )
-from disputeflow.settings import DEFAULT_POLICY_FILE, Settings, get_settings
+from disputeflow.settings import Settings, get_settings
 from disputeflow.temporal import SEARCH_ATTRIBUTES
 from tests.conftest import free_port, installed_binary
 from tests.workflows.conftest import OPERATOR, CaseDriver, mediator, running_driver
@@ -90,12 +90,10 @@ async def test_what_cannot_be_checked_exits_2(driver: CaseDriver, cli_against, c
 
 
 async def test_a_case_that_continued_as_new_is_fetched_run_by_run(
-    time_env: WorkflowEnvironment, sqlite_engine: Engine, tmp_path: Path
+    time_env: WorkflowEnvironment, sqlite_engine: Engine, early_continue_as_new_policy: Path
 ) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(re.sub(r"(?m)^max_history_events = \d+", "max_history_events = 100",
-                             DEFAULT_POLICY_FILE.read_text(encoding="utf-8")), encoding="utf-8")
-    async with running_driver(time_env, sqlite_engine, Settings(policy_file=policy)) as driver:
+    settings = Settings(policy_file=early_continue_as_new_policy)
+    async with running_driver(time_env, sqlite_engine, settings) as driver:
         handle = await driver.open()
         view = await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
         for _ in range(12):
