@@ -36,6 +36,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from pydantic import BaseModel, Field, ValidationError
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -193,6 +194,25 @@ def timeline(histories: Sequence[WorkflowHistory]) -> list[TimelineEntry]:
     for index, history in enumerate(histories, start=1):
         reader.read_run(history, index)
     return reader.entries
+
+
+def projected_events(histories: Sequence[WorkflowHistory]) -> list[dict[str, Any]]:
+    """The domain events the workflow handed to its projection, first run first, each once (JSON form).
+
+    These are what the read model and the audit log copy, taken from Temporal's own record of the
+    `project_case` activity inputs: the source an audit log is checked against.
+    """
+    seen: dict[int, dict[str, Any]] = {}
+    for history in histories:
+        for event in history.events:
+            if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                continue
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name != "project_case":
+                continue
+            for case_event in (_raw(attrs.input.payloads) or {}).get("events") or []:
+                seen.setdefault(int(case_event["seq"]), case_event)
+    return [seen[seq] for seq in sorted(seen)]
 
 
 class _TimelineReader:

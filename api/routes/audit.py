@@ -96,6 +96,20 @@ async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, 
     return CaseAudit(case_id=case_id, entries=[AuditEntryPublic.from_entry(e) for e in entries])
 
 
+@router.get("/cases/{case_id}/audit/check", response_model=audit.SourceComparison,
+            summary="Hold the case's audit log against Temporal's history",
+            description="Compares every audit entry of the case with the domain event its workflow history says "
+                        "was projected. The hash chain proves the log was not changed after writing unless every "
+                        "later hash was recomputed; this catches even that: an altered, missing or invented entry "
+                        "is named by its event number.")
+async def case_audit_check(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
+                           temporal: TemporalDep) -> audit.SourceComparison:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    runs = await history.fetch_case_history(await temporal.client(), case_id)
+    entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
+    return audit.compare_with_source(case_id, entries, history.projected_events(runs))
+
+
 @router.get("/audit/verify", response_model=ChainReport, dependencies=[allow(Role.auditor)],
             summary="Verify the whole audit chain",
             description="Recomputes every hash of the audit log. Record `head_hash`: a later run that no longer "

@@ -17,6 +17,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "(catches a truncated or rewritten tail, which the chain alone cannot)",
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="entries read per query (default 1000)")
+    parser.add_argument(
+        "--case",
+        metavar="CASE",
+        action="append",
+        default=[],
+        help="also hold this case's entries against its Temporal history (repeatable): catches an entry "
+        "rewritten with every later hash recomputed",
+    )
 
 
 @command("verify-audit", "Verify the audit log's hash chain: exit 0 if intact, 1 at the first broken link.", _configure)
@@ -45,4 +53,33 @@ def verify_audit(args: argparse.Namespace) -> int:
                 )
                 return 1
         print(f"audit chain intact: {report.checked} entries, head {report.head_hash or 'none (empty log)'}")
-        return 0
+        return _check_cases(session, args.case) if args.case else 0
+
+
+def _check_cases(session: Session, case_ids: list[str]) -> int:
+    import asyncio
+
+    from disputeflow import history
+    from disputeflow.db.audit import compare_with_source, entries_for_case
+    from disputeflow.settings import get_settings
+    from disputeflow.temporal import connect
+
+    async def fetch_all() -> dict[str, list]:
+        client = await connect(get_settings())
+        return {case_id: await history.fetch_case_history(client, case_id) for case_id in case_ids}
+
+    try:
+        runs_of = asyncio.run(fetch_all())
+    except history.HistoryError as exc:
+        print(f"cannot check against Temporal: {exc}")
+        return 2
+    failed = False
+    for case_id, runs in runs_of.items():
+        comparison = compare_with_source(case_id, entries_for_case(session, case_id), history.projected_events(runs))
+        if comparison.ok:
+            print(f"case {case_id}: {comparison.entries_in_log} audit entries match its workflow history")
+            continue
+        failed = True
+        for d in comparison.discrepancies:
+            print(f"case {case_id}, event {d.event_seq}: {d.problem}")
+    return 1 if failed else 0

@@ -319,6 +319,54 @@ def entries_for_case(session: Session, case_id: str) -> list[AuditEntry]:
     )
 
 
+class Discrepancy(BaseModel):
+    event_seq: int
+    problem: str
+
+
+class SourceComparison(BaseModel):
+    """The audit log of one case held against the events its workflow history says it projected."""
+
+    case_id: str
+    events_in_history: int
+    entries_in_log: int
+    discrepancies: list[Discrepancy]
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+
+def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Sequence[Mapping[str, Any]]) -> SourceComparison:
+    """Compare a case's log entries with the domain events (JSON form) from its Temporal history.
+
+    The hash chain proves the log was not changed after it was written, unless someone rewrote it
+    and recomputed every later hash. Temporal's history is kept by another system: an entry that
+    says something other than the event the workflow projected, a missing entry or an invented one
+    shows here, however consistent the chain.
+    """
+    logged = {e.event_seq: e for e in entries}
+    source = {int(event["seq"]): event for event in events}
+    problems: list[Discrepancy] = []
+    for seq in sorted(source.keys() | logged.keys()):
+        entry, event = logged.get(seq), source.get(seq)
+        if entry is None:
+            problems.append(Discrepancy(event_seq=seq, problem="in the workflow history but missing from the audit log"))
+        elif event is None:
+            problems.append(Discrepancy(event_seq=seq, problem="in the audit log but not in the workflow history"))
+        else:
+            try:
+                payload = json.loads(entry.canonical)["payload"]
+            except (ValueError, KeyError, TypeError):
+                payload = None
+            if payload is None or canonical_json(payload) != canonical_json(event):
+                problems.append(Discrepancy(
+                    event_seq=seq, problem=f"the audit entry ({entry.event_type}) differs from the event the "
+                                           f"workflow recorded ({event.get('type')})"))
+    return SourceComparison(case_id=case_id, events_in_history=len(source), entries_in_log=len(logged),
+                            discrepancies=problems)
+
+
 def entry_with_hash(session: Session, entry_hash: str) -> AuditEntry | None:
     """The entry whose hash is `entry_hash` (an anchor an auditor recorded earlier), if any."""
     return session.execute(select(AuditEntry).where(AuditEntry.hash == entry_hash)).scalars().first()

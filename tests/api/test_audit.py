@@ -52,6 +52,8 @@ async def test_timeline_history_replay_and_audit_entries(stack: Stack) -> None:
     assert len(entries) == stack.count(CaseEventRecord, CaseEventRecord.case_id == case_id)
     assert [e["event_type"] for e in entries] == stack.events(case_id)
     assert json.loads(entries[0]["canonical"])["event_type"] == "case_registered"
+    check = (await stack.http.get(f"/cases/{case_id}/audit/check", headers=headers)).json()
+    assert check["discrepancies"] == [] and check["entries_in_log"] == len(entries) == check["events_in_history"]
 
     report = (await stack.http.get("/audit/verify", headers=headers)).json()
     assert report["ok"] is True and report["checked"] >= len(entries) and report["first_broken"] is None

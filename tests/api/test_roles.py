@@ -32,6 +32,7 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/cases/{case_id}/history"): {S, A},
     ("POST", "/cases/{case_id}/replay"): {S, A},
     ("GET", "/cases/{case_id}/audit"): {S, A},
+    ("GET", "/cases/{case_id}/audit/check"): {S, A},
     ("GET", "/audit/verify"): {A},
 } | {
     ("POST", f"/cases/{{case_id}}/actions/{kind}"): {role.value for role in RULES[kind][1]}

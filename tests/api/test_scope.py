@@ -93,7 +93,7 @@ async def test_in_scope_they_see_it(stack: Stack, mediation_case: dict) -> None:
     for who in (OPERATOR, SUPERVISOR, AUDITOR, assigned, ("la-37", "legal_aid_officer", "37")):
         response = await stack.http.get(f"/cases/{case_id}", headers=stack.auth(who))
         assert response.status_code == 200, (who, response.text)
-    for path in ("timeline", "history", "audit"):
+    for path in ("timeline", "history", "audit", "audit/check"):
         assert (await stack.http.get(f"/cases/{case_id}/{path}", headers=stack.auth(AUDITOR))).status_code == 200
     assert (await stack.http.post(f"/cases/{case_id}/replay", headers=stack.auth(SUPERVISOR))).status_code == 200
 

@@ -9,17 +9,22 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from disputeflow import cli
+from disputeflow.db.audit import GENESIS_HASH, chain_hash, compare_with_source, entries_for_case, verify_chain
 from disputeflow.db.engine import create_schema, make_engine
+from disputeflow.db.models import AuditEntry
 from disputeflow.history import (
+    projected_events,
     CaseNotFound,
     export_history_json,
     fetch_case_history,
@@ -30,6 +35,7 @@ from disputeflow.history import (
 from disputeflow.settings import Settings, get_settings
 from disputeflow.temporal import SEARCH_ATTRIBUTES
 from tests.conftest import free_port, installed_binary
+from tests.test_audit_chain import as_attacker
 from tests.workflows.conftest import OPERATOR, CaseDriver, mediator, running_driver
 
 
@@ -164,3 +170,51 @@ async def test_on_the_dev_server_every_case_replays_and_the_export_matches_the_c
         assert "2 replayed, 0 diverged" in capsys.readouterr().out
     finally:
         await env.shutdown()
+
+
+async def test_audit_log_held_against_the_workflow_history(
+    driver: CaseDriver, cli_against, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handle = await driver.open()
+    view = await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
+    runs = await fetch_case_history(driver.env.client, view.case_id)
+    source = projected_events(runs)
+    assert [e["seq"] for e in source] == [e.seq for e in view.timeline]
+    with Session(driver.engine) as session:
+        comparison = compare_with_source(view.case_id, entries_for_case(session, view.case_id), source)
+    assert comparison.ok and comparison.entries_in_log == len(view.timeline)
+
+    # An attacker rewrites who was assigned, then recomputes every later hash: the chain is fooled...
+    assigned = next(e.seq for e in view.timeline if e.type == "mediator_assigned")
+    with Session(driver.engine) as session:
+        rows = list(session.exec(select(AuditEntry).order_by(AuditEntry.id)))
+    prev = GENESIS_HASH
+    for row in rows:
+        canonical = row.canonical
+        if row.case_id == view.case_id and row.event_seq == assigned:
+            canonical = canonical.replace(view.mediator.id, "med-370102-03")
+        digest = chain_hash(prev, canonical)
+        as_attacker(driver.engine, "UPDATE audit_log SET canonical = :c, prev_hash = :p, hash = :h WHERE id = :i",
+                    c=canonical, p=prev, h=digest, i=row.id)
+        prev = digest
+    with Session(driver.engine) as session:
+        assert verify_chain(session).ok
+        comparison = compare_with_source(view.case_id, entries_for_case(session, view.case_id), source)
+    # ...but not the comparison with Temporal's own record of what the workflow did
+    assert [d.event_seq for d in comparison.discrepancies] == [assigned]
+    assert "differs from the event the workflow recorded" in comparison.discrepancies[0].problem
+
+    monkeypatch.setenv("DATABASE_URL", driver.engine.url.render_as_string(hide_password=False))
+    assert await cli_against(driver.env, "verify-audit", "--case", view.case_id) == 1
+    assert f"case {view.case_id}, event {assigned}:" in capsys.readouterr().out
+
+
+def test_comparison_names_missing_and_invented_entries() -> None:
+    entry = AuditEntry(id=1, case_id="C", event_seq=2, event_type="x",
+                       canonical='{"payload":{"seq":2,"type":"x"}}', prev_hash="0", hash="1",
+                       recorded_at=datetime.now(UTC))
+    comparison = compare_with_source("C", [entry], [{"seq": 1, "type": "case_registered"}])
+    assert [(d.event_seq, d.problem) for d in comparison.discrepancies] == [
+        (1, "in the workflow history but missing from the audit log"),
+        (2, "in the audit log but not in the workflow history"),
+    ]
