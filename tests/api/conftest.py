@@ -26,6 +26,7 @@ from disputeflow.db.reference import seed_reference
 from disputeflow.settings import DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import register_search_attributes
 from tests.conftest import installed_binary
+from tests.samples import WAGE_ARREARS_CALL
 from worker import build_worker
 
 SIGNING_KEY = "api-tests-signing-key-not-secret-" + "0123456789abcdef" * 2
@@ -54,18 +55,9 @@ def settings_for(tmp_path: Path, temporal_address: str, task_queue: str) -> Sett
 
 
 def intake_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "channel": "hotline",
-        "caller": {"name": "张三", "phone": "13800138000"},
-        "region_code": "370102",
-        "category": "dispute",
-        "dispute_type": "labour_wages",
-        "urgency": "normal",
-        "special_groups": ["migrant_worker"],
-        "description": f"工地拖欠三个月工资，包工头失联。{uuid.uuid4().hex[:8]}",
-    }
-    body.update(overrides)
-    return body
+    """The sample call, its description made unique so that every body is a distinct request."""
+    unique = {"description": f"{WAGE_ARREARS_CALL['description']}{uuid.uuid4().hex[:8]}"}
+    return WAGE_ARREARS_CALL | unique | overrides
 
 
 @dataclass

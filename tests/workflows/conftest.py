@@ -29,6 +29,7 @@ from disputeflow.domain.intake import Intake
 from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import register_search_attributes
 from tests.conftest import installed_binary
+from tests.samples import WAGE_ARREARS_CALL
 from worker import build_worker
 from workflows.case import CaseWorkflow
 
@@ -50,18 +51,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def make_intake(**overrides) -> Intake:
-    data = {
-        "channel": "hotline",
-        "caller": {"name": "张三", "phone": "13800138000"},
-        "region_code": "370102",
-        "category": "dispute",
-        "dispute_type": "labour_wages",
-        "urgency": "normal",
-        "special_groups": ["migrant_worker"],
-        "description": "工地拖欠三个月工资，共计一万二千元，包工头失联。",
-    }
-    data.update(overrides)
-    return Intake.model_validate(data)
+    return Intake.model_validate(WAGE_ARREARS_CALL | overrides)
 
 
 OPERATOR = Actor(user_id="op-1", role=Role.operator, region_code="370102")
