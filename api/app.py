@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from api.auth import ensure_every_route_has_roles
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
-    app = FastAPI(
+    # The docs pages serve Swagger UI and ReDoc from the installed package, not a CDN: the API
+    # runs where there is no internet.
+    app = FastAPIOffline(
         title="disputeflow",
         summary="Dispute cases of a public legal-service hotline, from intake to closure.",
         description=API_DESCRIPTION,

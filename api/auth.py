@@ -36,7 +36,7 @@ from disputeflow.settings import Settings
 
 ALGORITHM = "HS256"
 HUMAN_ROLES = tuple(r for r in Role if r is not Role.system)
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc"})
 REGION_PATTERN = r"^\d{2}(\d{2}){0,2}$"
 
 TokenRole = Literal["operator", "mediator", "legal_aid_officer", "supervisor", "auditor"]

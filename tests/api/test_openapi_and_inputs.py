@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from api.app import create_app
@@ -66,3 +68,16 @@ async def test_no_input_gives_a_500(stack: Stack, method: str, path: str, roles)
         for body in ODD_BODIES:
             response = await stack.http.post(url, content=body, headers=headers | {"Content-Type": "application/json"})
             assert response.status_code < 500, (url, body[:40], response.text)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_work_without_internet(stack: Stack, page: str) -> None:
+    """The docs load every script and stylesheet from the API itself, never from a CDN."""
+    response = await stack.http.get(page)
+    assert response.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+    for asset in assets:
+        served = await stack.http.get(asset)
+        assert served.status_code == 200 and len(served.content) > 0, asset
+    assert "/openapi.json" in response.text
