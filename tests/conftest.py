@@ -72,24 +72,23 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+def _schema_engine(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
     create_schema(engine)
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    yield from _schema_engine(database_url)
 
 
 @pytest.fixture
 def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    create_schema(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    yield from _schema_engine(sqlite_url)
 
 
 def installed_binary(name: str) -> str:
