@@ -89,6 +89,19 @@ async def wait_healthy(stack: RunningStack, settings: Settings) -> None:
     pytest.fail(f"/health not 200 within {START_TIMEOUT_SECONDS} s:\n{stack.output()}")
 
 
+async def wait_banner(stack: RunningStack) -> str:
+    """The banner comes once the stack itself has seen the API's port open, which can be a poll
+    interval after /health first answers: wait for it rather than race it."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        output = stack.output()
+        if "disputeflow is running" in output:
+            return output
+        assert stack.process.poll() is None, f"the stack exited early:\n{output}"
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no banner within {START_TIMEOUT_SECONDS} s:\n{stack.output()}")
+
+
 async def wait_exit(stack: RunningStack) -> int:
     try:
         return await asyncio.to_thread(stack.process.wait, STOP_TIMEOUT_SECONDS)
@@ -168,7 +181,7 @@ async def test_make_run_starts_stops_and_restarts_on_the_same_data(tmp_path: Pat
     first = start_stack(settings, tmp_path / "first.log")
     try:
         await wait_healthy(first, settings)
-        output = first.output()
+        output = await wait_banner(first)
         assert f"http://127.0.0.1:{settings.api_port}/docs" in output
         assert f"http://127.0.0.1:{settings.temporal_ui_port}" in output
         assert str(tmp_path / "data") in output
