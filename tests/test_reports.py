@@ -210,29 +210,54 @@ def test_at_risk_window_and_filters(seeded: Engine) -> None:
 
 def counts(row: ComplianceRow) -> tuple:
     return (row.clock, row.region_code, row.period, row.started, row.met_on_time, row.met_late,
-            row.breached_open, row.open_on_time, row.cancelled, row.compliance_rate)
+            row.breached_open, row.open_on_time, row.cancelled, row.cancelled_after_breach, row.compliance_rate)
 
 
 def test_compliance_by_county_and_month(seeded: Engine) -> None:
     with Session(seeded) as session:
         rows = compliance(session, start=date(2026, 10, 1), end=date(2026, 11, 30))
     assert [counts(r) for r in rows] == [
-        # clock, region, period, started, on time, late, breached open, open on time, cancelled, rate
-        ("emergency_response", "370102", "2026-11", 1, 0, 0, 1, 0, 0, 0.0),
-        ("escalation_response", "370202", "2026-11", 1, 0, 0, 0, 1, 0, None),
-        ("legal_aid_decision", "370102", "2026-11", 2, 0, 0, 1, 1, 0, 0.0),
-        ("mediation_conclusion", "370102", "2026-10", 1, 0, 1, 0, 0, 0, 0.0),
-        ("mediation_conclusion", "370102", "2026-11", 1, 0, 0, 0, 1, 0, None),
-        ("mediation_conclusion", "370202", "2026-10", 1, 0, 0, 1, 0, 0, 0.0),
-        ("referral_acceptance", "370102", "2026-11", 1, 0, 0, 0, 1, 0, None),
-        ("triage_response", "370102", "2026-10", 1, 1, 0, 0, 0, 0, 1.0),
-        ("triage_response", "370102", "2026-11", 5, 2, 1, 0, 1, 1, pytest.approx(2 / 3)),
-        ("triage_response", "370103", "2026-11", 2, 1, 1, 0, 0, 0, 0.5),
-        ("triage_response", "370202", "2026-10", 1, 0, 1, 0, 0, 0, 0.0),
-        ("triage_response", "370202", "2026-11", 2, 1, 0, 1, 0, 0, 0.5),
+        # clock, region, period, started, on time, late, breached open, open on time, cancelled,
+        # cancelled after breach, rate
+        ("emergency_response", "370102", "2026-11", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("escalation_response", "370202", "2026-11", 1, 0, 0, 0, 1, 0, 0, None),
+        ("legal_aid_decision", "370102", "2026-11", 2, 0, 0, 1, 1, 0, 0, 0.0),
+        ("mediation_conclusion", "370102", "2026-10", 1, 0, 1, 0, 0, 0, 0, 0.0),
+        ("mediation_conclusion", "370102", "2026-11", 1, 0, 0, 0, 1, 0, 0, None),
+        ("mediation_conclusion", "370202", "2026-10", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("referral_acceptance", "370102", "2026-11", 1, 0, 0, 0, 1, 0, 0, None),
+        ("triage_response", "370102", "2026-10", 1, 1, 0, 0, 0, 0, 0, 1.0),
+        ("triage_response", "370102", "2026-11", 5, 2, 1, 0, 1, 1, 0, pytest.approx(2 / 3)),
+        ("triage_response", "370103", "2026-11", 2, 1, 1, 0, 0, 0, 0, 0.5),
+        ("triage_response", "370202", "2026-10", 1, 0, 1, 0, 0, 0, 0, 0.0),
+        ("triage_response", "370202", "2026-11", 2, 1, 0, 1, 0, 0, 0, 0.5),
     ]
     for row in rows:  # the outcomes partition the clocks started
-        assert row.started == row.met_on_time + row.met_late + row.breached_open + row.open_on_time + row.cancelled
+        assert row.started == (row.met_on_time + row.met_late + row.breached_open + row.open_on_time
+                               + row.cancelled + row.cancelled_after_breach)
+
+
+def test_a_breach_still_counts_when_the_case_is_withdrawn_afterwards(engine: Engine) -> None:
+    """Withdrawing a case must not wash a breach out of the figures: cancelled after its breach is
+    rated (as a failure); cancelled before any breach is not rated."""
+    ended = {
+        "W1": ("cancelled", sh(11, 13, 17, 30), None),  # breached, then withdrawn
+        "W2": ("cancelled", None, None),  # withdrawn in time
+        "W3": ("met", None, sh(11, 13, 10)),  # met on time
+    }
+    with write_session(engine) as session:
+        for key, (status, breached_at, met_at) in ended.items():
+            session.add(_case(key, "370105", sh(11, 12), "normal", "dispute"))
+            session.add(ClockRecord(
+                clock_id=f"case-{key}:triage_response-1", case_id=f"case-{key}", name="triage_response",
+                title="triage response", stage="triage", region_code="370105", unit="working_days", target=1,
+                started_at=sh(11, 12), due_at=sh(11, 13, 17, 30), status=status, breached=breached_at is not None,
+                breached_at=breached_at, met_at=met_at, policy_version="2026.1",
+            ))
+    with Session(engine) as session:
+        (row,) = compliance(session, start=date(2026, 11, 1), end=date(2026, 11, 30))
+    assert counts(row) == ("triage_response", "370105", "2026-11", 3, 1, 0, 0, 0, 1, 1, 0.5)
+    assert compliance_csv([row]).splitlines()[1] == "triage_response,370105,2026-11,3,1,0,0,0,1,1,0.5000"
 
 
 def test_compliance_by_city_and_province(seeded: Engine) -> None:
@@ -243,14 +268,14 @@ def test_compliance_by_city_and_province(seeded: Engine) -> None:
                               region_prefix="3702")
     triage = [counts(r) for r in city if r.clock == "triage_response"]
     assert triage == [
-        ("triage_response", "3701", "2026-11", 7, 3, 2, 0, 1, 1, 0.6),
-        ("triage_response", "3702", "2026-11", 2, 1, 0, 1, 0, 0, 0.5),
+        ("triage_response", "3701", "2026-11", 7, 3, 2, 0, 1, 1, 0, 0.6),
+        ("triage_response", "3702", "2026-11", 2, 1, 0, 1, 0, 0, 0, 0.5),
     ]
     assert [counts(r) for r in province] == [
-        ("escalation_response", "37", "2026-11", 1, 0, 0, 0, 1, 0, None),
-        ("mediation_conclusion", "37", "2026-10", 1, 0, 0, 1, 0, 0, 0.0),
-        ("triage_response", "37", "2026-10", 1, 0, 1, 0, 0, 0, 0.0),
-        ("triage_response", "37", "2026-11", 2, 1, 0, 1, 0, 0, 0.5),
+        ("escalation_response", "37", "2026-11", 1, 0, 0, 0, 1, 0, 0, None),
+        ("mediation_conclusion", "37", "2026-10", 1, 0, 0, 1, 0, 0, 0, 0.0),
+        ("triage_response", "37", "2026-10", 1, 0, 1, 0, 0, 0, 0, 0.0),
+        ("triage_response", "37", "2026-11", 2, 1, 0, 1, 0, 0, 0, 0.5),
     ]
 
 
@@ -300,14 +325,14 @@ def test_compliance_csv(seeded: Engine) -> None:
         rows = compliance(session, start=date(2026, 11, 1), end=date(2026, 11, 30), group_by_region_level=4)
     text = compliance_csv(rows)
     assert text == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate\r\n"
-        "emergency_response,3701,2026-11,1,0,0,1,0,0,0.0000\r\n"
-        "escalation_response,3702,2026-11,1,0,0,0,1,0,\r\n"
-        "legal_aid_decision,3701,2026-11,2,0,0,1,1,0,0.0000\r\n"
-        "mediation_conclusion,3701,2026-11,1,0,0,0,1,0,\r\n"
-        "referral_acceptance,3701,2026-11,1,0,0,0,1,0,\r\n"
-        "triage_response,3701,2026-11,7,3,2,0,1,1,0.6000\r\n"
-        "triage_response,3702,2026-11,2,1,0,1,0,0,0.5000\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
+        "emergency_response,3701,2026-11,1,0,0,1,0,0,0,0.0000\r\n"
+        "escalation_response,3702,2026-11,1,0,0,0,1,0,0,\r\n"
+        "legal_aid_decision,3701,2026-11,2,0,0,1,1,0,0,0.0000\r\n"
+        "mediation_conclusion,3701,2026-11,1,0,0,0,1,0,0,\r\n"
+        "referral_acceptance,3701,2026-11,1,0,0,0,1,0,0,\r\n"
+        "triage_response,3701,2026-11,7,3,2,0,1,1,0,0.6000\r\n"
+        "triage_response,3702,2026-11,2,1,0,1,0,0,0,0.5000\r\n"
     )
 
 
@@ -320,11 +345,11 @@ def test_compliance_csv_rates_and_injection() -> None:
         ComplianceRow(clock="调解期限", region_code="37", period="2026-11"),
     ]
     assert compliance_csv(rows) == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate\r\n"
-        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+37,'-1,3,2,1,0,0,0,0.6667\r\n"
-        "'@SUM(A1:A9),'\t37,2026-11,1,1,0,0,0,0,1.0000\r\n"
-        "调解期限,37,2026-11,0,0,0,0,0,0,\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
+        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+37,'-1,3,2,1,0,0,0,0,0.6667\r\n"
+        "'@SUM(A1:A9),'\t37,2026-11,1,1,0,0,0,0,0,1.0000\r\n"
+        "调解期限,37,2026-11,0,0,0,0,0,0,0,\r\n"
     )
     assert compliance_csv([]) == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
     )

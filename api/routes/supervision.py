@@ -91,8 +91,8 @@ def _compliance(actor: Actor, session: Session, start: date | None, end: date | 
 
 _COMPLIANCE_HELP = (
     "Per clock, region and period of the clocks' start (Asia/Shanghai): how many started, were met on time, "
-    "late, are breached and open, on time and open, cancelled, and the compliance rate. Default range: this "
-    "month so far."
+    "late, are breached and open, on time and open, cancelled (before or after a breach), and the compliance "
+    "rate; a breach still counts when the case is withdrawn afterwards. Default range: this month so far."
 )
 PeriodQuery = Annotated[Literal["day", "week", "month"], Query()]
 GroupQuery = Annotated[int, Query(ge=2, le=6, multiple_of=2,

@@ -195,9 +195,11 @@ Period = Literal["day", "week", "month"]
 class ComplianceRow(BaseModel):
     """Clocks of one name, region and period (of their start, Asia/Shanghai), by outcome.
 
-    The five outcome counts partition `started`. `compliance_rate` rates the clocks whose outcome
-    is known against the deadline: met_on_time / (met_on_time + met_late + breached_open); open
-    clocks still on time and cancelled ones are not rated. None when nothing can be rated.
+    The six outcome counts partition `started`. `compliance_rate` rates the clocks whose outcome
+    is known against the deadline: met_on_time / (met_on_time + met_late + breached_open +
+    cancelled_after_breach). Open clocks still on time and clocks cancelled before their breach are
+    not rated; a breach stays a breach when the case is withdrawn afterwards. None when nothing can
+    be rated.
     """
 
     clock: str
@@ -208,11 +210,12 @@ class ComplianceRow(BaseModel):
     met_late: int = 0  # met after breaching (extended or not), or after its due time
     breached_open: int = 0  # still open, breached
     open_on_time: int = 0  # still open, not breached
-    cancelled: int = 0  # ended without being met (the case was withdrawn), breached or not
+    cancelled: int = 0  # ended without being met (the case was withdrawn) before any breach
+    cancelled_after_breach: int = 0  # ended without being met, after its breach had fired
     compliance_rate: float | None = None
 
     def _finish(self) -> ComplianceRow:
-        rated = self.met_on_time + self.met_late + self.breached_open
+        rated = self.met_on_time + self.met_late + self.breached_open + self.cancelled_after_breach
         self.compliance_rate = self.met_on_time / rated if rated else None
         return self
 
@@ -235,7 +238,7 @@ def _outcome(status: str, breached: bool, due_at: datetime, met_at: datetime | N
         late = breached or (met_at is not None and met_at > due_at)
         return "met_late" if late else "met_on_time"
     if status == "cancelled":
-        return "cancelled"
+        return "cancelled_after_breach" if breached else "cancelled"
     return "breached_open" if breached else "open_on_time"
 
 
@@ -299,7 +302,7 @@ def compliance(
 
 CSV_COLUMNS = (
     "clock", "region_code", "period", "started", "met_on_time", "met_late", "breached_open",
-    "open_on_time", "cancelled", "compliance_rate",
+    "open_on_time", "cancelled", "cancelled_after_breach", "compliance_rate",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -327,6 +330,6 @@ def compliance_csv(rows: Iterable[ComplianceRow]) -> str:
         writer.writerow([
             _safe_cell(row.clock), _safe_cell(row.region_code), _safe_cell(row.period),
             row.started, row.met_on_time, row.met_late, row.breached_open, row.open_on_time, row.cancelled,
-            _rate(row.compliance_rate),
+            row.cancelled_after_breach, _rate(row.compliance_rate),
         ])
     return out.getvalue()
