@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -72,9 +74,31 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling task queue %r on %s", settings.temporal_task_queue, settings.effective_temporal_address)
-    async with worker:
+    async with worker, notification_sender(settings, engine, stop):
         await stop.wait()
     log.info("worker stopped")
+
+
+@asynccontextmanager
+async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Deliver the outbox to the configured webhook alongside the worker; nothing when none is set."""
+    from disputeflow.notify import WebhookSender, run_sender
+
+    if settings.notify_webhook_url is None:
+        log.info("no DISPUTEFLOW_NOTIFY_WEBHOOK_URL: notifications are kept for GET /me/notifications only")
+        yield
+        return
+    secret = settings.notify_webhook_secret
+    sender = WebhookSender(engine, str(settings.notify_webhook_url),
+                           secret=secret.get_secret_value() if secret else None)
+    task = asyncio.create_task(run_sender(sender, stop))
+    log.info("delivering notifications to %s", sender.url)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        sender.close()
 
 
 if __name__ == "__main__":

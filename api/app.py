@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
 from api.errors import install_error_handlers
-from api.routes import actions, audit, cases, health, inbox, supervision
+from api.routes import actions, audit, cases, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
 from disputeflow.settings import Settings, get_settings
@@ -46,6 +46,8 @@ OPENAPI_TAGS = [
     {"name": "cases", "description": "Find cases and see one as it stands now."},
     {"name": "actions", "description": "Everything people do to a case, one route per action."},
     {"name": "mediators", "description": "Inboxes, and the actions mediators take."},
+    {"name": "notifications", "description": "Deadline warnings, breaches, escalations and assignments, "
+                                              "for the person or role they concern."},
     {"name": "supervisors", "description": "Breaches, cases at risk, compliance; reassignment and extensions."},
     {"name": "auditors", "description": "What happened and why: timelines, raw histories, replay, the audit chain."},
     {"name": "health", "description": "Is the API connected to Temporal and the database."},
@@ -75,8 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
-    for router in (cases.intake_router, cases.router, actions.router, inbox.router, supervision.router,
-                   audit.router, health.router):
+    for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
+                   supervision.router, audit.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     return app

@@ -72,6 +72,15 @@ class CaseNotFound(ApiError):
         self.case_id = case_id
 
 
+class NotificationNotFound(ApiError):
+    """Unknown, or not addressed to the caller: the two answer alike."""
+
+    status_code = 404
+
+    def __init__(self, notification_id: int) -> None:
+        super().__init__(f"notification {notification_id} not found among yours")
+
+
 class TransitionRefused(ApiError):
     status_code = 409
 

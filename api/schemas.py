@@ -12,7 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from disputeflow.db.models import AuditEntry, CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord
+from disputeflow.db.models import (
+    AuditEntry,
+    CaseEventRecord,
+    CaseRecord,
+    CaseTaskRecord,
+    ClockRecord,
+    NotificationAck,
+    OutboxMessage,
+)
 from disputeflow.db.queries import CaseRows
 from disputeflow.domain.case import CaseEvent, CaseTask, CaseView, Escalation, LegalAidProgress, MediationProgress
 from disputeflow.domain.clocks import Clock
@@ -282,6 +290,42 @@ class InboxTask(BaseModel):
 class InboxPage(BaseModel):
     items: list[InboxTask]
     total: int
+    limit: int
+    offset: int
+
+
+# -- Notifications -----------------------------------------------------------------------------
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    case_id: str
+    kind: str = Field(examples=["deadline_breached"], description=(
+        "case_assigned, deadline_warning, deadline_breached, case_escalated, emergency_registered, "
+        "caller_dissatisfied, legal_aid_refused, advance_aid_possible, assign_lawyer_manually"))
+    recipient_role: Role
+    recipient_id: str | None = Field(description="The person it is for; none: everyone of the role in the region")
+    region_code: str
+    payload: dict[str, Any] = Field(description="What happened: the clock, its due time, a reason...")
+    created_at: datetime
+    delivered_at: datetime | None = Field(description="When the webhook took it; none without a webhook")
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+    @classmethod
+    def from_rows(cls, message: OutboxMessage, ack: NotificationAck | None) -> NotificationPublic:
+        assert message.id is not None
+        return cls(id=message.id, case_id=message.case_id, kind=message.kind,
+                   recipient_role=Role(message.recipient_role), recipient_id=message.recipient_id,
+                   region_code=message.region_code, payload=message.payload, created_at=message.created_at,
+                   delivered_at=message.sent_at, acknowledged_by=ack.acknowledged_by if ack else None,
+                   acknowledged_at=ack.acknowledged_at if ack else None)
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationPublic]
+    total: int = Field(description="Notifications matching the filters")
+    unacknowledged: int = Field(description="All of the caller's notifications not yet acknowledged")
     limit: int
     offset: int
 

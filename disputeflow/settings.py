@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     )
     token_ttl_hours: int = Field(default=12, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
+
+    notify_webhook_url: AnyHttpUrl | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_NOTIFY_WEBHOOK_URL"),
+        description="where the worker POSTs each notification (an SMS or mail gateway); unset: none sent",
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET"),
+        description="HMAC-SHA256 key for the X-Disputeflow-Signature header of webhook deliveries",
+    )
 
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))

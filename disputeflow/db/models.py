@@ -152,7 +152,8 @@ class CaseEventRecord(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """Notifications to send (SMS, mail, the supervisor's screen). A sender drains it."""
+    """Notifications for people: read in the API (`GET /me/notifications`) and, where a webhook is
+    configured, delivered to it by the worker's sender (`sent_at` records when)."""
 
     __tablename__ = "outbox"
 
@@ -166,6 +167,17 @@ class OutboxMessage(SQLModel, table=True):
     payload: dict[str, Any] = _json_column({})
     created_at: datetime = _utc_column(nullable=False)
     sent_at: datetime | None = _utc_column(nullable=True)
+
+
+class NotificationAck(SQLModel, table=True):
+    """Someone took a notification in hand. One per message: for a message addressed to a role,
+    the first person of that role to acknowledge it does so for all of them (as with an alert)."""
+
+    __tablename__ = "notification_acks"
+
+    outbox_id: int = Field(primary_key=True, foreign_key="outbox.id")
+    acknowledged_by: str = Field(max_length=64)
+    acknowledged_at: datetime = _utc_column(nullable=False)
 
 
 # -- Audit trail -----------------------------------------------------------------------------

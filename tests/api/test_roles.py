@@ -24,6 +24,8 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/cases"): {O, M, L, S, A},
     ("GET", "/cases/{case_id}"): {O, M, L, S, A},
     ("GET", "/me/tasks"): {O, M, L, S},
+    ("GET", "/me/notifications"): {O, M, L, S},
+    ("POST", "/me/notifications/{notification_id}/acknowledge"): {O, M, L, S},
     ("GET", "/supervision/breaches"): {S},
     ("GET", "/supervision/at-risk"): {S},
     ("GET", "/supervision/compliance"): {S},
@@ -61,7 +63,7 @@ def test_the_table_covers_every_route() -> None:
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTES), ids=lambda v: v if isinstance(v, str) else None)
 async def test_role_on_route(stack: Stack, method: str, path: str, role: str) -> None:
     response = await stack.http.request(
-        method, path.replace("{case_id}", NO_SUCH_CASE), headers=stack.auth(ROLE_USERS[role]),
+        method, path.replace("{case_id}", NO_SUCH_CASE).replace("{notification_id}", "999999999"), headers=stack.auth(ROLE_USERS[role]),
         json={} if method == "POST" else None,
     )
     allowed = role in ROUTES[(method, path)]

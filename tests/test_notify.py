@@ -1,0 +1,210 @@
+"""The webhook sender: a real HTTP receiver on localhost, the outbox on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from disputeflow.db.engine import write_session
+from disputeflow.db.models import OutboxMessage
+from disputeflow.notify import DeliveryFailed, WebhookSender, run_sender, webhook_body
+from disputeflow.settings import Settings
+from tests.conftest import free_port
+from worker import notification_sender
+
+SECRET = "webhook-test-secret"
+T0 = datetime(2026, 11, 30, 9, tzinfo=timezone.utc)
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: records what it is sent; answers `status` (200 unless told otherwise)."""
+
+    url: str
+    status: int = 200
+    delay: float = 0.0
+    received: list[tuple[dict, dict]] = field(default_factory=list)  # (headers, body)
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keys(self) -> list[str]:
+        with self.lock:
+            return [headers["idempotency-key"] for headers, _ in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    port = free_port()
+    box = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if box.delay:
+                threading.Event().wait(box.delay)
+            status = box.status
+            with box.lock:
+                if status < 300:
+                    box.received.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+                else:
+                    box.refused += 1
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def until(condition, seconds: float = 15) -> None:
+    """Poll for what a background sender does (it polls the outbox every second)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the sender did not get there in time")
+
+
+def add_messages(engine: Engine, count: int, start: int = 0) -> list[str]:
+    keys = []
+    with write_session(engine) as session:
+        for i in range(start, start + count):
+            key = f"370102-20261130-{i:04d}:3:deadline_breached"
+            keys.append(key)
+            session.add(OutboxMessage(
+                dedupe_key=key, case_id=f"370102-20261130-{i:04d}", kind="deadline_breached",
+                recipient_role="supervisor", region_code="370102",
+                payload={"event_seq": 3, "clock": "调解期限", "due_at": T0.isoformat()},
+                created_at=T0 + timedelta(seconds=i),
+            ))
+    return keys
+
+
+def sent_at(engine: Engine) -> dict[str, datetime | None]:
+    with Session(engine) as session:
+        return {m.dedupe_key: m.sent_at for m in session.exec(select(OutboxMessage))}
+
+
+def test_delivers_in_order_signed_and_only_once(engine: Engine, receiver: Receiver) -> None:
+    keys = add_messages(engine, 3)
+    sender = WebhookSender(engine, receiver.url, secret=SECRET)
+    try:
+        assert sender.deliver_all() == 3
+        assert receiver.keys() == keys
+        headers, body = receiver.received[0]
+        assert body["key"] == keys[0] and body["kind"] == "deadline_breached"
+        assert body["payload"]["clock"] == "调解期限" and body["recipient_role"] == "supervisor"
+        with Session(engine) as session:
+            first = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == keys[0])).one()
+        raw = webhook_body(first)
+        assert json.loads(raw) == body
+        expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        assert headers["x-disputeflow-signature"] == expected
+        assert all(at is not None for at in sent_at(engine).values())
+        assert sender.deliver_all() == 0  # nothing sent twice
+        assert len(receiver.received) == 3
+    finally:
+        sender.close()
+
+
+def test_a_refusing_webhook_loses_nothing_and_keeps_the_order(engine: Engine, receiver: Receiver) -> None:
+    keys = add_messages(engine, 2)
+    sender = WebhookSender(engine, receiver.url)
+    try:
+        receiver.status = 503
+        with pytest.raises(DeliveryFailed, match="HTTP 503"):
+            sender.deliver_all()
+        assert set(sent_at(engine).values()) == {None}
+        receiver.status = 200
+        assert sender.deliver_all() == 2
+        assert receiver.keys() == keys
+        assert "x-disputeflow-signature" not in receiver.received[0][0]  # no secret, no signature
+    finally:
+        sender.close()
+
+
+def test_an_unreachable_webhook_is_a_delivery_failure(sqlite_engine: Engine) -> None:
+    add_messages(sqlite_engine, 1)
+    sender = WebhookSender(sqlite_engine, f"http://127.0.0.1:{free_port()}/hook", timeout=1)
+    try:
+        with pytest.raises(DeliveryFailed, match="ConnectError"):
+            sender.deliver_all()
+        assert set(sent_at(sqlite_engine).values()) == {None}
+    finally:
+        sender.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_concurrent_senders_send_each_notification_once(engine: Engine, receiver: Receiver) -> None:
+    keys = add_messages(engine, 24)
+    receiver.delay = 0.01  # each delivery takes a while, so the senders overlap
+    senders = [WebhookSender(engine, receiver.url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(senders)) as pool:
+            counts = list(pool.map(lambda s: s.deliver_all(), senders))
+    finally:
+        for s in senders:
+            s.close()
+    assert sum(counts) == 24 and sorted(receiver.keys()) == sorted(keys)
+    assert len(set(receiver.keys())) == 24
+
+
+async def test_the_worker_delivers_what_arrives_while_it_runs(tmp_path: Path, sqlite_engine: Engine,
+                                                              receiver: Receiver) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=receiver.url,
+                        notify_webhook_secret=SECRET)
+    stop = asyncio.Event()
+    async with notification_sender(settings, sqlite_engine, stop):
+        receiver.status = 500  # refused at first: the sender backs off and tries again
+        keys = add_messages(sqlite_engine, 2)
+        await until(lambda: receiver.refused >= 1)
+        assert receiver.keys() == []
+        receiver.status = 200
+        await until(lambda: len(receiver.keys()) == 2)
+        assert receiver.keys() == keys
+    assert stop.is_set()  # the context stopped the sender on the way out
+
+
+async def test_without_a_webhook_nothing_runs(tmp_path: Path, sqlite_engine: Engine) -> None:
+    add_messages(sqlite_engine, 1)
+    stop = asyncio.Event()
+    async with notification_sender(Settings(_env_file=None, data_dir=tmp_path), sqlite_engine, stop):
+        await asyncio.sleep(0.1)
+    assert set(sent_at(sqlite_engine).values()) == {None}
+    assert not stop.is_set()
+
+
+async def test_run_sender_survives_a_database_outage(tmp_path: Path, receiver: Receiver) -> None:
+    from disputeflow.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")  # no schema: every query fails
+    sender = WebhookSender(engine, receiver.url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sender(sender, stop))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # logged and retrying, not dead
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    sender.close()
