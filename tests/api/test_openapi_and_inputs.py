@@ -16,7 +16,7 @@ SPEC = create_app().openapi()
 
 def test_tags_summaries_and_one_schema_per_action() -> None:
     assert [t["name"] for t in SPEC["tags"]] == [
-        "intake", "cases", "actions", "mediators", "supervisors", "auditors", "health"]
+        "intake", "cases", "actions", "mediators", "notifications", "supervisors", "auditors", "health"]
     for kind, command in COMMAND_TYPES.items():
         operation = SPEC["paths"][f"/cases/{{case_id}}/actions/{kind}"]["post"]
         assert operation["operationId"] == f"act_{kind}" and operation["summary"]
@@ -33,6 +33,7 @@ def test_tags_summaries_and_one_schema_per_action() -> None:
     assert intake["tags"] == ["intake"]
     assert "工地拖欠" in str(intake["requestBody"]["content"]["application/json"]["examples"])
     assert SPEC["paths"]["/me/tasks"]["get"]["tags"] == ["mediators"]
+    assert SPEC["paths"]["/me/notifications"]["get"]["tags"] == ["notifications"]
     assert SPEC["paths"]["/audit/verify"]["get"]["tags"] == ["auditors"]
     assert SPEC["paths"]["/supervision/breaches"]["get"]["tags"] == ["supervisors"]
     # never a table model
