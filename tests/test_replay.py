@@ -32,13 +32,14 @@ from disputeflow.history import (
 from workflows.case import CaseWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS_MODULE = Path(__file__).parent / "workflows" / "test_paths.py"
+WORKFLOW_TESTS = sorted((Path(__file__).parent / "workflows").glob("test_*.py"))
 HISTORY_FILES = sorted(HISTORIES.glob("*.json"))
 
 
 def recorded_path_names() -> list[str]:
-    """The names test_paths.py saves its paths' histories under."""
-    return re.findall(r"save_history\(\s*\w+\s*,\s*[\"'](\w+)[\"']\s*\)", PATHS_MODULE.read_text(encoding="utf-8"))
+    """The names the workflow tests (test_paths.py above all) save their paths' histories under."""
+    pattern = r"save_history\(\s*\w+\s*,\s*[\"'](\w+)[\"']\s*\)"
+    return [name for module in WORKFLOW_TESTS for name in re.findall(pattern, module.read_text(encoding="utf-8"))]
 
 
 def history(name: str) -> WorkflowHistory:

@@ -34,6 +34,11 @@ with workflow.unsafe.imports_passed_through():
 
 REFUSED = "TransitionRefused"
 
+# Patches (see "Versioning the workflow" in the README). Cases that recorded this marker arm their
+# next timer as soon as an alarm has fired and project it in the background, and people's actions
+# project outside the case's lock: a slow or unreachable database no longer holds up a deadline.
+PROJECT_IN_BACKGROUND = "project-in-background"
+
 # Every activity retries until its database or file is back: a case must never fail, or be left
 # half-changed, because of an outage (an exhausted retry raised from the run loop would fail the
 # whole case workflow). Each attempt is bounded; the errors show in the pending activity.
@@ -49,6 +54,8 @@ class CaseWorkflow:
         self._state: CaseState | None = None
         self._calendar: BusinessCalendar | None = None
         self._lock = asyncio.Lock()  # one change at a time: updates and timers interleave at awaits
+        self._projecting = asyncio.Lock()  # one projection at a time, in the order of the changes
+        self._background: set[asyncio.Task] = set()
         self._changed = False
         self._indexed: tuple | None = None
 
@@ -90,12 +97,18 @@ class CaseWorkflow:
                     pass
             async with self._lock:
                 if lifecycle.fire_alarms(state, workflow.now(), self._cal()):
-                    await self._settle(lifecycle.Effects())
+                    if workflow.patched(PROJECT_IN_BACKGROUND):
+                        self._index()
+                        self._project_in_background()
+                    else:
+                        await self._settle(lifecycle.Effects())
             if not state.closed and self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._project()  # the next run starts with the read model caught up
                 workflow.continue_as_new(CaseInput(case_id=state.case_id, intake=state.intake, carried=state))
 
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._project()
         return CaseResult(case_id=state.case_id, final_outcome=state.final_outcome, closed_at=state.closed_at)
 
     # -- People act through one update ------------------------------------------------------
@@ -111,9 +124,19 @@ class CaseWorkflow:
             self._refuse_unless_allowed(request)
             chosen = await self._look_up_named_person(request.command)
             effects = lifecycle.apply(state, request, workflow.now(), self._cal(), chosen=chosen)
-            await self._settle(effects)
+            background = workflow.patched(PROJECT_IN_BACKGROUND)
+            if background:
+                await self._carry_out(effects)
+                self._index()
+            else:
+                await self._settle(effects)
             self._changed = True
-            return lifecycle.view(state)
+            result = lifecycle.view(state)
+        if background:
+            # Outside the case's lock, so timers keep firing while the database is slow; still
+            # awaited, so whoever acted reads their change in listings and inboxes at once.
+            await self._project()
+        return result
 
     @act.validator
     def _validate_act(self, request: a.ActionRequest) -> None:
@@ -157,6 +180,12 @@ class CaseWorkflow:
 
     async def _settle(self, effects: lifecycle.Effects) -> None:
         """Carry out a change's effects, then project the case. Caller holds the lock."""
+        await self._carry_out(effects)
+        await self._project()
+        self._index()
+
+    async def _carry_out(self, effects: lifecycle.Effects) -> None:
+        """Choose the people a change calls for. Caller holds the lock."""
         state = self._state
         assert state is not None
         person = ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
@@ -168,14 +197,24 @@ class CaseWorkflow:
         if effects.assign_lawyer:
             chosen = await workflow.execute_activity_method(CaseActivities.choose_lawyer, person, **_ACTIVITY)
             lifecycle.assign_lawyer(state, chosen, workflow.now(), self._cal())
-        await self._project()
-        self._index()
+
+    def _project_in_background(self) -> None:
+        task = asyncio.create_task(self._project())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _project(self) -> None:
+        """Bring the read model up to the case as it stands now. Projections run one at a time in
+        order; the snapshot is taken when this one's turn comes, so it carries everything before it."""
+        async with self._projecting:
+            await self._project_now()
+
+    async def _project_now(self) -> None:
         state = self._state
         assert state is not None
         events = [e for e in state.timeline if e.seq > state.projected_seq]
-        if not events and not state.outbox:
+        notifications = list(state.outbox)
+        if not events and not notifications:
             return
         await workflow.execute_activity_method(
             CaseActivities.project_case,
@@ -188,12 +227,15 @@ class CaseWorkflow:
                 final_outcome=state.final_outcome, satisfaction=state.satisfaction,
                 policy_version=state.policy.version, breached=state.breached,
                 tasks=lifecycle.open_tasks(state), clocks=state.clocks, events=events,
-                notifications=state.outbox,
+                notifications=notifications,
             ),
             **_ACTIVITY,
         )
-        state.projected_seq = state.timeline[-1].seq
-        state.outbox = []
+        # What changed meanwhile (an action while this was in flight) goes with the next one.
+        if events:
+            state.projected_seq = max(state.projected_seq, events[-1].seq)
+        written = {n.key for n in notifications}
+        state.outbox = [n for n in state.outbox if n.key not in written]
 
     def _index(self) -> None:
         """Keep Temporal's own search attributes in step, so its UI and CLI can filter cases."""

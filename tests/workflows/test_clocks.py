@@ -258,6 +258,46 @@ async def test_mediation_extends_once_with_both_parties_consent(driver: CaseDriv
     await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
 
 
+async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDriver) -> None:
+    """Both warnings and the breach fall inside the outage: each fires at its own time (the
+    timers do not wait for the read model), and the read model catches up once it is back."""
+    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
+    view = await driver.view(handle)
+    case_id, emergency = view.case_id, clock_named(view, "emergency_response")
+    await driver.advance(timedelta(minutes=20))
+    with driver.engine.begin() as conn:
+        conn.execute(text("DROP TABLE outbox"))  # every projection fails until it is back
+    await driver.advance(timedelta(minutes=60))
+
+    view = await driver.view(handle)
+    assert view.stage == "escalated" and view.breached
+    fired = {(e.type, e.data.get("fraction")): e.at for e in view.timeline if e.data.get("clock_id") == emergency.clock_id
+             and e.type in ("clock_warning", "clock_breached")}
+    outage_from = emergency.started_at + timedelta(minutes=20)
+    on_time = {("clock_warning", w.fraction): w.at for w in emergency.warnings} | {
+        ("clock_breached", None): emergency.due_at}
+    assert len(on_time) >= 2 and all(due > outage_from for due in on_time.values())
+    assert fired.keys() == on_time.keys()
+    for alarm, due in on_time.items():
+        assert timedelta(0) <= fired[alarm] - due < timedelta(seconds=5), (alarm, fired[alarm], due)
+    assert clock_row(driver, case_id, emergency.clock_id).warnings_fired == 0  # nothing projected yet
+    assert driver.record(case_id).stage == "triage"
+
+    create_schema(driver.engine)  # the database is back
+    await driver.advance(timedelta(minutes=1))
+    row = clock_row(driver, case_id, emergency.clock_id)
+    assert (row.breached, row.breached_at) == (True, fired[("clock_breached", None)])
+    assert row.warnings_fired == len(emergency.warnings)
+    assert driver.record(case_id).stage == "escalated"
+    assert driver.event_types(case_id) == [e.type for e in view.timeline]
+    kinds = outbox_kinds(driver, case_id)
+    assert (kinds["deadline_warning"], kinds["deadline_breached"], kinds["case_escalated"]) == (
+        len(emergency.warnings), 1, 1)  # each once: no storm when the backlog is projected
+    await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "警方已处置"})
+    assert (await handle.result()).final_outcome is not None
+    await driver.save_history(handle, "breach_on_time_during_outage")
+
+
 async def test_a_read_model_outage_delays_the_breach_projection_but_never_fails_the_case(driver: CaseDriver) -> None:
     handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
     view = await driver.view(handle)
