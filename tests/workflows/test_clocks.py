@@ -258,15 +258,24 @@ async def test_mediation_extends_once_with_both_parties_consent(driver: CaseDriv
     await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
 
 
-async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDriver) -> None:
-    """Both warnings and the breach fall inside the outage: each fires at its own time (the
-    timers do not wait for the read model), and the read model catches up once it is back."""
+async def open_emergency(driver: CaseDriver) -> tuple[WorkflowHandle, str, Clock]:
     handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
     view = await driver.view(handle)
-    case_id, emergency = view.case_id, clock_named(view, "emergency_response")
-    await driver.advance(timedelta(minutes=20))
+    return handle, view.case_id, clock_named(view, "emergency_response")
+
+
+def take_the_read_model_down(driver: CaseDriver) -> None:
+    """Every projection fails until `create_schema` brings the table back."""
     with driver.engine.begin() as conn:
-        conn.execute(text("DROP TABLE outbox"))  # every projection fails until it is back
+        conn.execute(text("DROP TABLE outbox"))
+
+
+async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDriver) -> None:
+    """The clock's warnings and its breach all fall inside the outage: each fires at its own time
+    (the timers do not wait for the read model), and the read model catches up once it is back."""
+    handle, case_id, emergency = await open_emergency(driver)
+    await driver.advance(timedelta(minutes=20))
+    take_the_read_model_down(driver)
     await driver.advance(timedelta(minutes=60))
 
     view = await driver.view(handle)
@@ -299,12 +308,9 @@ async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDri
 
 
 async def test_a_read_model_outage_delays_the_breach_projection_but_never_fails_the_case(driver: CaseDriver) -> None:
-    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
-    view = await driver.view(handle)
-    case_id, emergency = view.case_id, clock_named(view, "emergency_response")
+    handle, case_id, emergency = await open_emergency(driver)
     await driver.advance(timedelta(minutes=50))
-    with driver.engine.begin() as conn:
-        conn.execute(text("DROP TABLE outbox"))  # every projection fails until it is back
+    take_the_read_model_down(driver)
     # The breach at 60 minutes cannot be projected for 20 minutes: longer than the ~8 minutes that
     # 20 attempts with backoff last, after which a failed activity would fail the workflow itself.
     await driver.advance(timedelta(minutes=30))
