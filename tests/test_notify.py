@@ -15,11 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from disputeflow.db.engine import write_session
+from disputeflow.db.engine import create_schema, is_sqlite, write_session
 from disputeflow.db.models import OutboxMessage
+from disputeflow.db.notifications import next_unsent
 from disputeflow.notify import DeliveryFailed, WebhookSender, run_sender, webhook_body
 from disputeflow.settings import Settings
 from tests.conftest import free_port
@@ -208,3 +210,17 @@ async def test_run_sender_survives_a_database_outage(tmp_path: Path, receiver: R
     stop.set()
     await asyncio.wait_for(task, 5)
     sender.close()
+
+
+def test_an_existing_database_gets_the_unsent_index(engine: Engine) -> None:
+    """The sender's every-second lookup reads a partial index of unsent rows, and a database made
+    before that index existed gets it at the next start."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_outbox_unsent"))
+    create_schema(engine)
+    assert "ix_outbox_unsent" in {index["name"] for index in inspect(engine).get_indexes("outbox")}
+    if is_sqlite(engine):
+        query = next_unsent().compile(engine, compile_kwargs={"literal_binds": True})
+        with engine.connect() as conn:
+            plan = conn.execute(text(f"EXPLAIN QUERY PLAN {query}")).all()
+        assert "USING INDEX ix_outbox_unsent" in plan[0][-1]

@@ -48,6 +48,10 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    # create_all adds a new table's indexes, not a new index of an existing table: add those too.
+    for table in SQLModel.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     from disputeflow.db.audit import install_append_only_guards  # here: audit imports this module
 
     install_append_only_guards(engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -156,6 +156,12 @@ class OutboxMessage(SQLModel, table=True):
     configured, delivered to it by the worker's sender (`sent_at` records when)."""
 
     __tablename__ = "outbox"
+    # The webhook sender asks for the oldest unsent one every second: an index of only those keeps
+    # that lookup small however long the outbox grows.
+    __table_args__ = (
+        Index("ix_outbox_unsent", "id", sqlite_where=text("sent_at IS NULL"),
+              postgresql_where=text("sent_at IS NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True, max_length=160)

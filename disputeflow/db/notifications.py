@@ -116,7 +116,8 @@ def acknowledge(engine: Engine, reader: Reader, outbox_id: int, *,
 # -- Delivery ------------------------------------------------------------------------------------
 
 
-def _next_pending():
+def next_unsent():
+    """The query for the oldest notification not yet delivered."""
     return select(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(1)
 
 
@@ -131,7 +132,7 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: 
     """
     if is_sqlite(engine):
         with Session(engine) as session:
-            message = session.exec(_next_pending()).first()
+            message = session.exec(next_unsent()).first()
             if message is None:
                 return False
             session.expunge(message)
@@ -141,7 +142,7 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: 
                          .values(sent_at=now()))
         return True
     with Session(engine) as session:
-        message = session.exec(_next_pending().with_for_update(skip_locked=True)).first()
+        message = session.exec(next_unsent().with_for_update(skip_locked=True)).first()
         if message is None:
             return False
         send(message)
