@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr
+from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
@@ -30,6 +30,22 @@ class Settings(BaseSettings):
     temporal_task_queue: str = Field(default="disputeflow-cases", validation_alias=_env("TEMPORAL_TASK_QUEUE"))
     temporal_tls: bool = Field(
         default=False, validation_alias=_env("TEMPORAL_TLS"), description="connect to the cluster over TLS"
+    )
+    temporal_tls_client_cert: Path | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_CLIENT_CERT"),
+        description="PEM client certificate for mutual TLS (with TEMPORAL_TLS_CLIENT_KEY); implies TLS",
+    )
+    temporal_tls_client_key: Path | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_CLIENT_KEY"),
+        description="PEM private key of the client certificate",
+    )
+    temporal_tls_server_ca: Path | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_SERVER_CA"),
+        description="PEM CA that signed the cluster's certificate, if not one the system trusts; implies TLS",
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_SERVER_NAME"),
+        description="Name to verify the cluster's certificate against, if not the address's host",
     )
     temporal_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("TEMPORAL_API_KEY"), description="API key for the cluster, if it needs one"
@@ -69,6 +85,12 @@ class Settings(BaseSettings):
 
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
+
+    @model_validator(mode="after")
+    def _client_certificate_comes_with_its_key(self) -> Settings:
+        if (self.temporal_tls_client_cert is None) != (self.temporal_tls_client_key is None):
+            raise ValueError("set TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_KEY together (mutual TLS needs both)")
+        return self
 
     @property
     def embedded_temporal(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RetryConfig
+from temporalio.service import RetryConfig, TLSConfig
 
 from disputeflow.settings import Settings
 
@@ -27,13 +27,35 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """What `Client.connect(tls=...)` takes: False, True (TLS with the system's trust store), or the
+    files for a private CA and mutual TLS, read now (a missing or unreadable one says which)."""
+    files = {"TEMPORAL_TLS_SERVER_CA": settings.temporal_tls_server_ca,
+             "TEMPORAL_TLS_CLIENT_CERT": settings.temporal_tls_client_cert,
+             "TEMPORAL_TLS_CLIENT_KEY": settings.temporal_tls_client_key}
+    if all(path is None for path in files.values()) and settings.temporal_tls_server_name is None:
+        return settings.temporal_tls
+    pem: dict[str, bytes | None] = {}
+    for variable, path in files.items():
+        try:
+            pem[variable] = None if path is None else path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    return TLSConfig(
+        server_root_ca_cert=pem["TEMPORAL_TLS_SERVER_CA"],
+        client_cert=pem["TEMPORAL_TLS_CLIENT_CERT"],
+        client_private_key=pem["TEMPORAL_TLS_CLIENT_KEY"],
+        domain=settings.temporal_tls_server_name,
+    )
+
+
 async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
     """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s)."""
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
-        tls=settings.temporal_tls,
+        tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         retry_config=retry_config,
     )
