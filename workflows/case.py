@@ -54,8 +54,12 @@ class CaseWorkflow:
         self._state: CaseState | None = None
         self._calendar: BusinessCalendar | None = None
         self._lock = asyncio.Lock()  # one change at a time: updates and timers interleave at awaits
-        self._projecting = asyncio.Lock()  # one projection at a time, in the order of the changes
-        self._background: set[asyncio.Task] = set()
+        # Read-model writes of the patched branch: snapshots taken at the end of each change (under
+        # the lock, so never of a change half made), sent one at a time in order by one drainer.
+        self._outgoing: list[Projection] = []
+        self._queued = 0  # snapshots ever queued in this run
+        self._sent = 0  # of which written
+        self._drainer: asyncio.Task | None = None
         self._changed = False
         self._indexed: tuple | None = None
 
@@ -99,16 +103,14 @@ class CaseWorkflow:
                 if lifecycle.fire_alarms(state, workflow.now(), self._cal()):
                     if workflow.patched(PROJECT_IN_BACKGROUND):
                         self._index()
-                        self._project_in_background()
+                        self._queue_projection()
                     else:
                         await self._settle(lifecycle.Effects())
             if not state.closed and self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                await self._project()  # the next run starts with the read model caught up
+                await self._quiesce()  # the next run starts with the read model caught up
                 workflow.continue_as_new(CaseInput(case_id=state.case_id, intake=state.intake, carried=state))
 
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._project()
+        await self._quiesce()
         return CaseResult(case_id=state.case_id, final_outcome=state.final_outcome, closed_at=state.closed_at)
 
     # -- People act through one update ------------------------------------------------------
@@ -124,18 +126,19 @@ class CaseWorkflow:
             self._refuse_unless_allowed(request)
             chosen = await self._look_up_named_person(request.command)
             effects = lifecycle.apply(state, request, workflow.now(), self._cal(), chosen=chosen)
-            background = workflow.patched(PROJECT_IN_BACKGROUND)
-            if background:
+            ticket = None
+            if workflow.patched(PROJECT_IN_BACKGROUND):
                 await self._carry_out(effects)
                 self._index()
+                ticket = self._queue_projection()
             else:
                 await self._settle(effects)
             self._changed = True
             result = lifecycle.view(state)
-        if background:
+        if ticket is not None:
             # Outside the case's lock, so timers keep firing while the database is slow; still
             # awaited, so whoever acted reads their change in listings and inboxes at once.
-            await self._project()
+            await self._projected(ticket)
         return result
 
     @act.validator
@@ -181,7 +184,9 @@ class CaseWorkflow:
     async def _settle(self, effects: lifecycle.Effects) -> None:
         """Carry out a change's effects, then project the case. Caller holds the lock."""
         await self._carry_out(effects)
-        await self._project()
+        projection = self._snapshot()
+        if projection is not None:
+            await self._write(projection)
         self._index()
 
     async def _carry_out(self, effects: lifecycle.Effects) -> None:
@@ -198,44 +203,65 @@ class CaseWorkflow:
             chosen = await workflow.execute_activity_method(CaseActivities.choose_lawyer, person, **_ACTIVITY)
             lifecycle.assign_lawyer(state, chosen, workflow.now(), self._cal())
 
-    def _project_in_background(self) -> None:
-        task = asyncio.create_task(self._project())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _queue_projection(self) -> int:
+        """Snapshot the case for the read model and have it written in the background, after the
+        snapshots before it. Caller holds the lock. Returns the ticket `_projected` waits for."""
+        projection = self._snapshot()
+        if projection is not None:
+            self._outgoing.append(projection)
+            self._queued += 1
+            if self._drainer is None or self._drainer.done():
+                self._drainer = asyncio.create_task(self._drain())
+        return self._queued
 
-    async def _project(self) -> None:
-        """Bring the read model up to the case as it stands now. Projections run one at a time in
-        order; the snapshot is taken when this one's turn comes, so it carries everything before it."""
-        async with self._projecting:
-            await self._project_now()
+    async def _drain(self) -> None:
+        while self._outgoing:
+            await self._write(self._outgoing[0])
+            self._outgoing.pop(0)
+            self._sent += 1
 
-    async def _project_now(self) -> None:
+    async def _projected(self, ticket: int | None = None) -> None:
+        """Wait until the snapshots queued so far (or up to `ticket`) are written."""
+        ticket = self._queued if ticket is None else ticket
+        if self._sent < ticket:  # no yield when there is nothing to wait for
+            await workflow.wait_condition(lambda: self._sent >= ticket)
+
+    async def _quiesce(self) -> None:
+        """Before continuing as new or completing: every handler done and every snapshot written.
+        An action accepted while the last snapshots were written must finish too."""
+        while True:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._projected()
+            if workflow.all_handlers_finished() and self._sent >= self._queued:
+                return
+
+    def _snapshot(self) -> Projection | None:
+        """What the read model lacks of the case as it stands now, taken off the case's to-do: the
+        events after the last snapshot and the notifications not yet handed over. Caller holds the lock."""
         state = self._state
         assert state is not None
         events = [e for e in state.timeline if e.seq > state.projected_seq]
-        notifications = list(state.outbox)
+        notifications = state.outbox
         if not events and not notifications:
-            return
-        await workflow.execute_activity_method(
-            CaseActivities.project_case,
-            Projection(
-                case_id=state.case_id, workflow_id=workflow_id_for(state.case_id), intake=state.intake,
-                stage=state.stage, phase=state.phase.value,
-                mediator_id=state.mediator.id if state.mediator else None,
-                lawyer_id=state.lawyer.id if state.lawyer else None,
-                opened_at=state.opened_at, updated_at=workflow.now(), closed_at=state.closed_at,
-                final_outcome=state.final_outcome, satisfaction=state.satisfaction,
-                policy_version=state.policy.version, breached=state.breached,
-                tasks=lifecycle.open_tasks(state), clocks=state.clocks, events=events,
-                notifications=notifications,
-            ),
-            **_ACTIVITY,
-        )
-        # What changed meanwhile (an action while this was in flight) goes with the next one.
+            return None
+        projection = Projection(
+            case_id=state.case_id, workflow_id=workflow_id_for(state.case_id), intake=state.intake,
+            stage=state.stage, phase=state.phase.value,
+            mediator_id=state.mediator.id if state.mediator else None,
+            lawyer_id=state.lawyer.id if state.lawyer else None,
+            opened_at=state.opened_at, updated_at=workflow.now(), closed_at=state.closed_at,
+            final_outcome=state.final_outcome, satisfaction=state.satisfaction,
+            policy_version=state.policy.version, breached=state.breached,
+            tasks=lifecycle.open_tasks(state), clocks=state.clocks, events=events,
+            notifications=notifications,
+        ).model_copy(deep=True)  # a queued snapshot must not see later changes to the case's objects
         if events:
-            state.projected_seq = max(state.projected_seq, events[-1].seq)
-        written = {n.key for n in notifications}
-        state.outbox = [n for n in state.outbox if n.key not in written]
+            state.projected_seq = events[-1].seq
+        state.outbox = []
+        return projection
+
+    async def _write(self, projection: Projection) -> None:
+        await workflow.execute_activity_method(CaseActivities.project_case, projection, **_ACTIVITY)
 
     def _index(self) -> None:
         """Keep Temporal's own search attributes in step, so its UI and CLI can filter cases."""
