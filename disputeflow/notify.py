@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import httpx
@@ -80,11 +81,11 @@ class WebhookSender:
         if not response.is_success:
             raise DeliveryFailed(f"HTTP {response.status_code} from the webhook")
 
-    def deliver_all(self) -> int:
-        """Deliver until none is waiting; returns how many were sent. Raises DeliveryFailed (after
-        recording the ones sent before it)."""
+    def deliver_all(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Deliver until none is waiting (or `stop()` says so); returns how many were sent. Raises
+        DeliveryFailed (after recording the ones sent before it)."""
         sent = 0
-        while deliver_next(self.engine, self.post, now=lambda: datetime.now(timezone.utc)):
+        while not stop() and deliver_next(self.engine, self.post, now=lambda: datetime.now(timezone.utc)):
             sent += 1
         return sent
 
@@ -94,25 +95,29 @@ async def run_sender(sender: WebhookSender, stop: asyncio.Event) -> None:
     backoff = FIRST_BACKOFF_SECONDS
     while not stop.is_set():
         try:
-            sent = await asyncio.to_thread(sender.deliver_all)
+            sent = await asyncio.to_thread(sender.deliver_all, stop.is_set)
             if sent:
                 log.info("delivered %d notification(s) to %s", sent, sender.url)
             backoff = FIRST_BACKOFF_SECONDS
             wait = IDLE_SECONDS
-        except DeliveryFailed as exc:
-            waiting, since = await asyncio.to_thread(_backlog, sender.engine)
-            log.warning("webhook %s refused a notification (%s); %d waiting since %s; retrying in %g s",
-                        sender.url, exc, waiting, since, backoff)
+        except Exception as exc:  # noqa: BLE001 - the webhook or the database is down: keep trying, never die
             wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
-        except Exception:  # noqa: BLE001 - the database may be down: keep trying, never die
-            log.exception("notification delivery failed; retrying in %g s", backoff)
-            wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+            if isinstance(exc, DeliveryFailed):
+                log.warning("webhook %s refused a notification (%s); %s; retrying in %g s",
+                            sender.url, exc, await asyncio.to_thread(_backlog, sender.engine), wait)
+            else:
+                log.exception("notification delivery failed; retrying in %g s", wait)
         try:
             await asyncio.wait_for(stop.wait(), wait)
         except asyncio.TimeoutError:
             pass
 
 
-def _backlog(engine: Engine) -> tuple[int, datetime | None]:
-    with Session(engine) as session:
-        return undelivered(session)
+def _backlog(engine: Engine) -> str:
+    """How many wait, and since when, for the log; never raises (the database may be down too)."""
+    try:
+        with Session(engine) as session:
+            waiting, since = undelivered(session)
+    except Exception as exc:  # noqa: BLE001
+        return f"the backlog is unknown ({type(exc).__name__})"
+    return f"{waiting} waiting since {since:%Y-%m-%d %H:%M:%S}" if since else "none waiting"

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -40,6 +40,7 @@ class Receiver:
     delay: float = 0.0
     received: list[tuple[dict, dict]] = field(default_factory=list)  # (headers, body)
     refused: int = 0
+    before_answer: Callable[[], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys(self) -> list[str]:
@@ -58,6 +59,8 @@ def receiver() -> Iterator[Receiver]:
             if box.delay:
                 threading.Event().wait(box.delay)
             status = box.status
+            if box.before_answer is not None:
+                box.before_answer()
             with box.lock:
                 if status < 300:
                     box.received.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
@@ -224,3 +227,25 @@ def test_an_existing_database_gets_the_unsent_index(engine: Engine) -> None:
         with engine.connect() as conn:
             plan = conn.execute(text(f"EXPLAIN QUERY PLAN {query}")).all()
         assert "USING INDEX ix_outbox_unsent" in plan[0][-1]
+
+
+async def test_the_sender_survives_the_webhook_and_the_database_failing_together(
+        sqlite_engine: Engine, receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    add_messages(sqlite_engine, 1)
+
+    def database_goes_down() -> None:
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS outbox"))
+
+    receiver.status, receiver.before_answer = 503, database_goes_down
+    sender = WebhookSender(sqlite_engine, receiver.url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sender(sender, stop))
+    try:
+        await until(lambda: "the backlog is unknown" in caplog.text)
+        await asyncio.sleep(0.1)
+        assert not task.done()  # refused, and the backlog unreadable: logged, and still running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        sender.close()

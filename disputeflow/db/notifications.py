@@ -125,8 +125,8 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: 
     """Send the oldest undelivered notification with `send` and record it as sent. False if there
     was none. An exception from `send` propagates and the notification stays undelivered.
 
-    PostgreSQL: the row is locked (FOR UPDATE SKIP LOCKED) while it is sent, so several senders
-    never send the same notification at once. SQLite: one sender (the worker) is assumed. Either
+    PostgreSQL: the row is locked (FOR NO KEY UPDATE SKIP LOCKED) while it is sent, so several
+    senders never send the same notification at once (nor keep their order between them). SQLite: one sender (the worker) is assumed. Either
     way delivery is at least once: a crash between sending and recording sends it again, with the
     same idempotency key.
     """
@@ -142,7 +142,8 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: 
                          .values(sent_at=now()))
         return True
     with Session(engine) as session:
-        message = session.exec(next_unsent().with_for_update(skip_locked=True)).first()
+        # NO KEY UPDATE: an acknowledgement (a key share through its foreign key) never waits on it.
+        message = session.exec(next_unsent().with_for_update(skip_locked=True, key_share=True)).first()
         if message is None:
             return False
         send(message)
