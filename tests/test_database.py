@@ -131,3 +131,30 @@ def test_write_session_rolls_back_on_error(engine: Engine) -> None:
         session.add(a_case())
     with Session(engine) as session:
         assert session.get(CaseRecord, "110101-20260214-0001") is not None
+
+
+def test_processes_starting_together_create_the_schema_once(database_url: str) -> None:
+    """The API and the worker start at the same moment on an empty database: both get a whole
+    schema, neither fails on a table or index the other one just made."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from disputeflow.db.engine import create_schema, make_engine
+
+    engines = [make_engine(database_url) for _ in range(4)]
+    barrier = Barrier(len(engines))
+
+    def start(engine: Engine) -> None:
+        barrier.wait(timeout=30)
+        create_schema(engine)
+
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            for done in [pool.submit(start, engine) for engine in engines]:
+                done.result(timeout=60)
+        names = set(inspect(engines[0]).get_table_names())
+        assert set(SQLModel.metadata.tables) <= names
+        assert "ix_outbox_unsent" in {i["name"] for i in inspect(engines[0]).get_indexes("outbox")}
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -415,7 +415,9 @@ def install_append_only_guards(engine: Engine) -> None:
     Idempotent and safe when several processes start at once (PostgreSQL: under an advisory
     lock; CREATE OR REPLACE TRIGGER needs PostgreSQL 14+). Rejections raise IntegrityError.
     """
-    with engine.begin() as conn:
+    # SQLite: BEGIN IMMEDIATE, or a process starting alongside could commit first and leave this
+    # transaction's snapshot stale (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         if is_sqlite(engine):
             for ddl in _SQLITE_GUARDS:
                 conn.exec_driver_sql(ddl)

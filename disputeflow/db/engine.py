@@ -46,12 +46,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+SCHEMA_LOCK_KEY = 0x5D15_F10E  # PostgreSQL advisory lock: one process creates the schema at a time
+
+
 def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
-    # create_all adds a new table's indexes, not a new index of an existing table: add those too.
-    for table in SQLModel.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    """Create what is missing: tables, and indexes added to tables that already exist (create_all
+    alone adds only a new table's indexes). Safe when the API and the worker start together: one
+    transaction under a lock (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        if not is_sqlite(engine):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        SQLModel.metadata.create_all(conn)
+        for table in SQLModel.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
     from disputeflow.db.audit import install_append_only_guards  # here: audit imports this module
 
     install_append_only_guards(engine)
