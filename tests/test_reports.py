@@ -257,7 +257,7 @@ def test_a_breach_still_counts_when_the_case_is_withdrawn_afterwards(engine: Eng
     with Session(engine) as session:
         (row,) = compliance(session, start=date(2026, 11, 1), end=date(2026, 11, 30))
     assert counts(row) == ("triage_response", "370105", "2026-11", 3, 1, 0, 0, 0, 1, 1, 0.5)
-    assert compliance_csv([row]).splitlines()[1] == "triage_response,370105,2026-11,3,1,0,0,0,1,1,0.5000"
+    assert compliance_csv([row]).splitlines()[1] == "triage_response,370105,2026-11,3,1,0,0,0,1,0.5000,1"
 
 
 def test_compliance_by_city_and_province(seeded: Engine) -> None:
@@ -325,14 +325,14 @@ def test_compliance_csv(seeded: Engine) -> None:
         rows = compliance(session, start=date(2026, 11, 1), end=date(2026, 11, 30), group_by_region_level=4)
     text = compliance_csv(rows)
     assert text == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
-        "emergency_response,3701,2026-11,1,0,0,1,0,0,0,0.0000\r\n"
-        "escalation_response,3702,2026-11,1,0,0,0,1,0,0,\r\n"
-        "legal_aid_decision,3701,2026-11,2,0,0,1,1,0,0,0.0000\r\n"
-        "mediation_conclusion,3701,2026-11,1,0,0,0,1,0,0,\r\n"
-        "referral_acceptance,3701,2026-11,1,0,0,0,1,0,0,\r\n"
-        "triage_response,3701,2026-11,7,3,2,0,1,1,0,0.6000\r\n"
-        "triage_response,3702,2026-11,2,1,0,1,0,0,0,0.5000\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate,cancelled_after_breach\r\n"
+        "emergency_response,3701,2026-11,1,0,0,1,0,0,0.0000,0\r\n"
+        "escalation_response,3702,2026-11,1,0,0,0,1,0,,0\r\n"
+        "legal_aid_decision,3701,2026-11,2,0,0,1,1,0,0.0000,0\r\n"
+        "mediation_conclusion,3701,2026-11,1,0,0,0,1,0,,0\r\n"
+        "referral_acceptance,3701,2026-11,1,0,0,0,1,0,,0\r\n"
+        "triage_response,3701,2026-11,7,3,2,0,1,1,0.6000,0\r\n"
+        "triage_response,3702,2026-11,2,1,0,1,0,0,0.5000,0\r\n"
     )
 
 
@@ -345,11 +345,11 @@ def test_compliance_csv_rates_and_injection() -> None:
         ComplianceRow(clock="调解期限", region_code="37", period="2026-11"),
     ]
     assert compliance_csv(rows) == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
-        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+37,'-1,3,2,1,0,0,0,0,0.6667\r\n"
-        "'@SUM(A1:A9),'\t37,2026-11,1,1,0,0,0,0,0,1.0000\r\n"
-        "调解期限,37,2026-11,0,0,0,0,0,0,0,\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate,cancelled_after_breach\r\n"
+        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+37,'-1,3,2,1,0,0,0,0.6667,0\r\n"
+        "'@SUM(A1:A9),'\t37,2026-11,1,1,0,0,0,0,1.0000,0\r\n"
+        "调解期限,37,2026-11,0,0,0,0,0,0,,0\r\n"
     )
     assert compliance_csv([]) == (
-        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,cancelled_after_breach,compliance_rate\r\n"
+        "clock,region_code,period,started,met_on_time,met_late,breached_open,open_on_time,cancelled,compliance_rate,cancelled_after_breach\r\n"
     )

@@ -302,7 +302,8 @@ def compliance(
 
 CSV_COLUMNS = (
     "clock", "region_code", "period", "started", "met_on_time", "met_late", "breached_open",
-    "open_on_time", "cancelled", "cancelled_after_breach", "compliance_rate",
+    "open_on_time", "cancelled", "compliance_rate",
+    "cancelled_after_breach",  # added after the others: existing columns keep their places
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -330,6 +331,6 @@ def compliance_csv(rows: Iterable[ComplianceRow]) -> str:
         writer.writerow([
             _safe_cell(row.clock), _safe_cell(row.region_code), _safe_cell(row.period),
             row.started, row.met_on_time, row.met_late, row.breached_open, row.open_on_time, row.cancelled,
-            row.cancelled_after_breach, _rate(row.compliance_rate),
+            _rate(row.compliance_rate), row.cancelled_after_breach,
         ])
     return out.getvalue()
