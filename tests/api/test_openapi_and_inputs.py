@@ -49,7 +49,9 @@ ODD_QUERY = {
     "within_hours": "1e309", "start": "yesterday", "end": "0000-00-00", "period": "fortnight",
     "group_by": "4.5", "run": "0", "include_ended": "sometimes", "assignee": "x" * 65, "clock": "y" * 65,
     "urgency": "EMERGENCY", "category": ["dispute", "x"], "dispute_type": "", "phase": "closed ",
+    "kind": "k" * 100, "case_id": "../../etc/passwd", "unacknowledged_only": "maybe",
 }
+ODD_NOTIFICATION_IDS = ["0", "-1", "9" * 30, "1e3", "abc", "%00"]
 ODD_BODIES = [b"", b"{}", b"[]", b"{\"a\":", b"{\"reason\": {\"$gt\": 1}}", b"{\"satisfaction\": 1e400}",
               b"{\"monthly_income_per_capita\": NaN}",
               b"{\"missing\": " + b"[\"x\"," * 200 + b"\"x\"" + b"]" * 200 + b"}",  # deeply nested
@@ -59,13 +61,17 @@ ODD_BODIES = [b"", b"{}", b"[]", b"{\"a\":", b"{\"reason\": {\"$gt\": 1}}", b"{\
 @pytest.mark.parametrize(("method", "path", "roles"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
 async def test_no_input_gives_a_500(stack: Stack, method: str, path: str, roles) -> None:
     headers = stack.auth(ROLE_USERS[sorted(r.value for r in roles)[0]])
-    ids = ODD_IDS if "{case_id}" in path else [None]
-    for case_id in ids:
-        url = path.replace("{case_id}", case_id) if case_id else path
+    if "{case_id}" in path:
+        urls = [path.replace("{case_id}", case_id) for case_id in ODD_IDS]
+    elif "{notification_id}" in path:
+        urls = [path.replace("{notification_id}", odd) for odd in ODD_NOTIFICATION_IDS]
+    else:
+        urls = [path]
+    for url in urls:
         response = await stack.http.request(method, url, params=ODD_QUERY, headers=headers)
         assert response.status_code < 500, (url, response.text)
     if method == "POST":
-        url = path.replace("{case_id}", "370102-20000101-0001")
+        url = path.replace("{case_id}", "370102-20000101-0001").replace("{notification_id}", "1")
         for body in ODD_BODIES:
             response = await stack.http.post(url, content=body, headers=headers | {"Content-Type": "application/json"})
             assert response.status_code < 500, (url, body[:40], response.text)
