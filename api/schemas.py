@@ -19,6 +19,7 @@ from disputeflow.db.models import (
     CaseTaskRecord,
     ClockRecord,
     NotificationAck,
+    NotificationParked,
     OutboxMessage,
 )
 from disputeflow.db.queries import CaseRows
@@ -309,16 +310,20 @@ class NotificationPublic(BaseModel):
     payload: dict[str, Any] = Field(description="What happened: the clock, its due time, a reason...")
     created_at: datetime
     delivered_at: datetime | None = Field(description="When the webhook took it; none without a webhook")
+    delivery_refused: str | None = Field(default=None, description=(
+        "The webhook's answer when it refused this one for good (it is parked, not retried)"))
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
 
     @classmethod
-    def from_rows(cls, message: OutboxMessage, ack: NotificationAck | None) -> NotificationPublic:
+    def from_rows(cls, message: OutboxMessage, ack: NotificationAck | None,
+                  park: NotificationParked | None = None) -> NotificationPublic:
         assert message.id is not None
         return cls(id=message.id, case_id=message.case_id, kind=message.kind,
                    recipient_role=Role(message.recipient_role), recipient_id=message.recipient_id,
                    region_code=message.region_code, payload=message.payload, created_at=message.created_at,
-                   delivered_at=message.sent_at, acknowledged_by=ack.acknowledged_by if ack else None,
+                   delivered_at=message.sent_at, delivery_refused=park.reason if park else None,
+                   acknowledged_by=ack.acknowledged_by if ack else None,
                    acknowledged_at=ack.acknowledged_at if ack else None)
 
 

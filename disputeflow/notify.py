@@ -6,9 +6,11 @@ POSTed as JSON, oldest first, with
     Idempotency-Key           the notification's key (the same on a redelivery)
     X-Disputeflow-Signature   sha256=<hex HMAC-SHA256 of the body>, when a secret is set
 
-A 2xx answer marks it sent. Anything else (an error status, a timeout, no connection) leaves it
-waiting: the sender backs off (1 s doubling to 60 s) and tries the same one again, so messages
-keep their order and nothing is dropped. Delivery is at least once; receivers dedupe on the key.
+A 2xx answer marks it sent. A 4xx other than 408 and 429 means the gateway will never take this
+one: it is parked (logged, listed by `disputeflow notifications parked`) and the next one's turn
+comes. Anything else (5xx, 408, 429, a timeout, no connection) leaves it waiting: the sender backs
+off (1 s doubling to 60 s) and tries the same one again, so messages keep their order and nothing
+is dropped. Delivery is at least once; receivers dedupe on the key.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from disputeflow.db.models import OutboxMessage
-from disputeflow.db.notifications import deliver_next, undelivered
+from disputeflow.db.notifications import Refused, deliver_next, undelivered
 
 log = logging.getLogger("disputeflow.notify")
 
@@ -78,15 +80,27 @@ class WebhookSender:
             response = self.http.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            raise DeliveryFailed(f"HTTP {response.status_code} from the webhook")
+        if response.is_success:
+            return
+        said = response.text[:200].strip()
+        reason = f"HTTP {response.status_code} from the webhook" + (f": {said}" if said else "")
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise Refused(reason)
+        raise DeliveryFailed(reason)
 
     def deliver_all(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Deliver until none is waiting (or `stop()` says so); returns how many were sent. Raises
         DeliveryFailed (after recording the ones sent before it)."""
         sent = 0
-        while not stop() and deliver_next(self.engine, self.post, now=lambda: datetime.now(timezone.utc)):
-            sent += 1
+        while not stop():
+            outcome = deliver_next(self.engine, self.post, now=lambda: datetime.now(timezone.utc))
+            if outcome is None:
+                break
+            if outcome == "parked":
+                log.warning("webhook %s refused a notification for good: parked it "
+                            "(`disputeflow notifications parked` lists them)", self.url)
+            else:
+                sent += 1
         return sent
 
 

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from disputeflow.db.engine import create_schema, is_sqlite, write_session
 from disputeflow.db.models import OutboxMessage
-from disputeflow.db.notifications import next_unsent
+from disputeflow.db.notifications import next_unsent, parked, undelivered
 from disputeflow.notify import DeliveryFailed, WebhookSender, run_sender, webhook_body
 from disputeflow.settings import Settings
 from tests.conftest import free_port
@@ -41,6 +41,7 @@ class Receiver:
     received: list[tuple[dict, dict]] = field(default_factory=list)  # (headers, body)
     refused: int = 0
     before_answer: Callable[[], None] | None = None
+    status_for: dict[str, int] = field(default_factory=dict)  # by idempotency key, over `status`
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys(self) -> list[str]:
@@ -58,7 +59,7 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if box.delay:
                 threading.Event().wait(box.delay)
-            status = box.status
+            status = box.status_for.get(self.headers["Idempotency-Key"], box.status)
             if box.before_answer is not None:
                 box.before_answer()
             with box.lock:
@@ -248,4 +249,45 @@ async def test_the_sender_survives_the_webhook_and_the_database_failing_together
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+        sender.close()
+
+
+def test_a_notification_refused_for_good_is_parked_and_the_rest_go_on(
+        engine: Engine, database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from disputeflow import cli
+    from disputeflow.db.engine import engine_for
+    from disputeflow.settings import get_settings
+
+    keys = add_messages(engine, 3)
+    receiver.status_for = {keys[0]: 422, keys[1]: 429}  # 422: never; 429: later
+    sender = WebhookSender(engine, receiver.url)
+    try:
+        with pytest.raises(DeliveryFailed, match="HTTP 429"):  # the first is parked, the second waits
+            sender.deliver_all()
+        with Session(engine) as session:
+            assert [(m.dedupe_key, p.reason) for m, p in parked(session)] == [(keys[0], "HTTP 422 from the webhook")]
+            assert undelivered(session)[0] == 2  # the 429 one and the one behind it; not the parked one
+        del receiver.status_for[keys[1]]
+        assert sender.deliver_all() == 2
+        assert receiver.keys() == keys[1:]
+
+        # Put back in line by hand, once the gateway is fixed: delivered next, after nothing else.
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        get_settings.cache_clear()
+        try:
+            assert cli.main(["notifications", "parked"]) == 0
+            out = capsys.readouterr().out
+            assert "deadline_breached" in out and "HTTP 422" in out and "1 parked" in out
+            receiver.status_for.clear()
+            assert cli.main(["notifications", "redeliver", "--all"]) == 0
+            assert "1 notification(s) back in line" in capsys.readouterr().out
+        finally:
+            engine_for(database_url).dispose()
+            get_settings.cache_clear()
+        assert sender.deliver_all() == 1
+        assert receiver.keys() == keys[1:] + keys[:1]
+        with Session(engine) as session:
+            assert parked(session) == [] and undelivered(session)[0] == 0
+    finally:
         sender.close()

@@ -44,7 +44,7 @@ def my_notifications(
 ) -> NotificationPage:
     page = notifications.list_notifications(session, _reader(actor), unacknowledged_only=unacknowledged_only,
                                             kind=kind, case_id=case_id, limit=limit, offset=offset)
-    return NotificationPage(items=[NotificationPublic.from_rows(m, a) for m, a in page.items], total=page.total,
+    return NotificationPage(items=[NotificationPublic.from_rows(*row) for row in page.items], total=page.total,
                             unacknowledged=page.unacknowledged, limit=limit, offset=offset)
 
 

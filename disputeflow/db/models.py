@@ -186,6 +186,18 @@ class NotificationAck(SQLModel, table=True):
     acknowledged_at: datetime = _utc_column(nullable=False)
 
 
+class NotificationParked(SQLModel, table=True):
+    """A notification the webhook refused for good (a 4xx answer other than 408 or 429): the sender
+    passes over it, so one message the gateway cannot take does not hold up the ones after it.
+    `disputeflow notifications redeliver` puts it back in line."""
+
+    __tablename__ = "notification_parked"
+
+    outbox_id: int = Field(primary_key=True, foreign_key="outbox.id")
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    parked_at: datetime = _utc_column(nullable=False)
+
+
 # -- Audit trail -----------------------------------------------------------------------------
 
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, delete, exists, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from disputeflow.db.engine import is_sqlite, write_session
-from disputeflow.db.models import NotificationAck, OutboxMessage
+from disputeflow.db.models import NotificationAck, NotificationParked, OutboxMessage
 
 MAX_PAGE = 100
 
@@ -36,9 +37,12 @@ class Reader:
     region_prefix: str
 
 
+Row = tuple[OutboxMessage, NotificationAck | None, NotificationParked | None]
+
+
 @dataclass
 class NotificationPage:
-    items: list[tuple[OutboxMessage, NotificationAck | None]]
+    items: list[Row]
     total: int  # matching the filters
     unacknowledged: int  # of all the reader's notifications, whatever the filters
 
@@ -54,8 +58,9 @@ def _addressed_to(reader: Reader):
 
 def _joined(reader: Reader):
     return (
-        select(OutboxMessage, NotificationAck)
+        select(OutboxMessage, NotificationAck, NotificationParked)
         .join(NotificationAck, NotificationAck.outbox_id == OutboxMessage.id, isouter=True)
+        .join(NotificationParked, NotificationParked.outbox_id == OutboxMessage.id, isouter=True)
         .where(_addressed_to(reader))
     )
 
@@ -77,17 +82,16 @@ def list_notifications(session: Session, reader: Reader, *, unacknowledged_only:
         query = query.where(OutboxMessage.case_id == case_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(OutboxMessage.id.desc()).limit(max(1, min(limit, MAX_PAGE))).offset(offset))
-    return NotificationPage(items=[(message, ack) for message, ack in rows], total=total,
+    return NotificationPage(items=[(message, ack, park) for message, ack, park in rows], total=total,
                             unacknowledged=unacknowledged)
 
 
-def _one(session: Session, reader: Reader, outbox_id: int) -> tuple[OutboxMessage, NotificationAck | None] | None:
+def _one(session: Session, reader: Reader, outbox_id: int) -> Row | None:
     row = session.exec(_joined(reader).where(OutboxMessage.id == outbox_id)).first()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
 
 
-def acknowledge(engine: Engine, reader: Reader, outbox_id: int, *,
-                now: datetime) -> tuple[OutboxMessage, NotificationAck] | None:
+def acknowledge(engine: Engine, reader: Reader, outbox_id: int, *, now: datetime) -> Row | None:
     """Take a notification in hand. None if the reader may not see it (or it does not exist).
 
     Acknowledging again, by anyone, changes nothing: the first acknowledgement stands and is
@@ -98,32 +102,48 @@ def acknowledge(engine: Engine, reader: Reader, outbox_id: int, *,
             found = _one(session, reader, outbox_id)
             if found is None:
                 return None
-            message, ack = found
+            message, ack, park = found
             if ack is None:
                 ack = NotificationAck(outbox_id=outbox_id, acknowledged_by=reader.user_id, acknowledged_at=now)
                 session.add(ack)
                 session.flush()
             session.expunge_all()
-            return message, ack
+            return message, ack, park
     except IntegrityError:  # someone else acknowledged it in the same instant (PostgreSQL)
         with Session(engine) as session:
             found = _one(session, reader, outbox_id)
             assert found is not None and found[1] is not None
             session.expunge_all()
-            return found[0], found[1]
+            return found
 
 
 # -- Delivery ------------------------------------------------------------------------------------
 
 
+class Refused(Exception):
+    """Raised by a sender for a notification the other side will never take (not worth retrying)."""
+
+
+Delivered = Literal["sent", "parked"]
+
+
 def next_unsent():
-    """The query for the oldest notification not yet delivered."""
-    return select(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(1)
+    """The query for the oldest notification not yet delivered nor parked."""
+    parked = exists().where(NotificationParked.outbox_id == OutboxMessage.id)
+    return (select(OutboxMessage).where(OutboxMessage.sent_at.is_(None), ~parked)
+            .order_by(OutboxMessage.id).limit(1))
 
 
-def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: Callable[[], datetime]) -> bool:
-    """Send the oldest undelivered notification with `send` and record it as sent. False if there
-    was none. An exception from `send` propagates and the notification stays undelivered.
+def _park(session: Session, message: OutboxMessage, reason: str, at: datetime) -> None:
+    assert message.id is not None
+    session.add(NotificationParked(outbox_id=message.id, reason=reason[:1000], parked_at=at))
+
+
+def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *,
+                 now: Callable[[], datetime]) -> Delivered | None:
+    """Send the oldest undelivered notification with `send` and record it as sent; None if there
+    was none. If `send` raises `Refused` the notification is parked instead, and the next one's
+    turn comes. Any other exception propagates and the notification stays first in line.
 
     PostgreSQL: the row is locked (FOR NO KEY UPDATE SKIP LOCKED) while it is sent, so several
     senders never send the same notification at once (nor keep their order between them). SQLite: one sender (the worker) is assumed. Either
@@ -134,27 +154,56 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *, now: 
         with Session(engine) as session:
             message = session.exec(next_unsent()).first()
             if message is None:
-                return False
+                return None
             session.expunge(message)
-        send(message)
+        try:
+            send(message)
+        except Refused as refusal:
+            with write_session(engine) as session:
+                _park(session, message, str(refusal), now())
+            return "parked"
         with write_session(engine) as session:
             session.exec(update(OutboxMessage).where(OutboxMessage.id == message.id, OutboxMessage.sent_at.is_(None))
                          .values(sent_at=now()))
-        return True
+        return "sent"
     with Session(engine) as session:
         # NO KEY UPDATE: an acknowledgement (a key share through its foreign key) never waits on it.
-        message = session.exec(next_unsent().with_for_update(skip_locked=True, key_share=True)).first()
+        message = session.exec(next_unsent().with_for_update(of=OutboxMessage, skip_locked=True,
+                                                             key_share=True)).first()
         if message is None:
-            return False
-        send(message)
+            return None
+        try:
+            send(message)
+        except Refused as refusal:
+            _park(session, message, str(refusal), now())
+            session.commit()
+            return "parked"
         message.sent_at = now()
         session.commit()
-    return True
+    return "sent"
+
+
+def parked(session: Session) -> list[tuple[OutboxMessage, NotificationParked]]:
+    """Parked notifications, oldest first."""
+    rows = session.exec(select(OutboxMessage, NotificationParked)
+                        .join(NotificationParked, NotificationParked.outbox_id == OutboxMessage.id)
+                        .order_by(OutboxMessage.id))
+    return [(message, park) for message, park in rows]
+
+
+def unpark(engine: Engine, outbox_ids: list[int] | None = None) -> int:
+    """Put parked notifications back in line (all of them when `outbox_ids` is None); how many."""
+    with write_session(engine) as session:
+        statement = delete(NotificationParked)
+        if outbox_ids is not None:
+            statement = statement.where(NotificationParked.outbox_id.in_(outbox_ids))
+        return session.exec(statement).rowcount
 
 
 def undelivered(session: Session) -> tuple[int, datetime | None]:
-    """How many notifications wait for delivery, and since when the oldest has."""
+    """How many notifications wait for delivery (parked ones aside), and since when the oldest has."""
     count, oldest = session.exec(
-        select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.sent_at.is_(None))
+        select(func.count(), func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.sent_at.is_(None), ~exists().where(NotificationParked.outbox_id == OutboxMessage.id))
     ).one()
     return count, oldest

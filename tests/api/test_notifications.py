@@ -99,3 +99,22 @@ async def test_paging_is_newest_first_and_stable(stack: Stack) -> None:
     ids = [n["id"] for n in first["items"] + second["items"]]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4
     assert first["total"] == second["total"] >= 3
+
+
+async def test_a_notification_the_gateway_refused_says_so(stack: Stack) -> None:
+    """The sender parks what the gateway refuses for good (tests/test_notify.py); the feed says why."""
+    from datetime import datetime, timezone
+
+    from disputeflow.db.engine import write_session
+    from disputeflow.db.models import NotificationParked
+
+    case = await stack.open_case(urgency="emergency", description="群体性讨薪，现场情绪激动")
+    await stack.projected(case["case_id"])
+    (note,) = (await _mine(stack, SUPERVISOR, case_id=case["case_id"]))["items"]
+    assert note["delivery_refused"] is None
+    with write_session(stack.engine) as session:
+        session.add(NotificationParked(outbox_id=note["id"], reason="HTTP 422 from the webhook: unknown region",
+                                       parked_at=datetime.now(timezone.utc)))
+    (note,) = (await _mine(stack, SUPERVISOR, case_id=case["case_id"]))["items"]
+    assert note["delivery_refused"] == "HTTP 422 from the webhook: unknown region"
+    assert note["delivered_at"] is None
