@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -26,9 +28,9 @@ def make_engine(url: str) -> Engine:
             # The worker and the API write the same file from two processes: WAL lets readers
             # proceed while one writes; busy_timeout waits instead of failing on a lock.
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _enter_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -44,6 +46,25 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _enter_wal(cur: sqlite3.Cursor, patience: float = 30.0) -> None:
+    """Switch the file to WAL (a persistent setting; a no-op once done). The switch needs the
+    file to itself, and SQLite answers "database is locked" at once, without its busy handler,
+    while another connection is mid-write (it would risk a deadlock) -- which is exactly what
+    happens when the API and the worker open a new file together. Wait for that writer instead."""
+    deadline = time.monotonic() + patience
+    pause = 0.01
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 SCHEMA_LOCK_KEY = 0x5D15_F10E  # PostgreSQL advisory lock: one process creates the schema at a time
