@@ -139,6 +139,11 @@ def cluster_settings(tmp_path: Path, address: str, **tls: object) -> Settings:
     return Settings(_env_file=None, data_dir=tmp_path, temporal_address=address, **tls)
 
 
+# The server ends the handshake. Under TLS 1.3 the client may already count the connection as open
+# when the server checks its certificate, so the cut shows as either of these, depending on timing.
+CUT_OFF = r"transport error|connection closed"
+
+
 # -- Tests ---------------------------------------------------------------------------------------
 
 
@@ -154,7 +159,7 @@ async def test_mutual_tls_with_the_client_certificate(tmp_path: Path, cluster: s
 async def test_the_cluster_refuses_a_client_without_a_certificate(tmp_path: Path, cluster: str, pki: Pki) -> None:
     settings = cluster_settings(tmp_path, cluster, temporal_tls_server_ca=pki.ca.pem,
                                 temporal_tls_server_name="temporal.hotline.internal")
-    with pytest.raises(RuntimeError, match="transport error"):  # the handshake is cut off
+    with pytest.raises(RuntimeError, match=CUT_OFF):
         await connect(settings, retry_config=QUICK)
 
 
@@ -162,7 +167,7 @@ async def test_the_cluster_refuses_a_certificate_from_another_ca(tmp_path: Path,
     settings = cluster_settings(tmp_path, cluster, temporal_tls_server_ca=pki.ca.pem,
                                 temporal_tls_client_cert=pki.stranger.cert, temporal_tls_client_key=pki.stranger.key,
                                 temporal_tls_server_name="temporal.hotline.internal")
-    with pytest.raises(RuntimeError, match="transport error"):  # the handshake is cut off
+    with pytest.raises(RuntimeError, match=CUT_OFF):
         await connect(settings, retry_config=QUICK)
 
 
