@@ -3,8 +3,8 @@ to deliver.
 
 A notification is addressed to a role, and either to one person (`recipient_id`) or to everyone
 of that role in the case's region. A person reads the ones addressed to them by name, and those
-addressed to their role in their region; a mediator only those addressed to them by name, since
-a mediator sees only the cases assigned to them.
+addressed to their role in their region; a mediator only those addressed to them by name about
+cases assigned to them now, since a mediator sees only those cases (reassigned, the notes go too).
 
 Acknowledging is one per notification: for one addressed to a role, the first person to take it
 in hand does so for everyone of that role, as with an alert.
@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from disputeflow.db.engine import is_sqlite, write_session
-from disputeflow.db.models import NotificationAck, NotificationParked, OutboxMessage
+from disputeflow.db.models import CaseRecord, NotificationAck, NotificationParked, OutboxMessage
 
 MAX_PAGE = 100
 
@@ -51,7 +51,9 @@ def _addressed_to(reader: Reader):
     o = OutboxMessage
     by_name = o.recipient_id == reader.user_id
     if reader.role == "mediator":
-        return and_(o.recipient_role == reader.role, by_name)
+        # Only while the case is still theirs: once reassigned, its notes go with it.
+        still_theirs = exists().where(CaseRecord.case_id == o.case_id, CaseRecord.mediator_id == reader.user_id)
+        return and_(o.recipient_role == reader.role, by_name, still_theirs)
     to_role_here = and_(o.recipient_id.is_(None), o.region_code.startswith(reader.region_prefix, autoescape=True))
     return and_(o.recipient_role == reader.role, or_(by_name, to_role_here))
 

@@ -91,6 +91,15 @@ async def test_supervisor_reassigns_the_mediator(stack: Stack) -> None:
     new, old = (other, "mediator", "370102"), (previous, "mediator", "370102")
     assert (await stack.http.get(f"/cases/{case['case_id']}", headers=stack.auth(new))).status_code == 200
     assert (await stack.http.get(f"/cases/{case['case_id']}", headers=stack.auth(old))).status_code == 404
+    # The case's notifications go with it: the new mediator is told, the old one no longer sees its notes.
+    async def notes(who) -> list[str]:
+        response = await stack.http.get("/me/notifications", params={"case_id": case["case_id"]},
+                                        headers=stack.auth(who))
+        assert response.status_code == 200, response.text
+        return [(n["kind"], n["recipient_id"]) for n in response.json()["items"]]
+
+    assert await notes(new) == [("case_assigned", other)]
+    assert await notes(old) == []
     # a named mediator from another region is refused by the workflow
     response = await stack.act(case["case_id"], "reassign_mediator", {"mediator_id": "med-110105-01",
                                                                       "reason": "换人"}, SUPERVISOR)
