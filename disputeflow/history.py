@@ -228,12 +228,16 @@ class _TimelineReader:
         self.activities: dict[int, str] = {}  # scheduled event id -> activity type
         self.actions: dict[str, TimelineEntry] = {}  # update id -> its entry
         self.timers: dict[str, dict[str, Any]] = {}
+        # Timers set before the snapshot that shows their clock: a snapshot queued in the
+        # background is scheduled after the timer the same change arms (patched workflows).
+        self.unmatched_timers: list[tuple[dict[str, Any], TimelineEntry]] = []
         self.task_started_at: datetime | None = None  # workflow.now() of the current workflow task
 
     def read_run(self, history: WorkflowHistory, index: int) -> None:
         """Hand each event to `_on_<its kind>`; the kinds no auditor needs (workflow tasks
         scheduled and completed, activities started) have no handler."""
         self.run, self.activities, self.actions, self.timers = index, {}, {}, {}
+        self.unmatched_timers = []
         for event in history.events:
             attributes = event.WhichOneof("attributes")
             if attributes is None:
@@ -316,6 +320,7 @@ class _TimelineReader:
             return
         projection = _raw(attrs.input.payloads) or {}
         self.clocks = _valid_items(Clock, projection.get("clocks")) or self.clocks
+        self._match_waiting_timers()
         for case_event in _valid_items(CaseEvent, projection.get("events")):
             if case_event.seq <= self.last_seq:
                 continue  # projected again after a failed attempt
@@ -380,8 +385,17 @@ class _TimelineReader:
         alarms = _alarms_due(self.clocks, fires_at)
         timer = {"timer_id": attrs.timer_id, "fires_at": fires_at.isoformat(), "alarms": alarms}
         self.timers[attrs.timer_id] = timer
-        self._add(event, "timer_started", f"Timer {attrs.timer_id} set for {_local(fires_at)}: {_for_alarms(alarms)}",
-                  **timer)
+        entry = self._add(event, "timer_started", _timer_set(timer), **timer)
+        if not alarms:
+            self.unmatched_timers.append((timer, entry))
+
+    def _match_waiting_timers(self) -> None:
+        """Match timers set before this snapshot to its clocks: the snapshot is of the case as it
+        stood when they were set. Tried once: a later snapshot may show other clocks."""
+        for timer, entry in self.unmatched_timers:
+            timer["alarms"].extend(_alarms_due(self.clocks, datetime.fromisoformat(timer["fires_at"])))
+            entry.summary = _timer_set(timer)
+        self.unmatched_timers = []
 
     def _on_timer_fired(self, event: HistoryEvent, attrs: Any, _h: WorkflowHistory) -> None:
         timer = self.timers.get(attrs.timer_id, {"timer_id": attrs.timer_id, "alarms": []})
@@ -432,6 +446,11 @@ def _alarms_due(clocks: list[Clock], fires_at: datetime) -> list[dict[str, Any]]
                 alarms.append({"clock_id": clock.clock_id, "clock": clock.name, "title": clock.title,
                                "alarm": kind, "fraction": fraction, "due_at": clock.due_at.isoformat()})
     return alarms
+
+
+def _timer_set(timer: dict[str, Any]) -> str:
+    fires_at = datetime.fromisoformat(timer["fires_at"])
+    return f"Timer {timer['timer_id']} set for {_local(fires_at)}: {_for_alarms(timer['alarms'])}"
 
 
 def _for_alarms(alarms: list[dict[str, Any]]) -> str:

@@ -8,6 +8,7 @@ for everything that touches the outside world.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -38,6 +39,11 @@ REFUSED = "TransitionRefused"
 # next timer as soon as an alarm has fired and project it in the background, and people's actions
 # project outside the case's lock: a slow or unreachable database no longer holds up a deadline.
 PROJECT_IN_BACKGROUND = "project-in-background"
+# Cases that recorded this marker hold their lock over no database work at all: the people an
+# action needs (a named mediator or lawyer, the least-loaded one) are looked up and chosen before
+# the action takes the lock, and a new case's first snapshot is written in the background too. A
+# database outage then never holds up a deadline.
+CHOOSE_PEOPLE_FIRST = "choose-people-before-the-lock"
 
 # Every activity retries until its database or file is back: a case must never fail, or be left
 # half-changed, because of an outage (an exhausted retry raised from the run loop would fail the
@@ -46,6 +52,18 @@ _ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
 )
+
+
+@dataclass
+class _People:
+    """Who an action needs, found before it takes the case's lock (see `_find_people`)."""
+
+    named: Assignee | None = None  # the mediator or lawyer the action names, looked up
+    # What the action was expected to call for, and whom the workflow chose for it. Used only if
+    # applying the action for real calls for the same.
+    effects: lifecycle.Effects | None = None
+    mediator: Assignee | None = None
+    lawyer: Assignee | None = None
 
 
 @workflow.defn
@@ -87,7 +105,11 @@ class CaseWorkflow:
                 self._state = lifecycle.open_case(
                     inp.case_id, inp.intake, policy, workflow.now(), self._cal(), registered_by=inp.registered_by
                 )
-                await self._settle(lifecycle.Effects())
+                if workflow.patched(CHOOSE_PEOPLE_FIRST):
+                    self._index()
+                    self._queue_projection()  # the new case's clocks run even if the database is down
+                else:
+                    await self._settle(lifecycle.Effects())
         state = self._state
 
         while not state.closed:
@@ -118,17 +140,21 @@ class CaseWorkflow:
     @workflow.update
     async def act(self, request: a.ActionRequest) -> CaseView:
         await workflow.wait_condition(lambda: self._state is not None)
+        people = await self._find_people(request) if workflow.patched(CHOOSE_PEOPLE_FIRST) else None
         async with self._lock:
             state = self._state
             assert state is not None
             if request.request_id in state.applied_requests:
                 return lifecycle.view(state)  # the same request again: changes nothing
             self._refuse_unless_allowed(request)
-            chosen = await self._look_up_named_person(request.command)
+            if people is not None:
+                chosen = people.named
+            else:
+                chosen = await self._look_up_named_person(request.command)
             effects = lifecycle.apply(state, request, workflow.now(), self._cal(), chosen=chosen)
             ticket = None
             if workflow.patched(PROJECT_IN_BACKGROUND):
-                await self._carry_out(effects)
+                await self._carry_out(effects, people)
                 self._index()
                 ticket = self._queue_projection()
             else:
@@ -162,6 +188,40 @@ class CaseWorkflow:
         except lifecycle.Refused as refusal:
             raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True) from None
 
+    async def _find_people(self, request: a.ActionRequest) -> _People | None:
+        """Look up and choose the people `request` needs, without holding the case's lock: these
+        activities read the database, and while it is down the case's alarms must not wait.
+
+        Which people an action calls for is learnt by applying it to a copy of the case, taken
+        under the lock so that it is not of a change half made. None if the request is a repeat
+        or is refused as things stand (the locked part answers it, with the reason). The choice
+        is a forecast: if the case moves on meanwhile and the action, applied for real, calls for
+        something else, the locked part chooses again (`_carry_out`)."""
+        async with self._lock:
+            state = self._state
+            assert state is not None
+            if request.request_id in state.applied_requests:
+                return None
+            try:
+                lifecycle.check(state, request)
+            except lifecycle.Refused:
+                return None
+            trial = state.model_copy(deep=True)
+        people = _People(named=await self._look_up_named_person(request.command))  # unknown: refused here
+        people.effects = lifecycle.apply(trial, request, workflow.now(), self._cal(), chosen=people.named)
+        if people.effects.assign_mediator:
+            people.mediator = await self._choose(CaseActivities.choose_mediator, people.effects.exclude_mediators)
+        if people.effects.assign_lawyer:
+            people.lawyer = await self._choose(CaseActivities.choose_lawyer)
+        return people
+
+    async def _choose(self, activity, exclude: list[str] | None = None) -> Assignee | None:
+        state = self._state
+        assert state is not None
+        person = ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
+                                   dispute_type=state.intake.dispute_type, exclude=list(exclude or []))
+        return await workflow.execute_activity_method(activity, person, **_ACTIVITY)
+
     async def _look_up_named_person(self, command: a.Command) -> Assignee | None:
         """The mediator or lawyer an action names, looked up; an unknown one refuses the action."""
         assert self._state is not None
@@ -189,18 +249,23 @@ class CaseWorkflow:
             await self._write(projection)
         self._index()
 
-    async def _carry_out(self, effects: lifecycle.Effects) -> None:
-        """Choose the people a change calls for. Caller holds the lock."""
+    async def _carry_out(self, effects: lifecycle.Effects, people: _People | None = None) -> None:
+        """Assign the people a change calls for: those chosen beforehand if the change calls for
+        what was forecast, else chosen now. Caller holds the lock."""
         state = self._state
         assert state is not None
-        person = ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
-                                   dispute_type=state.intake.dispute_type)
+        forecast = people.effects if people is not None else None
         if effects.assign_mediator:
-            person.exclude = effects.exclude_mediators
-            chosen = await workflow.execute_activity_method(CaseActivities.choose_mediator, person, **_ACTIVITY)
+            if forecast is not None and forecast.assign_mediator and forecast.exclude_mediators == effects.exclude_mediators:
+                chosen = people.mediator
+            else:
+                chosen = await self._choose(CaseActivities.choose_mediator, effects.exclude_mediators)
             lifecycle.assign_mediator(state, chosen, workflow.now(), self._cal())
         if effects.assign_lawyer:
-            chosen = await workflow.execute_activity_method(CaseActivities.choose_lawyer, person, **_ACTIVITY)
+            if forecast is not None and forecast.assign_lawyer:
+                chosen = people.lawyer
+            else:
+                chosen = await self._choose(CaseActivities.choose_lawyer)
             lifecycle.assign_lawyer(state, chosen, workflow.now(), self._cal())
 
     def _queue_projection(self) -> int:

@@ -10,11 +10,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import workflow
-from temporalio.client import WorkflowHandle, WorkflowUpdateHandle, WorkflowUpdateStage
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateHandle, WorkflowUpdateStage
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.case import CaseActivities
@@ -96,6 +97,91 @@ async def test_the_read_model_never_shows_an_action_half_done(driver: CaseDriver
     record = driver.record(case_id)
     assert (record.stage, record.mediator_id) == ("mediation", done.mediator.id)
     assert task_rows(engine, case_id) == [("hold_mediation_session", "open"), ("triage", "done")]
+    await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
+
+
+async def test_an_action_waiting_for_a_mediator_does_not_hold_up_a_deadline(driver: CaseDriver) -> None:
+    """Choosing a mediator happens before the action takes the case: while it cannot be chosen, the
+    case's clock still warns and breaches on time, and the action is then judged on the case as it
+    has become (here: refused, as the breach escalated the case meanwhile)."""
+    engine = driver.engine
+    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
+    view = await driver.view(handle)
+    case_id = view.case_id
+    clock = next(c for c in view.clocks if c.name == "emergency_response")
+
+    mediators_away(engine)
+    send = await accepted(handle, request(OPERATOR, {"type": "send_to_mediation"}))
+    await driver.advance(timedelta(minutes=61))
+    during = await driver.view(handle)
+    assert during.stage == "escalated" and during.breached
+    breached = next(e for e in during.timeline if e.type == "clock_breached")
+    assert timedelta(0) <= breached.at - clock.due_at < 5 * SECOND  # on time, not when the table is back
+    assert driver.record(case_id).stage == "escalated"  # the read model was reachable all along
+
+    mediators_back(engine)
+    await driver.advance(timedelta(minutes=1))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await send.result()
+    assert "cannot send a case to mediation while the case is in stage 'escalated'" in str(refused.value.cause)
+
+    # The supervisor now hands it to the least-loaded mediator, chosen before the lock as usual.
+    done = await driver.act(handle, SUPERVISOR, {"type": "reassign_mediator", "reason": "紧急事项，尽快调解"})
+    assert done.stage == "mediation" and done.mediator is not None
+    await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
+    assert (await handle.result()).final_outcome is not None
+    await driver.save_history(handle, "action_waits_for_a_mediator_outside_the_lock")
+
+
+async def test_a_case_registered_while_the_read_model_is_down_keeps_its_deadlines(driver: CaseDriver) -> None:
+    """The new case's first snapshot waits for the database in the background: its clocks start and
+    fire on time meanwhile, and the read model gets the whole case, in order, once it is back."""
+    engine = driver.engine
+    read_model_down(engine)
+    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
+    view = await driver.view(handle)
+    case_id = view.case_id
+    clock = next(c for c in view.clocks if c.name == "emergency_response")
+    await driver.advance(timedelta(minutes=61))
+
+    during = await driver.view(handle)
+    assert during.stage == "escalated" and during.breached
+    breached = next(e for e in during.timeline if e.type == "clock_breached")
+    assert timedelta(0) <= breached.at - clock.due_at < 5 * SECOND
+    assert driver.record(case_id) is None  # nothing written yet
+
+    read_model_back(engine)
+    await driver.advance(timedelta(minutes=1))
+    record = driver.record(case_id)
+    assert record is not None and (record.stage, record.breached) == ("escalated", True)
+    assert driver.event_types(case_id) == [e.type for e in during.timeline]
+    await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "警方已处置"})
+    assert (await handle.result()).final_outcome is not None
+    await driver.save_history(handle, "opened_during_outage")
+
+
+async def test_a_mediator_chosen_beforehand_is_chosen_again_when_the_case_moved_on(driver: CaseDriver) -> None:
+    """Two reassignments chosen at the same time, while the case had no mediator: the one applied
+    second must leave the first one's mediator (the exclusion it was chosen without), so it does not
+    reuse its forecast but chooses again under the lock."""
+    engine = driver.engine
+    handle = await driver.open()
+    await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
+    await driver.act(handle, SUPERVISOR, {"type": "escalate", "reason": "当事人情绪激动"})
+
+    mediators_away(engine)
+    first = await accepted(handle, request(SUPERVISOR, {"type": "reassign_mediator", "reason": "换人"}))
+    second = await accepted(handle, request(SUPERVISOR, {"type": "reassign_mediator", "reason": "再换人"}))
+    await driver.advance(3 * SECOND)
+    mediators_back(engine)
+    await driver.advance(timedelta(minutes=1))
+    results = [await first.result(), await second.result()]
+    assert all(r.stage == "mediation" and r.mediator is not None for r in results)
+    final = await driver.view(handle)
+    released = [e.data["mediator_id"] for e in final.timeline if e.type == "mediator_released"]
+    assigned = [e.data["mediator_id"] for e in final.timeline if e.type == "mediator_assigned"]
+    # the last reassignment released the mediator the one before it had assigned, and chose another
+    assert released[-1] == assigned[-2] and assigned[-1] != assigned[-2]
     await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
 
 
