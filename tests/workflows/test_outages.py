@@ -25,6 +25,7 @@ from disputeflow.domain.actions import ActionRequest
 from disputeflow.domain.case import CaseView
 from disputeflow.settings import DEFAULT_POLICY_FILE
 from tests.workflows.conftest import OPERATOR, SUPERVISOR, CaseDriver, make_intake
+from tests.workflows.test_clocks import open_emergency
 from workflows.case import CaseWorkflow
 
 SECOND = timedelta(seconds=1)
@@ -69,10 +70,7 @@ async def test_the_read_model_never_shows_an_action_half_done(driver: CaseDriver
     """A snapshot for the read model is taken at the end of a change, never in the middle of one:
     while an action waits for a mediator to be chosen, what is written is the case before it."""
     engine = driver.engine
-    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
-    view = await driver.view(handle)
-    case_id = view.case_id
-    clock = next(c for c in view.clocks if c.name == "emergency_response")
+    handle, case_id, clock = await open_emergency(driver)
 
     read_model_down(engine)
     await driver.advance(timedelta(minutes=31))  # the warning fires; its projection waits
@@ -105,10 +103,7 @@ async def test_an_action_waiting_for_a_mediator_does_not_hold_up_a_deadline(driv
     case's clock still warns and breaches on time, and the action is then judged on the case as it
     has become (here: refused, as the breach escalated the case meanwhile)."""
     engine = driver.engine
-    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
-    view = await driver.view(handle)
-    case_id = view.case_id
-    clock = next(c for c in view.clocks if c.name == "emergency_response")
+    handle, case_id, clock = await open_emergency(driver)
 
     mediators_away(engine)
     send = await accepted(handle, request(OPERATOR, {"type": "send_to_mediation"}))
@@ -138,10 +133,7 @@ async def test_a_case_registered_while_the_read_model_is_down_keeps_its_deadline
     fire on time meanwhile, and the read model gets the whole case, in order, once it is back."""
     engine = driver.engine
     read_model_down(engine)
-    handle = await driver.open(urgency="emergency", description="对方扬言要动刀，情况紧急")
-    view = await driver.view(handle)
-    case_id = view.case_id
-    clock = next(c for c in view.clocks if c.name == "emergency_response")
+    handle, case_id, clock = await open_emergency(driver)
     await driver.advance(timedelta(minutes=61))
 
     during = await driver.view(handle)
