@@ -12,7 +12,9 @@ in hand does so for everyone of that role, as with an alert.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -148,26 +150,15 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *,
     turn comes. Any other exception propagates and the notification stays first in line.
 
     PostgreSQL: the row is locked (FOR NO KEY UPDATE SKIP LOCKED) while it is sent, so several
-    senders never send the same notification at once (nor keep their order between them). SQLite: one sender (the worker) is assumed. Either
-    way delivery is at least once: a crash between sending and recording sends it again, with the
-    same idempotency key.
+    senders never send the same notification at once (nor keep their order between them).
+    SQLite: one sender at a time per database file, by a lock on a file beside it; a sender that
+    finds it taken is told None (another is at work) and comes back on its next round. Either way
+    delivery is at least once: a crash between sending and recording sends it again, with the same
+    idempotency key.
     """
     if is_sqlite(engine):
-        with Session(engine) as session:
-            message = session.exec(next_unsent()).first()
-            if message is None:
-                return None
-            session.expunge(message)
-        try:
-            send(message)
-        except Refused as refusal:
-            with write_session(engine) as session:
-                _park(session, message, str(refusal), now())
-            return "parked"
-        with write_session(engine) as session:
-            session.exec(update(OutboxMessage).where(OutboxMessage.id == message.id, OutboxMessage.sent_at.is_(None))
-                         .values(sent_at=now()))
-        return "sent"
+        with _sole_sqlite_sender(engine) as alone:
+            return _deliver_next_on_sqlite(engine, send, now=now) if alone else None
     with Session(engine) as session:
         # NO KEY UPDATE: an acknowledgement (a key share through its foreign key) never waits on it.
         message = session.exec(next_unsent().with_for_update(of=OutboxMessage, skip_locked=True,
@@ -182,6 +173,46 @@ def deliver_next(engine: Engine, send: Callable[[OutboxMessage], None], *,
             return "parked"
         message.sent_at = now()
         session.commit()
+    return "sent"
+
+
+@contextmanager
+def _sole_sqlite_sender(engine: Engine) -> Iterator[bool]:
+    """Whether this sender may deliver from the SQLite file now: an exclusive, non-blocking lock on
+    `<database>.sender.lock`, released on exit (or by the system when the process dies). An
+    in-memory database has one process, hence one sender."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield True
+        return
+    with open(f"{database}.sender.lock", "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _deliver_next_on_sqlite(engine: Engine, send: Callable[[OutboxMessage], None], *,
+                            now: Callable[[], datetime]) -> Delivered | None:
+    with Session(engine) as session:
+        message = session.exec(next_unsent()).first()
+        if message is None:
+            return None
+        session.expunge(message)
+    try:
+        send(message)
+    except Refused as refusal:
+        with write_session(engine) as session:
+            _park(session, message, str(refusal), now())
+        return "parked"
+    with write_session(engine) as session:
+        session.exec(update(OutboxMessage).where(OutboxMessage.id == message.id, OutboxMessage.sent_at.is_(None))
+                     .values(sent_at=now()))
     return "sent"
 
 
