@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
+from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.routes import actions, audit, cases, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(DocsPolicy)
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
                    supervision.router, audit.router, health.router):
         app.include_router(router)

@@ -28,7 +28,7 @@ from disputeflow.stack import child_environment
 from tests.conftest import IN_CI, free_port
 
 try:
-    from playwright.async_api import Browser, Page, async_playwright, expect
+    from playwright.async_api import Browser, Page, Route, async_playwright, expect
 except ImportError:  # the test extra is not installed: the `chromium` fixture says so
     async_playwright = None
 
@@ -43,7 +43,8 @@ CHROMIUM_ARGS = [
 START_TIMEOUT_SECONDS = 30
 RENDER_TIMEOUT_MS = 20_000
 # ReDoc's sidebar footer ("API docs by Redocly") always asks Redocly's CDN for this logo and hides
-# the image when that fails; nothing on the page depends on it. Every other request must stay local.
+# the image when that fails. The docs pages' Content-Security-Policy (api/docs_policy.py) stops the
+# browser from asking at all: the console reports that refusal, and no request leaves.
 REDOC_ATTRIBUTION_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 # Swagger UI: (tag, method, path) of every operation block, under the tag section it is shown in.
@@ -76,17 +77,25 @@ class PageLog:
     requests: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (url it concerns, message)
+    left: list[str] = field(default_factory=list)  # requests that reached the network for elsewhere
 
     def is_local(self, url: str) -> bool:
         return url.startswith((f"{self.origin}/", f"blob:{self.origin}/", "data:"))
 
-    def assert_offline(self, allowed: frozenset[str] = frozenset()) -> None:
+    def assert_offline(self, refused_by_policy: frozenset[str] = frozenset()) -> None:
+        """No request went anywhere but the API, none failed, and the console holds no error;
+        except that the page's Content-Security-Policy blocked, inside the browser, exactly the
+        URLs in `refused_by_policy` (and the console says so)."""
         assert self.requests, "the page made no request at all"
-        foreign = [url for url in self.requests if not self.is_local(url) and url not in allowed]
+        assert not self.left, f"requests that tried to leave {self.origin}: {self.left}"
+        blocked = {url for url, why in self.failed if why == "csp"}
+        assert blocked == refused_by_policy, f"blocked by the page's policy: {blocked}"
+        foreign = [url for url in self.requests if not self.is_local(url) and url not in blocked]
         assert not foreign, f"requests that left {self.origin}: {foreign}"
-        failed = [(url, why) for url, why in self.failed if url not in allowed]
+        failed = [(url, why) for url, why in self.failed if url not in blocked]
         assert not failed, f"failed requests: {failed}"
-        errors = [message for url, message in self.errors if url not in allowed]
+        errors = [message for _, message in self.errors
+                  if not any(url in message and "Content Security Policy" in message for url in blocked)]
         assert not errors, f"errors on the page: {errors}"
 
 
@@ -156,8 +165,11 @@ async def opened(browser: Browser, api: ServedApi, path: str) -> AsyncIterator[t
     log = PageLog(api.origin)
     context = await browser.new_context()
     try:
-        await context.route(lambda url: url.startswith(("http:", "https:")) and not log.is_local(url),
-                            lambda route: route.abort("internetdisconnected"))
+        async def refuse(route: Route) -> None:
+            log.left.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+        await context.route(lambda url: url.startswith(("http:", "https:")) and not log.is_local(url), refuse)
         page = await context.new_page()
         page.set_default_timeout(RENDER_TIMEOUT_MS)
         page.on("request", lambda request: log.requests.append(request.url))
@@ -227,4 +239,4 @@ async def test_redoc_renders_offline(browser: Browser, served_api: ServedApi) ->
         await expect(section).to_contain_text("Request Body schema: application/json")
         await expect(section).to_contain_text("/cases")
         await expect(section).to_contain_text("工地拖欠")
-    log.assert_offline(allowed=frozenset({REDOC_ATTRIBUTION_LOGO}))
+    log.assert_offline(refused_by_policy=frozenset({REDOC_ATTRIBUTION_LOGO}))

@@ -88,3 +88,7 @@ async def test_docs_pages_work_without_internet(stack: Stack, page: str) -> None
         served = await stack.http.get(asset)
         assert served.status_code == 200 and len(served.content) > 0, asset
     assert "/openapi.json" in response.text
+    # ...and the browser may not fetch anything from elsewhere (ReDoc's footer logo would).
+    policy = dict(part.strip().split(" ", 1) for part in response.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["img-src"] == "'self' data:"
+    assert policy["connect-src"] == "'self'" and response.headers["referrer-policy"] == "no-referrer"
