@@ -23,7 +23,15 @@ from disputeflow.db.models import (
     OutboxMessage,
 )
 from disputeflow.db.queries import CaseRows
-from disputeflow.domain.case import CaseEvent, CaseTask, CaseView, Escalation, LegalAidProgress, MediationProgress
+from disputeflow.domain.case import (
+    CaseEvent,
+    CaseTask,
+    CaseView,
+    Escalation,
+    ExtensionRequest,
+    LegalAidProgress,
+    MediationProgress,
+)
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.enums import Category, Channel, DisputeType, FinalOutcome, Phase, Role, Stage, Urgency
 from disputeflow.domain.policy import Target, TimeUnit
@@ -65,8 +73,23 @@ class TaskPublic(BaseModel):
                    created_at=row.created_at)
 
 
+class ExtensionRequestPublic(BaseModel):
+    """An extension asked for and awaiting a supervisor (`decide_extension`)."""
+
+    clock_id: str
+    by: str = Field(examples=["5 working days"])
+    reason: str
+    requested_by: Person
+    requested_at: datetime
+
+    @classmethod
+    def from_request(cls, asked: ExtensionRequest) -> ExtensionRequestPublic:
+        return cls(clock_id=asked.clock_id, by=str(asked.by), reason=asked.reason,
+                   requested_by=Person(id=asked.requested_by.user_id), requested_at=asked.requested_at)
+
+
 class ClockPublic(BaseModel):
-    clock_id: str = Field(description="Use this id in pause_clock, resume_clock and extend_clock",
+    clock_id: str = Field(description="Use this id in pause_clock, resume_clock, extend_clock and request_extension",
                           examples=["legal_aid_decision-3"])
     name: str
     title: str
@@ -200,6 +223,8 @@ class CaseDetail(BaseModel):
     tasks: list[TaskPublic] = Field(description="What must be done next, by whom, by when")
     clocks: list[ClockPublic]
     timeline: list[EventPublic]
+    extension_requests: list[ExtensionRequestPublic] = Field(
+        default_factory=list, description="Extensions asked for that await a supervisor's decision")
     possible_duplicates: list[str] = Field(
         default_factory=list,
         description="On registration: other open cases in your region from the same phone number",
@@ -225,6 +250,7 @@ class CaseDetail(BaseModel):
             tasks=[TaskPublic.from_task(t) for t in view.tasks],
             clocks=[ClockPublic.from_clock(c) for c in view.clocks],
             timeline=[EventPublic.from_event(e) for e in view.timeline],
+            extension_requests=[ExtensionRequestPublic.from_request(r) for r in view.extension_requests],
         )
 
     @classmethod

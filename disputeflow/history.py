@@ -524,6 +524,11 @@ _DID: dict[str, Callable[[dict[str, Any]], str]] = {
     "extend_clock": lambda c: f"extended clock {c.get('clock_id')} by "
                               f"{(c.get('by') or {}).get('amount')} {_words((c.get('by') or {}).get('unit'))} "
                               f"({c.get('reason')})",
+    "request_extension": lambda c: f"asked to extend clock {c.get('clock_id')} by "
+                                   f"{(c.get('by') or {}).get('amount')} {_words((c.get('by') or {}).get('unit'))} "
+                                   f"({c.get('reason')})",
+    "decide_extension": lambda c: f"{'approved' if c.get('approve') else 'refused'} the extension asked for "
+                                  f"clock {c.get('clock_id')} ({c.get('reason')})",
     "withdraw": lambda c: f"closed the case as withdrawn ({c.get('reason')})",
 }
 assert set(_DID) == set(COMMAND_TYPES), "every command needs a sentence in the timeline"
@@ -578,6 +583,15 @@ def _describe_case_event(event: CaseEvent) -> str:
             return "The window to ask for a review of the refusal lapsed"
         case "case_closed":
             return f"Case closed: {_words(d.get('final_outcome'))}"
+        case "extension_requested":
+            return (f"{who} asked to extend {clock} by {d.get('by')} (due {_local(d.get('due_at'))}): "
+                    f"{d.get('reason')}")
+        case "extension_approved" | "extension_refused":
+            verdict = "approved" if event.type == "extension_approved" else "refused"
+            return (f"{who} {verdict} the extension of {clock} by {d.get('by')} asked by "
+                    f"{d.get('requested_by')}: {d.get('reason')}")
+        case "extension_request_lapsed":
+            return f"The extension of {clock} asked by {d.get('requested_by')} lapsed: the clock ended first"
     return f"{_words(event.type).capitalize()}, by {who}; stage now {_words(event.stage.value)}"
 
 

@@ -46,6 +46,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "pause_clock": {"clock_id": "legal_aid_decision-3", "reason": "awaiting_materials", "note": "补充收入证明"},
     "extend_clock": {"clock_id": "mediation_conclusion-2", "by": {"amount": 15, "unit": "calendar_days"},
                      "reason": "案情复杂，经批准延长"},
+    "request_extension": {"clock_id": "mediation_conclusion-2", "by": {"amount": 5, "unit": "working_days"},
+                          "reason": "当事人需补充工资条证据"},
+    "decide_extension": {"clock_id": "mediation_conclusion-2", "approve": True, "reason": "同意，请按期结案"},
 }
 
 

@@ -188,6 +188,24 @@ class ExtendClock(_Command):
     reason: Reason
 
 
+class RequestExtension(_Command):
+    """Ask a supervisor to extend a deadline; the clock runs on until they decide."""
+
+    type: Literal["request_extension"] = "request_extension"
+    clock_id: Ident
+    by: Target
+    reason: Reason
+
+
+class DecideExtension(_Command):
+    """Approve (the clock is extended as asked) or refuse the extension requested for a clock."""
+
+    type: Literal["decide_extension"] = "decide_extension"
+    clock_id: Ident
+    approve: bool
+    reason: Reason
+
+
 class Withdraw(_Command):
     type: Literal["withdraw"] = "withdraw"
     reason: Reason
@@ -221,6 +239,8 @@ Command = Annotated[
         PauseClock,
         ResumeClock,
         ExtendClock,
+        RequestExtension,
+        DecideExtension,
         Withdraw,
     ],
     Field(discriminator="type"),

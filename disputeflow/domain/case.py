@@ -12,7 +12,7 @@ from disputeflow.domain.clocks import Clock
 from disputeflow.domain.eligibility import EligibilityResult
 from disputeflow.domain.enums import PHASE_OF_STAGE, FinalOutcome, Phase, Role, SessionOutcome, Stage
 from disputeflow.domain.intake import Intake
-from disputeflow.domain.policy import CasePolicy
+from disputeflow.domain.policy import CasePolicy, Target
 
 
 class CaseEvent(BaseModel):
@@ -85,6 +85,16 @@ class CaseTask(BaseModel):
     created_at: datetime
 
 
+class ExtensionRequest(BaseModel):
+    """An extension someone asked for, awaiting a supervisor's decision (one per clock at a time)."""
+
+    clock_id: str
+    by: Target
+    reason: str
+    requested_by: Actor
+    requested_at: datetime
+
+
 class CaseState(BaseModel):
     case_id: str
     intake: Intake
@@ -105,6 +115,7 @@ class CaseState(BaseModel):
     satisfaction: int | None = None
     clocks: list[Clock] = Field(default_factory=list)
     clocks_started: int = 0
+    extension_requests: list[ExtensionRequest] = Field(default_factory=list)  # pending only
     timeline: list[CaseEvent] = Field(default_factory=list)
     outbox: list[Notification] = Field(default_factory=list)  # not yet projected
     projected_seq: int = 0  # the last event the read model has
@@ -154,3 +165,4 @@ class CaseView(BaseModel):
     tasks: list[CaseTask]
     clocks: list[Clock]
     timeline: list[CaseEvent]
+    extension_requests: list[ExtensionRequest] = Field(default_factory=list)  # awaiting a supervisor

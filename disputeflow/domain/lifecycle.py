@@ -23,6 +23,7 @@ from disputeflow.domain.case import (
     CaseTask,
     CaseView,
     Escalation,
+    ExtensionRequest,
     MediationSession,
     Notification,
 )
@@ -94,6 +95,9 @@ RULES: dict[str, tuple[frozenset[Stage], frozenset[Role], str]] = {
     "pause_clock": (OPEN_STAGES, frozenset({Role.legal_aid_officer, Role.supervisor}), "pause a clock"),
     "resume_clock": (OPEN_STAGES, frozenset({Role.legal_aid_officer, Role.supervisor}), "resume a clock"),
     "extend_clock": (OPEN_STAGES, frozenset({Role.supervisor}), "extend a deadline"),
+    # Whoever works a case may ask for more time; the supervisor's decision is the approval.
+    "request_extension": (OPEN_STAGES, STAFF - {Role.supervisor}, "request an extension of a deadline"),
+    "decide_extension": (OPEN_STAGES, frozenset({Role.supervisor}), "decide a requested extension"),
     "withdraw": (OPEN_STAGES, frozenset({Role.operator, Role.supervisor}), "close a withdrawn case"),
 }
 assert set(RULES) == set(a.COMMAND_TYPES), "every command needs a rule"
@@ -241,6 +245,20 @@ def _guard_extend_clock(state: CaseState, cmd: a.ExtendClock, _actor: a.Actor) -
     _open_clock_or_refuse(state, cmd.clock_id)
 
 
+def _guard_request_extension(state: CaseState, cmd: a.RequestExtension, _actor: a.Actor) -> None:
+    _open_clock_or_refuse(state, cmd.clock_id)
+    if (pending := _extension_request(state, cmd.clock_id)) is not None:
+        raise Refused(f"an extension of clock '{cmd.clock_id}' requested by {pending.requested_by.user_id} "
+                      "already awaits a supervisor's decision")
+
+
+def _guard_decide_extension(state: CaseState, cmd: a.DecideExtension, _actor: a.Actor) -> None:
+    _open_clock_or_refuse(state, cmd.clock_id)
+    if _extension_request(state, cmd.clock_id) is None:
+        waiting = ", ".join(r.clock_id for r in state.extension_requests) or "none"
+        raise Refused(f"no extension of clock '{cmd.clock_id}' awaits a decision (awaiting: {waiting})")
+
+
 _GUARDS: dict[str, Callable[[CaseState, Any, a.Actor], None]] = {
     "record_mediation_session": _guard_session,
     "extend_mediation": _guard_extend_mediation,
@@ -251,6 +269,8 @@ _GUARDS: dict[str, Callable[[CaseState, Any, a.Actor], None]] = {
     "pause_clock": _guard_pause,
     "resume_clock": _guard_resume,
     "extend_clock": _guard_extend_clock,
+    "request_extension": _guard_request_extension,
+    "decide_extension": _guard_decide_extension,
 }
 
 
@@ -380,6 +400,27 @@ def apply(
             _resume(state, _require_clock(state, cmd.clock_id), now, cal, actor, note=cmd.note)
         case a.ExtendClock():
             _extend(state, _require_clock(state, cmd.clock_id), cmd.by, now, cal, actor, cmd.reason)
+        case a.RequestExtension():
+            clock = _require_clock(state, cmd.clock_id)
+            state.extension_requests.append(ExtensionRequest(clock_id=clock.clock_id, by=cmd.by, reason=cmd.reason,
+                                                             requested_by=actor, requested_at=now))
+            event = _emit(state, "extension_requested", now, actor, clock_id=clock.clock_id, clock=clock.name,
+                          by=str(cmd.by), due_at=clock.due_at, reason=cmd.reason)
+            _notify(state, event, "extension_requested", Role.supervisor, None, clock=clock.title, by=str(cmd.by),
+                    due_at=clock.due_at.isoformat(), reason=cmd.reason, requested_by=actor.user_id)
+        case a.DecideExtension():
+            asked = _extension_request(state, cmd.clock_id)
+            assert asked is not None  # guarded
+            state.extension_requests.remove(asked)
+            clock = _require_clock(state, cmd.clock_id)
+            if cmd.approve:
+                _extend(state, clock, asked.by, now, cal, actor, asked.reason)
+            event = _emit(state, "extension_approved" if cmd.approve else "extension_refused", now, actor,
+                          clock_id=clock.clock_id, clock=clock.name, by=str(asked.by),
+                          requested_by=asked.requested_by.user_id, reason=cmd.reason)
+            _notify(state, event, "extension_approved" if cmd.approve else "extension_refused",
+                    asked.requested_by.role, asked.requested_by.user_id, clock=clock.title, by=str(asked.by),
+                    due_at=state.clock(clock.clock_id).due_at.isoformat(), reason=cmd.reason)
         case a.Withdraw():
             _emit(state, "withdrawn", now, actor, reason=cmd.reason)
             _close(state, now, cal, actor, FinalOutcome.withdrawn, clock_status=ClockStatus.cancelled)
@@ -534,6 +575,14 @@ def open_tasks(state: CaseState) -> list[CaseTask]:
         tasks.append(CaseTask(key=f"{state.stage_entries}-{stage.value}-{kind}", kind=kind, title=title,
                               assignee_role=role, assignee_id=assignee, due_at=min(dues) if dues else None,
                               created_at=state.stage_entered_at))
+    for asked in state.extension_requests:  # decided before the deadline it would move
+        clock = state.clock(asked.clock_id)
+        assert clock is not None
+        tasks.append(CaseTask(key=f"{state.stage_entries}-{stage.value}-decide_extension-{asked.clock_id}",
+                              kind="decide_extension",
+                              title=f"Decide the extension by {asked.by} of '{clock.title}' asked by "
+                                    f"{asked.requested_by.user_id}: {asked.reason}",
+                              assignee_role=Role.supervisor, due_at=clock.due_at, created_at=asked.requested_at))
     return tasks
 
 
@@ -544,7 +593,7 @@ def view(state: CaseState) -> CaseView:
         intake=state.intake, policy_version=state.policy.version, mediator=state.mediator, lawyer=state.lawyer,
         mediation=state.mediation, legal_aid=state.legal_aid, referral=state.referral, escalation=state.escalation,
         satisfaction=state.satisfaction, breached=state.breached, tasks=open_tasks(state), clocks=state.clocks,
-        timeline=state.timeline,
+        timeline=state.timeline, extension_requests=state.extension_requests,
     )
 
 
@@ -617,6 +666,14 @@ def _stop(state: CaseState, clock: Clock, now: datetime, status: ClockStatus) ->
     kind = "clock_met" if status is ClockStatus.met else "clock_cancelled"
     _emit(state, kind, now, None, clock_id=clock.clock_id, clock=clock.name, due_at=stopped.due_at,
           late=stopped.breached)
+    if (asked := _extension_request(state, clock.clock_id)) is not None:  # nothing left to extend
+        state.extension_requests.remove(asked)
+        _emit(state, "extension_request_lapsed", now, None, clock_id=clock.clock_id, clock=clock.name,
+              requested_by=asked.requested_by.user_id)
+
+
+def _extension_request(state: CaseState, clock_id: str) -> ExtensionRequest | None:
+    return next((r for r in state.extension_requests if r.clock_id == clock_id), None)
 
 
 def _stop_named(state: CaseState, name: str, now: datetime, status: ClockStatus) -> None:

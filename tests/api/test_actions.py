@@ -121,6 +121,43 @@ async def test_supervisor_extends_and_pauses_a_clock(stack: Stack) -> None:
     assert paused["status"] == "paused" and paused["pause_reason"] == "awaiting_party"
 
 
+async def test_a_mediator_asks_for_more_time_and_the_supervisor_approves(stack: Stack) -> None:
+    case = await stack.open_in_mediation()
+    case_id, mediator = case["case_id"], (case["mediator"]["id"], "mediator", "370102")
+    clock = next(c for c in case["clocks"] if c["name"] == "mediation_conclusion" and c["status"] == "running")
+    ask = {"clock_id": clock["clock_id"], "by": {"amount": 5, "unit": "working_days"}, "reason": "当事人需补充证据"}
+
+    response = await stack.act(case_id, "request_extension", ask, mediator)
+    assert response.status_code == 200, response.text
+    (pending,) = response.json()["extension_requests"]
+    assert (pending["clock_id"], pending["by"], pending["requested_by"]["id"]) == (
+        clock["clock_id"], "5 working days", mediator[0])
+    assert next(c for c in response.json()["clocks"] if c["clock_id"] == clock["clock_id"])["due_at"] == clock["due_at"]
+    again = await stack.act(case_id, "request_extension", ask, mediator)
+    assert again.status_code == 409 and "already awaits a supervisor's decision" in again.json()["detail"]
+
+    # The supervisors of the region have it in their inbox, due when the deadline is, and are told.
+    await stack.projected(case_id, lambda r: r.event_count >= response.json()["timeline"][-1]["seq"])
+    inbox = (await stack.http.get("/me/tasks", params={"limit": 100}, headers=stack.auth(SUPERVISOR))).json()
+    (task,) = [t["task"] for t in inbox["items"] if t["case_id"] == case_id and t["task"]["kind"] == "decide_extension"]
+    assert task["due_at"] == clock["due_at"] and "当事人需补充证据" in task["title"]
+    notes = (await stack.http.get("/me/notifications", params={"case_id": case_id},
+                                  headers=stack.auth(SUPERVISOR))).json()["items"]
+    assert [n["kind"] for n in notes] == ["extension_requested"] and notes[0]["payload"]["requested_by"] == mediator[0]
+
+    decided = await stack.act(case_id, "decide_extension",
+                              {"clock_id": clock["clock_id"], "approve": True, "reason": "同意"}, SUPERVISOR)
+    assert decided.status_code == 200, decided.text
+    extended = next(c for c in decided.json()["clocks"] if c["clock_id"] == clock["clock_id"])
+    assert extended["due_at"] > clock["due_at"] and decided.json()["extension_requests"] == []
+    await stack.projected(case_id, lambda r: r.event_count >= decided.json()["timeline"][-1]["seq"])
+    told = (await stack.http.get("/me/notifications", params={"case_id": case_id, "kind": "extension_approved"},
+                                 headers=stack.auth(mediator))).json()["items"]
+    assert len(told) == 1 and told[0]["recipient_id"] == mediator[0]
+    inbox = (await stack.http.get("/me/tasks", params={"limit": 100}, headers=stack.auth(SUPERVISOR))).json()
+    assert not [t for t in inbox["items"] if t["case_id"] == case_id and t["task"]["kind"] == "decide_extension"]
+
+
 async def test_legal_aid_officer_acts_on_legal_aid(stack: Stack) -> None:
     case = await stack.open_case(category="legal_aid")
     response = await stack.act(case["case_id"], "open_legal_aid", {}, OFFICER)

@@ -47,6 +47,8 @@ assert ROUTES[("POST", "/cases/{case_id}/actions/reassign_mediator")] == {S}
 assert ROUTES[("POST", "/cases/{case_id}/actions/extend_clock")] == {S}
 assert ROUTES[("POST", "/cases/{case_id}/actions/record_mediation_session")] == {M, S}
 assert ROUTES[("POST", "/cases/{case_id}/actions/decide_legal_aid")] == {L}
+assert ROUTES[("POST", "/cases/{case_id}/actions/request_extension")] == {O, M, L}  # and a supervisor decides:
+assert ROUTES[("POST", "/cases/{case_id}/actions/decide_extension")] == {S}
 assert all(A not in roles for (_, path), roles in ROUTES.items() if "/actions/" in path), "auditors never act"
 
 

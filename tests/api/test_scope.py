@@ -50,6 +50,9 @@ VALID_BODIES = {
     "pause_clock": {"clock_id": "mediation_conclusion-3", "reason": "awaiting_party"},
     "resume_clock": {"clock_id": "mediation_conclusion-3"},
     "extend_clock": {"clock_id": "mediation_conclusion-3", "by": {"amount": 1, "unit": "calendar_days"}, "reason": "x"},
+    "request_extension": {"clock_id": "mediation_conclusion-3", "by": {"amount": 5, "unit": "working_days"},
+                          "reason": "需补充证据"},
+    "decide_extension": {"clock_id": "mediation_conclusion-3", "approve": True, "reason": "同意"},
     "withdraw": {"reason": "撤回"},
 }
 assert set(VALID_BODIES) == set(COMMAND_TYPES)

@@ -10,7 +10,8 @@ What must hold after every step, whatever the walk:
 - once the due alarms have fired, none is still due; a warning fires once per threshold and due
   time, a breach once per due time (an extension re-arms it): no alert storm;
 - a clock's due time never moves earlier (pauses and extensions only push it back);
-- each notification is written once (its key is unique for the whole case).
+- each notification is written once (its key is unique for the whole case);
+- an extension request waits only while its clock runs, one per clock, each a supervisor's task.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ BODIES: dict[str, list[dict[str, Any]]] = {
     "resume_clock": [{"clock_id": CLOCK}],
     "extend_clock": [{"clock_id": CLOCK, "by": {"amount": 2, "unit": "working_days"}, "reason": "案情复杂"},
                      {"clock_id": CLOCK, "by": {"amount": 3, "unit": "calendar_hours"}, "reason": "等待当事人"}],
+    "request_extension": [{"clock_id": CLOCK, "by": {"amount": 5, "unit": "working_days"}, "reason": "需补充证据"}],
+    "decide_extension": [{"clock_id": CLOCK, "approve": True, "reason": "同意"},
+                         {"clock_id": CLOCK, "approve": False, "reason": "不同意"}],
     "withdraw": [{"reason": "来电人撤回"}],
 }
 assert set(BODIES) == set(COMMAND_TYPES)
@@ -176,6 +180,12 @@ class Walk:
         warnings = Counter((e.data["clock_id"], e.data["fraction"], e.data["due_at"])
                            for e in timeline if e.type == "clock_warning")
         assert all(n == 1 for n in warnings.values()), f"a warning fired twice: {warnings}"
+        asked = [r.clock_id for r in state.extension_requests]
+        assert len(asked) == len(set(asked)), "two pending extension requests for one clock"
+        assert all(state.clock(c) is not None and state.clock(c).open for c in asked), "a request outlived its clock"
+        decide = sorted(t.key.split("-decide_extension-", 1)[1]
+                        for t in lifecycle.open_tasks(state) if t.kind == "decide_extension")
+        assert decide == sorted(asked), "each pending request is a supervisor's task"
         view = lifecycle.view(state)
         assert view.stage == state.stage
 

@@ -220,3 +220,42 @@ async def test_no_mediator_escalates_to_legal_aid_and_a_lawyer_is_named_by_hand(
                             "legal_aid_representation", "follow_up", "closed"]
     assert_projected(driver, view)
     await driver.save_history(handle, "escalated_to_legal_aid")
+
+
+async def test_an_extension_asked_approved_then_another_refused(driver: CaseDriver) -> None:
+    """The mediator asks for more time and the supervisor approves: the deadline (and its timer)
+    moves, so the old due time passes quietly. Asked again and refused, the clock breaches when due."""
+    handle = await driver.open()
+    view = await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
+    clock = next(c for c in view.clocks if c.name == "mediation_conclusion")
+    assigned = mediator(view.mediator.id)
+    ask = {"type": "request_extension", "clock_id": clock.clock_id,
+           "by": {"amount": 10, "unit": "calendar_days"}, "reason": "当事人外出务工，下月返回"}
+    view = await driver.act(handle, assigned, ask)
+    assert [r.clock_id for r in view.extension_requests] == [clock.clock_id]
+    assert [t.kind for t in view.tasks] == ["hold_mediation_session", "decide_extension"]
+
+    await driver.advance(timedelta(days=20))
+    view = await driver.act(handle, SUPERVISOR, {"type": "decide_extension", "clock_id": clock.clock_id,
+                                                 "approve": True, "reason": "同意"})
+    extended = next(c for c in view.clocks if c.clock_id == clock.clock_id)
+    assert extended.due_at == clock.due_at + timedelta(days=10)
+    assert extended.extensions[-1].approved_by == SUPERVISOR.user_id
+
+    await driver.advance(timedelta(days=12))  # past the first due time: no breach, it moved
+    view = await driver.view(handle)
+    assert view.stage == "mediation" and not view.breached
+
+    await driver.act(handle, assigned, ask | {"reason": "再延长十天"})
+    view = await driver.act(handle, SUPERVISOR, {"type": "decide_extension", "clock_id": clock.clock_id,
+                                                 "approve": False, "reason": "请按期结案"})
+    assert view.extension_requests == [] and [t.kind for t in view.tasks] == ["hold_mediation_session"]
+    await driver.advance(timedelta(days=10))  # the extended due time passes
+    view = await driver.view(handle)
+    assert view.stage == "escalated" and view.breached
+    types = [e.type for e in view.timeline]
+    assert types.count("extension_requested") == 2
+    assert types.index("extension_approved") < types.index("extension_refused") < types.index("clock_breached")
+    view = await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
+    assert_projected(driver, view)  # the action waits for its snapshot, written after the earlier ones
+    await driver.save_history(handle, "extension_approved_then_refused")
