@@ -521,11 +521,8 @@ _DID: dict[str, Callable[[dict[str, Any]], str]] = {
     "complete_review": lambda c: f"completed the review of the dissatisfied caller ({c.get('resolution')})",
     "pause_clock": lambda c: f"paused clock {c.get('clock_id')} ({_words(c.get('reason'))})",
     "resume_clock": lambda c: f"resumed clock {c.get('clock_id')}" + _note(c.get("note")),
-    "extend_clock": lambda c: f"extended clock {c.get('clock_id')} by "
-                              f"{(c.get('by') or {}).get('amount')} {_words((c.get('by') or {}).get('unit'))} "
-                              f"({c.get('reason')})",
-    "request_extension": lambda c: f"asked to extend clock {c.get('clock_id')} by "
-                                   f"{(c.get('by') or {}).get('amount')} {_words((c.get('by') or {}).get('unit'))} "
+    "extend_clock": lambda c: f"extended clock {c.get('clock_id')} by {_span(c.get('by'))} ({c.get('reason')})",
+    "request_extension": lambda c: f"asked to extend clock {c.get('clock_id')} by {_span(c.get('by'))} "
                                    f"({c.get('reason')})",
     "decide_extension": lambda c: f"{'approved' if c.get('approve') else 'refused'} the extension asked for "
                                   f"clock {c.get('clock_id')} ({c.get('reason')})",
@@ -544,6 +541,15 @@ def _describe_action(actor: Actor | None, command: dict[str, Any], outcome: str,
         return f"{_who(actor)} asked to {what}; the history records no outcome yet"
     did = _DID[kind](command) if kind in _DID else f"did '{kind}'"
     return f"{_who(actor)} {did}" + (" again: a repeated request, which changed nothing" if repeat else "")
+
+
+def _span(by: Any) -> str:
+    """A command's target as words: {"amount": 10.0, "unit": "calendar_days"} -> "10 calendar days"."""
+    by = by if isinstance(by, dict) else {}
+    amount = by.get("amount")
+    if isinstance(amount, float) and amount.is_integer():
+        amount = int(amount)
+    return f"{amount} {_words(by.get('unit'))}"
 
 
 def _describe_case_event(event: CaseEvent) -> str:
