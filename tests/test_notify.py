@@ -19,6 +19,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from disputeflow.db import migrate
 from disputeflow.db.engine import create_schema, is_sqlite, make_engine, write_session
 from disputeflow.db.models import OutboxMessage
 from disputeflow.db.notifications import next_unsent, parked, undelivered
@@ -232,9 +233,11 @@ async def test_run_sender_survives_a_database_outage(tmp_path: Path, receiver: R
 
 def test_an_existing_database_gets_the_unsent_index(engine: Engine) -> None:
     """The sender's every-second lookup reads a partial index of unsent rows, and a database made
-    before that index existed gets it at the next start."""
+    before that index existed (made by `create_all`, before migrations) gets it at the next start."""
     with engine.begin() as conn:
-        conn.execute(text("DROP INDEX ix_outbox_unsent"))
+        migrate.downgrade(conn, "0001")  # the schema of the last release without migrations...
+        conn.execute(text("DROP TABLE alembic_version"))  # ...made by create_all...
+        conn.execute(text("DROP INDEX ix_outbox_unsent"))  # ...before the index existed
     create_schema(engine)
     assert "ix_outbox_unsent" in {index["name"] for index in inspect(engine).get_indexes("outbox")}
     if is_sqlite(engine):

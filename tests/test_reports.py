@@ -238,26 +238,28 @@ def test_compliance_by_county_and_month(seeded: Engine) -> None:
 
 
 def test_a_breach_still_counts_when_the_case_is_withdrawn_afterwards(engine: Engine) -> None:
-    """Withdrawing a case must not wash a breach out of the figures: cancelled after its breach is
-    rated (as a failure); cancelled before any breach is not rated."""
+    """Withdrawing a case must not wash a breach out of the figures: cancelled after its due time is
+    rated (as a failure), whether its breach had fired or not; cancelled in time is not rated."""
     ended = {
-        "W1": ("cancelled", sh(11, 13, 17, 30), None),  # breached, then withdrawn
-        "W2": ("cancelled", None, None),  # withdrawn in time
-        "W3": ("met", None, sh(11, 13, 10)),  # met on time
+        "W1": ("cancelled", sh(11, 13, 17, 30), None, sh(11, 14)),  # breached, then withdrawn
+        "W2": ("cancelled", None, None, sh(11, 13, 9)),  # withdrawn in time
+        "W3": ("met", None, sh(11, 13, 10), sh(11, 13, 10)),  # met on time
+        # withdrawn a minute after the due time, before the breach fired: the deadline was missed
+        "W4": ("cancelled", None, None, sh(11, 13, 17, 31)),
     }
     with write_session(engine) as session:
-        for key, (status, breached_at, met_at) in ended.items():
+        for key, (status, breached_at, met_at, ended_at) in ended.items():
             session.add(_case(key, "370105", sh(11, 12), "normal", "dispute"))
             session.add(ClockRecord(
                 clock_id=f"case-{key}:triage_response-1", case_id=f"case-{key}", name="triage_response",
                 title="triage response", stage="triage", region_code="370105", unit="working_days", target=1,
                 started_at=sh(11, 12), due_at=sh(11, 13, 17, 30), status=status, breached=breached_at is not None,
-                breached_at=breached_at, met_at=met_at, policy_version="2026.1",
+                breached_at=breached_at, met_at=met_at, ended_at=ended_at, policy_version="2026.1",
             ))
     with Session(engine) as session:
         (row,) = compliance(session, start=date(2026, 11, 1), end=date(2026, 11, 30))
-    assert counts(row) == ("triage_response", "370105", "2026-11", 3, 1, 0, 0, 0, 1, 1, 0.5)
-    assert compliance_csv([row]).splitlines()[1] == "triage_response,370105,2026-11,3,1,0,0,0,1,0.5000,1"
+    assert counts(row) == ("triage_response", "370105", "2026-11", 4, 1, 0, 0, 0, 1, 2, 1 / 3)
+    assert compliance_csv([row]).splitlines()[1] == "triage_response,370105,2026-11,4,1,0,0,0,1,0.3333,2"
 
 
 def test_compliance_by_city_and_province(seeded: Engine) -> None:

@@ -92,6 +92,7 @@ def _project_clocks(session: Session, p: Projection) -> None:
         record.next_warning_at = min(unfired) if unfired and clock.open else None
         record.breached, record.breached_at = clock.breached, clock.breached_at
         record.met_at = clock.ended_at if clock.status.value == "met" else None
+        record.ended_at = clock.ended_at
         record.warnings_fired = sum(1 for w in clock.warnings if w.fired_at is not None)
         paused = clock.pauses[-1] if clock.paused and clock.pauses else None
         record.paused_at = paused.started_at if paused else None

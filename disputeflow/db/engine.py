@@ -71,16 +71,16 @@ SCHEMA_LOCK_KEY = 0x5D15_F10E  # PostgreSQL advisory lock: one process creates t
 
 
 def create_schema(engine: Engine) -> None:
-    """Create what is missing: tables, and indexes added to tables that already exist (create_all
-    alone adds only a new table's indexes). Safe when the API and the worker start together: one
-    transaction under a lock (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
+    """Bring the database to the newest schema: the migrations in `disputeflow/db/migrations` not
+    yet applied (a new database gets them all; one made before migrations existed is completed and
+    marked). Safe when the API and the worker start together: one transaction under a lock
+    (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
+    from disputeflow.db import migrate  # here: alembic is needed at start-up only
+
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         if not is_sqlite(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        SQLModel.metadata.create_all(conn)
-        for table in SQLModel.metadata.sorted_tables:
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
+        migrate.upgrade(conn)
     from disputeflow.db.audit import install_append_only_guards  # here: audit imports this module
 
     install_append_only_guards(engine)

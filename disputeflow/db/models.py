@@ -130,6 +130,7 @@ class ClockRecord(SQLModel, table=True):
     breached: bool = Field(default=False, index=True)
     breached_at: datetime | None = _utc_column(nullable=True)
     met_at: datetime | None = _utc_column(nullable=True)
+    ended_at: datetime | None = _utc_column(nullable=True)  # met or cancelled: when (migration 0002)
     warnings_fired: int = 0
     paused_at: datetime | None = _utc_column(nullable=True)
     pause_reason: str | None = None

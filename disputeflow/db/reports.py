@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from disputeflow.db.models import CaseRecord, ClockRecord
@@ -197,9 +197,10 @@ class ComplianceRow(BaseModel):
 
     The six outcome counts partition `started`. `compliance_rate` rates the clocks whose outcome
     is known against the deadline: met_on_time / (met_on_time + met_late + breached_open +
-    cancelled_after_breach). Open clocks still on time and clocks cancelled before their breach are
-    not rated; a breach stays a breach when the case is withdrawn afterwards. None when nothing can
-    be rated.
+    cancelled_after_breach). Open clocks still on time and clocks cancelled before their due time
+    are not rated; a breach stays a breach when the case is withdrawn afterwards, and so does a
+    deadline passed before the withdrawal whose breach had not fired yet. None when nothing can be
+    rated.
     """
 
     clock: str
@@ -210,8 +211,8 @@ class ComplianceRow(BaseModel):
     met_late: int = 0  # met after breaching (extended or not), or after its due time
     breached_open: int = 0  # still open, breached
     open_on_time: int = 0  # still open, not breached
-    cancelled: int = 0  # ended without being met (the case was withdrawn) before any breach
-    cancelled_after_breach: int = 0  # ended without being met, after its breach had fired
+    cancelled: int = 0  # ended without being met (the case was withdrawn) before its due time
+    cancelled_after_breach: int = 0  # ended without being met, after its due time (breach fired or not)
     compliance_rate: float | None = None
 
     def _finish(self) -> ComplianceRow:
@@ -233,19 +234,21 @@ def period_of(moment: datetime, period: Period) -> str:
     raise ValueError(f"period must be day, week or month, got {period!r}")
 
 
-def _outcome(status: str, breached: bool, due_at: datetime, met_at: datetime | None) -> str:
+def _outcome(status: str, breached: bool, due_at: datetime, ended_at: datetime | None) -> str:
+    # Ended after the due time counts as breached even if the breach had not fired yet (an action
+    # handled in the same instant as the timer, or while the worker was down).
+    late = breached or (ended_at is not None and ended_at > due_at)
     if status == "met":
-        late = breached or (met_at is not None and met_at > due_at)
         return "met_late" if late else "met_on_time"
     if status == "cancelled":
-        return "cancelled_after_breach" if breached else "cancelled"
+        return "cancelled_after_breach" if late else "cancelled"
     return "breached_open" if breached else "open_on_time"
 
 
 def _compliance_facts(
     session: Session, start: date, end: date, region_prefix: str | None
 ) -> Iterator[tuple[str, str, datetime, str, bool, datetime, datetime | None]]:
-    """(name, region, started_at, status, breached, due_at, met_at) of clocks started in the
+    """(name, region, started_at, status, breached, due_at, ended_at) of clocks started in the
     Shanghai dates [start, end], streamed in batches rather than loaded at once."""
     first = datetime.combine(start, time(0), tzinfo=SHANGHAI)
     after_last = datetime.combine(end + timedelta(days=1), time(0), tzinfo=SHANGHAI)
@@ -254,7 +257,8 @@ def _compliance_facts(
         conditions.append(ClockRecord.region_code.startswith(prefix, autoescape=True))
     statement = (
         select(ClockRecord.name, ClockRecord.region_code, ClockRecord.started_at, ClockRecord.status,
-               ClockRecord.breached, ClockRecord.due_at, ClockRecord.met_at)
+               ClockRecord.breached, ClockRecord.due_at,
+               func.coalesce(ClockRecord.ended_at, ClockRecord.met_at))  # met before migration 0002: met_at
         .where(and_(*conditions))
         .execution_options(yield_per=1000)
     )
@@ -284,7 +288,7 @@ def compliance(
     if group_by_region_level not in (2, 4, 6):
         raise ValueError(f"group_by_region_level must be 2, 4 or 6, got {group_by_region_level!r}")
     groups: dict[tuple[str, str, str], ComplianceRow] = {}
-    for name, region, started_at, status, breached, due_at, met_at in _compliance_facts(
+    for name, region, started_at, status, breached, due_at, ended_at in _compliance_facts(
         session, start, end, region_prefix
     ):
         key = (name, region[:group_by_region_level], period_of(started_at, period))
@@ -292,7 +296,7 @@ def compliance(
         if row is None:
             row = groups[key] = ComplianceRow(clock=key[0], region_code=key[1], period=key[2])
         row.started += 1
-        outcome = _outcome(status, bool(breached), due_at, met_at)
+        outcome = _outcome(status, bool(breached), due_at, ended_at)
         setattr(row, outcome, getattr(row, outcome) + 1)
     return [groups[key]._finish() for key in sorted(groups)]
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
@@ -20,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from disputeflow.contracts import CaseInput, workflow_id_for
 from disputeflow.db.engine import write_session
-from disputeflow.db.models import CaseEventRecord, CaseRecord
+from disputeflow.db.models import CaseEventRecord, CaseRecord, OutboxMessage
 from disputeflow.db.reference import seed_reference
 from disputeflow.domain.actions import ActionRequest, Actor
 from disputeflow.domain.case import CaseView
@@ -48,6 +49,16 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+def read_model_down(engine: Engine) -> None:
+    """A real outage of the read model: every projection fails until `read_model_back`."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE outbox"))
+
+
+def read_model_back(engine: Engine) -> None:
+    OutboxMessage.__table__.create(engine)
 
 
 def make_intake(**overrides) -> Intake:

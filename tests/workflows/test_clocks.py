@@ -9,16 +9,14 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 
-from disputeflow.db.engine import create_schema
 from disputeflow.db.models import ClockRecord, OutboxMessage
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.case import CaseView
 from disputeflow.domain.clocks import Clock
-from tests.workflows.conftest import OPERATOR, SUPERVISOR, CaseDriver, mediator
+from tests.workflows.conftest import OPERATOR, SUPERVISOR, CaseDriver, mediator, read_model_back, read_model_down
 
 MINUTE = timedelta(minutes=1)
 
@@ -264,18 +262,12 @@ async def open_emergency(driver: CaseDriver) -> tuple[WorkflowHandle, str, Clock
     return handle, view.case_id, clock_named(view, "emergency_response")
 
 
-def take_the_read_model_down(driver: CaseDriver) -> None:
-    """Every projection fails until `create_schema` brings the table back."""
-    with driver.engine.begin() as conn:
-        conn.execute(text("DROP TABLE outbox"))
-
-
 async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDriver) -> None:
     """The clock's warnings and its breach all fall inside the outage: each fires at its own time
     (the timers do not wait for the read model), and the read model catches up once it is back."""
     handle, case_id, emergency = await open_emergency(driver)
     await driver.advance(timedelta(minutes=20))
-    take_the_read_model_down(driver)
+    read_model_down(driver.engine)
     await driver.advance(timedelta(minutes=60))
 
     view = await driver.view(handle)
@@ -292,7 +284,7 @@ async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDri
     assert clock_row(driver, case_id, emergency.clock_id).warnings_fired == 0  # nothing projected yet
     assert driver.record(case_id).stage == "triage"
 
-    create_schema(driver.engine)  # the database is back
+    read_model_back(driver.engine)  # the database is back
     await driver.advance(timedelta(minutes=1))
     row = clock_row(driver, case_id, emergency.clock_id)
     assert (row.breached, row.breached_at) == (True, fired[("clock_breached", None)])
@@ -310,7 +302,7 @@ async def test_deadlines_fire_on_time_while_the_database_is_down(driver: CaseDri
 async def test_a_read_model_outage_delays_the_breach_projection_but_never_fails_the_case(driver: CaseDriver) -> None:
     handle, case_id, emergency = await open_emergency(driver)
     await driver.advance(timedelta(minutes=50))
-    take_the_read_model_down(driver)
+    read_model_down(driver.engine)
     # The breach at 60 minutes cannot be projected for 20 minutes: longer than the ~8 minutes that
     # 20 attempts with backoff last, after which a failed activity would fail the workflow itself.
     await driver.advance(timedelta(minutes=30))
@@ -320,7 +312,7 @@ async def test_a_read_model_outage_delays_the_breach_projection_but_never_fails_
     assert clock_row(driver, case_id, emergency.clock_id).breached is False  # not projected yet
     assert driver.record(case_id).stage == "triage"
 
-    create_schema(driver.engine)  # the database is back
+    read_model_back(driver.engine)  # the database is back
     await driver.advance(timedelta(minutes=1))
     row = clock_row(driver, case_id, emergency.clock_id)
     assert (row.breached, row.status) == (True, "met")

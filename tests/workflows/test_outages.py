@@ -20,24 +20,22 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.case import CaseActivities
 from disputeflow.contracts import CaseInput, CaseResult, workflow_id_for
-from disputeflow.db.models import CaseTaskRecord, OutboxMessage
+from disputeflow.db.models import CaseTaskRecord
 from disputeflow.domain.actions import ActionRequest
 from disputeflow.domain.case import CaseView
 from disputeflow.settings import DEFAULT_POLICY_FILE
-from tests.workflows.conftest import OPERATOR, SUPERVISOR, CaseDriver, make_intake
+from tests.workflows.conftest import (
+    OPERATOR,
+    SUPERVISOR,
+    CaseDriver,
+    make_intake,
+    read_model_back,
+    read_model_down,
+)
 from tests.workflows.test_clocks import open_emergency
 from workflows.case import CaseWorkflow
 
 SECOND = timedelta(seconds=1)
-
-
-def read_model_down(engine: Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE outbox"))
-
-
-def read_model_back(engine: Engine) -> None:
-    OutboxMessage.__table__.create(engine)
 
 
 def mediators_away(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from disputeflow.domain.case import CaseView
 from tests.workflows.conftest import OFFICER, OPERATOR, SUPERVISOR, CaseDriver, mediator
+from tests.workflows.test_clocks import clock_row
 
 
 def stages(view: CaseView) -> list[str]:
@@ -258,4 +259,9 @@ async def test_an_extension_asked_approved_then_another_refused(driver: CaseDriv
     assert types.index("extension_approved") < types.index("extension_refused") < types.index("clock_breached")
     view = await driver.act(handle, SUPERVISOR, {"type": "withdraw", "reason": "当事人撤回"})
     assert_projected(driver, view)  # the action waits for its snapshot, written after the earlier ones
+    for c in view.clocks:  # each row says when its clock ended, met or (on withdrawal) cancelled
+        row = clock_row(driver, view.case_id, c.clock_id)
+        assert c.ended_at is not None and (row.status, row.ended_at) == (c.status, c.ended_at)
+        assert row.met_at == (c.ended_at if c.status == "met" else None)
+    assert {c.status for c in view.clocks} == {"met", "cancelled"}
     await driver.save_history(handle, "extension_approved_then_refused")

@@ -1,0 +1,1 @@
+"""Schema migrations (Alembic). `disputeflow.db.engine.create_schema` applies them at start-up."""
