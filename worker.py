@@ -16,13 +16,15 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from disputeflow.settings import Settings, get_settings
-from workflows.case import CaseWorkflow
+from workflows.case import CaseWorkflowV2
+from workflows.legacy.case import CaseWorkflow
 
 log = logging.getLogger("disputeflow.worker")
 
 # Pure third-party modules the workflow code uses: import them once, not in every workflow run.
 PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "phonenumbers", "stdnum", "holidays", "sqlalchemy", "sqlmodel")
-WORKFLOWS = [CaseWorkflow]
+# New cases start CaseWorkflowV2; cases started before it run on to their end as CaseWorkflow.
+WORKFLOWS = [CaseWorkflowV2, CaseWorkflow]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

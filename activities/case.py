@@ -15,11 +15,9 @@ from disputeflow.contracts import ChoosePersonInput, FindPersonInput, PinPolicyI
 from disputeflow.db import cases, reference
 from disputeflow.db.engine import is_sqlite, write_session
 from disputeflow.db.models import Lawyer, Mediator
-from disputeflow.domain.calendar import calendar_data_from_holidays
 from disputeflow.domain.case import Assignee
-from disputeflow.domain.policy import CasePolicy, PolicyTable, load_policy, region_calendar_inputs, resolve_case_policy
-
-PINNED_CALENDAR_YEARS = 3  # the opening year and the two after it; beyond, weekdays (with a warning)
+from disputeflow.domain.policy import CasePolicy
+from disputeflow.pinning import PolicyPins
 
 
 def _assignee(person: Mediator | Lawyer | None) -> Assignee | None:
@@ -29,43 +27,33 @@ def _assignee(person: Mediator | Lawyer | None) -> Assignee | None:
 class CaseActivities:
     def __init__(self, engine: Engine, policy_file: Path) -> None:
         self._engine = engine
-        self._policy_file = policy_file
-        self._policy: tuple[float, PolicyTable] | None = None
+        self._pins = PolicyPins(policy_file)
         # SQLite has one writer at a time; queueing this worker's writers here instead of letting
         # them spin on the database's busy timeout cut the worst breach-projection delay from ~9 s
         # to under 2 s in benchmarks/breach_lateness.py. PostgreSQL needs no such lock.
         self._write_lock = threading.Lock() if engine is not None and is_sqlite(engine) else nullcontext()
 
-    def _current_policy(self) -> PolicyTable:
-        """The policy file, re-read when it changes: a new version applies to cases opened after it."""
-        mtime = self._policy_file.stat().st_mtime
-        if self._policy is None or self._policy[0] != mtime:
-            self._policy = (mtime, load_policy(self._policy_file))
-        return self._policy[1]
-
     @activity.defn
     def pin_case_policy(self, inp: PinPolicyInput) -> CasePolicy:
-        """Resolve the clocks and rules for a new case and pin them, with its calendar, into its history."""
-        policy = self._current_policy()
-        extra_holidays, extra_workdays, office_hours = region_calendar_inputs(policy, inp.facts.region_code)
-        year = inp.opened_on.year
-        calendar = calendar_data_from_holidays(
-            years=range(year, year + PINNED_CALENDAR_YEARS),
-            extra_holidays=extra_holidays, extra_workdays=extra_workdays, office_hours=office_hours,
-        )
-        return resolve_case_policy(policy, inp.facts, calendar)
+        """Legacy cases only: new cases are opened with the policy intake pinned."""
+        return self._pins.pin(inp.facts, inp.opened_on)
+
+    # Choosing takes the write lock and books the choice on the case's read-model row in the same
+    # transaction, so choices made at the same time see each other's load.
 
     @activity.defn
     def choose_mediator(self, inp: ChoosePersonInput) -> Assignee | None:
-        with Session(self._engine) as session:
+        with self._write_lock, write_session(self._engine) as session:
             return _assignee(reference.choose_mediator(
-                session, region_code=inp.region_code, dispute_type=inp.dispute_type.value, exclude=inp.exclude))
+                session, region_code=inp.region_code, dispute_type=inp.dispute_type.value, exclude=inp.exclude,
+                for_case=inp.case_id))
 
     @activity.defn
     def choose_lawyer(self, inp: ChoosePersonInput) -> Assignee | None:
-        with Session(self._engine) as session:
+        with self._write_lock, write_session(self._engine) as session:
             return _assignee(reference.choose_lawyer(
-                session, region_code=inp.region_code, dispute_type=inp.dispute_type.value, exclude=inp.exclude))
+                session, region_code=inp.region_code, dispute_type=inp.dispute_type.value, exclude=inp.exclude,
+                for_case=inp.case_id))
 
     @activity.defn
     def find_mediator(self, inp: FindPersonInput) -> Assignee | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -22,7 +23,10 @@ from api.errors import install_error_handlers
 from api.routes import actions, audit, cases, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
+from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings, get_settings
+
+Clock = Callable[[], Awaitable[datetime]]
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,20 @@ OPENAPI_TAGS = [
 ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+async def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> FastAPI:
+    """`clock`: when a call is registered. The tests pass the time-skipping test server's clock,
+    which runs ahead of the wall clock once a test has skipped time."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.clock = clock
         app.state.settings = settings or get_settings()
         app.state.temporal = TemporalGateway(app.state.settings)
+        app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
         try:
             yield

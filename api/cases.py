@@ -11,32 +11,40 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import in_scope
-from api.errors import CaseNotAnswering, CaseNotFound, Forbidden, TransitionRefused
-from api.schemas import CaseAccepted, CaseDetail
+from api.errors import ActionAccepted, CaseNotAnswering, CaseNotFound, Forbidden, TransitionRefused
+from api.schemas import CaseDetail
 from api.temporal_gateway import TemporalGateway
-from disputeflow.contracts import CaseInput, workflow_id_for
+from disputeflow.contracts import CaseStart, workflow_id_for
 from disputeflow.db import intake as intake_db
-from disputeflow.db import queries
+from disputeflow.db import queries, reference
 from disputeflow.db.engine import write_session
-from disputeflow.domain.actions import ActionRequest, Actor, Command
+from disputeflow.domain import actions as a
+from disputeflow.domain import lifecycle
+from disputeflow.domain.calendar import BusinessCalendar
 from disputeflow.domain.case import CaseView
 from disputeflow.domain.intake import Intake
-from workflows.case import REFUSED, CaseWorkflow
+from disputeflow.pinning import PolicyPins
+from workflows.case import REFUSED, CaseWorkflowV2
 
-OPEN_WAIT_SECONDS = 5.0  # how long POST /cases waits for the new case to open
-OPEN_POLL_SECONDS = 0.1
-QUERY_TIMEOUT = timedelta(seconds=5)
-ACT_TIMEOUT_SECONDS = 20.0  # an action runs activities (find a mediator, project the case)
+QUERY_TIMEOUT = timedelta(seconds=3)  # then an open case is read from the read model
+ACCEPT_TIMEOUT_SECONDS = 5.0  # how long an action waits for the case's worker to take it up
+ACT_TIMEOUT_SECONDS = 20.0  # and, taken up, to finish (find a mediator, write the read model)
 
 # A start that failed with one of these may still have reached the server.
 OUTCOME_UNKNOWN = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.UNKNOWN})
@@ -52,10 +60,11 @@ class CaseRef:
 
 
 def _handle(client: Client, case_id: str) -> WorkflowHandle:
-    return client.get_workflow_handle_for(CaseWorkflow.run, workflow_id_for(case_id))
+    """The case's workflow, of whichever type it runs (both answer `view` and take `act`)."""
+    return client.get_workflow_handle(workflow_id_for(case_id))
 
 
-def _ensure_in_scope(actor: Actor, ref: CaseRef) -> None:
+def _ensure_in_scope(actor: a.Actor, ref: CaseRef) -> None:
     if not in_scope(actor, region_code=ref.region_code, mediator_id=ref.mediator_id):
         raise CaseNotFound(ref.case_id)
 
@@ -65,16 +74,17 @@ def _ref_of_view(view: CaseView) -> CaseRef:
 
 
 async def live_view(client: Client, case_id: str) -> CaseView | None:
-    """The workflow's current view; None while it is opening. `CaseNotFound` if there is no workflow."""
+    """The workflow's current view (None only from a legacy case still opening). `CaseNotFound` if
+    there is no workflow."""
     try:
-        return await _handle(client, case_id).query(CaseWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+        return await _handle(client, case_id).query("view", result_type=CaseView | None, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise CaseNotFound(case_id) from None
         raise
 
 
-async def locate(case_id: str, actor: Actor, *, session: Session, temporal: TemporalGateway) -> CaseRef:
+async def locate(case_id: str, actor: a.Actor, *, session: Session, temporal: TemporalGateway) -> CaseRef:
     """The case if it exists and `actor` may see it, else `CaseNotFound` (the two look alike).
 
     The read model answers; a case so new that it is not projected yet is asked of its workflow.
@@ -91,7 +101,7 @@ async def locate(case_id: str, actor: Actor, *, session: Session, temporal: Temp
     return ref
 
 
-async def case_detail(case_id: str, actor: Actor, *, session: Session, temporal: TemporalGateway) -> CaseDetail:
+async def case_detail(case_id: str, actor: a.Actor, *, session: Session, temporal: TemporalGateway) -> CaseDetail:
     """An open case live from its workflow; a closed one (or one whose workflow is gone) from the read model."""
     record = await asyncio.to_thread(queries.case_record, session, case_id)
     if record is None or record.closed_at is None:
@@ -101,6 +111,11 @@ async def case_detail(case_id: str, actor: Actor, *, session: Session, temporal:
             if record is None:
                 raise
             view = None  # the workflow is gone (retention): the read model is what is left
+        except RPCError:  # no worker answers (or Temporal is down): the read model, marked with its age
+            if record is None:
+                raise CaseNotAnswering(f"case {case_id} is not answering and is not in the read model yet; "
+                                       "try again in a moment") from None
+            view = None
         if view is not None:
             _ensure_in_scope(actor, _ref_of_view(view))
             return CaseDetail.from_view(view)
@@ -119,7 +134,8 @@ def _claim(engine: Engine, key: str | None, intake: Intake, now: datetime) -> in
     with write_session(engine) as session:
         if key is None:
             return intake_db.IntakeClaim(
-                case_id=intake_db.next_case_id(session, region_code=intake.region_code, now=now), created=True)
+                case_id=intake_db.next_case_id(session, region_code=intake.region_code, now=now), created=True,
+                registered_at=now)
         return intake_db.claim_intake_key(session, key=key, fingerprint=intake_db.intake_fingerprint(intake),
                                           region_code=intake.region_code, now=now)
 
@@ -129,62 +145,58 @@ def _release(engine: Engine, key: str, case_id: str) -> None:
         intake_db.release_intake_key(session, key=key, case_id=case_id)
 
 
-async def _start(client: Client, case_id: str, intake: Intake, actor: Actor, task_queue: str) -> WorkflowHandle:
+def opened_view(start: CaseStart) -> CaseView:
+    """The case exactly as its workflow opens it: the same pure rule on the same input."""
+    assert start.policy is not None and start.registered_at is not None
+    state = lifecycle.open_case(start.case_id, start.intake, start.policy, start.registered_at,
+                                BusinessCalendar(start.policy.calendar), registered_by=start.registered_by)
+    return lifecycle.view(state)
+
+
+async def _start(client: Client, start: CaseStart, task_queue: str) -> None:
     """Start the case's workflow, or find it: starting the same case twice is a no-op (a retry
     after a crash between recording the key and starting), even after the case has closed."""
     try:
-        return await client.start_workflow(
-            CaseWorkflow.run, CaseInput(case_id=case_id, intake=intake, registered_by=actor), id=workflow_id_for(case_id),
-            task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        await client.start_workflow(
+            CaseWorkflowV2.run, start, id=workflow_id_for(start.case_id), task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:  # it ran and closed already: the same case
-        return _handle(client, case_id)
+        pass
 
 
-async def _wait_until_open(handle: WorkflowHandle) -> CaseView | None:
-    deadline = time.monotonic() + OPEN_WAIT_SECONDS
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            view = await handle.query(CaseWorkflow.view, rpc_timeout=timedelta(seconds=max(0.2, min(1.0, remaining))))
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.UNAVAILABLE:
-                raise
-            view = None  # no workflow task has run yet: the worker has not picked the case up
-        if view is not None or remaining <= 0:
-            return view
-        await asyncio.sleep(OPEN_POLL_SECONDS)
-
-
-async def register_case(intake: Intake, *, key: str | None, actor: Actor, engine: Engine,
-                        temporal: TemporalGateway, task_queue: str) -> tuple[CaseDetail | CaseAccepted, bool]:
+async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engine: Engine, session: Session,
+                        temporal: TemporalGateway, task_queue: str, pins: PolicyPins,
+                        now: datetime) -> tuple[CaseDetail, bool]:
     """Register a call as a new case (or, for a key seen before with the same intake, find it).
 
-    Returns the case and whether this request created it. Nothing is written while Temporal is
-    unreachable; if the start itself fails for certain, the key is forgotten again, so no
-    half-created case remains (the case number stays used: numbers are unique, not gapless).
+    Returns the case and whether this request created it. One round trip to Temporal: the start
+    is durable when it returns, and the case it opens is a pure function of its input, so the
+    answer is the case as its workflow opens it, whether or not a worker has picked it up yet.
+    Nothing is written while Temporal is unreachable; if the start itself fails for certain, the
+    key is forgotten again, so no half-created case remains (the case number stays used: numbers
+    are unique, not gapless).
     """
     if not intake.region_code.startswith(actor.region_code or ""):
         raise Forbidden(f"region {intake.region_code} is outside your region {actor.region_code}; "
                         "register the case in its own region")
     client = await temporal.client()
-    claim = await asyncio.to_thread(_claim, engine, key, intake, datetime.now(timezone.utc))
+    claim = await asyncio.to_thread(_claim, engine, key, intake, now)
+    start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
     try:
-        handle = await _start(client, claim.case_id, intake, actor, task_queue)
+        await _start(client, start, task_queue)
     except RPCError as exc:
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
         if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
             await asyncio.to_thread(_release, engine, key, claim.case_id)
         raise
-    view = await _wait_until_open(handle)
-    if view is None:
-        return CaseAccepted(case_id=claim.case_id, detail=(
-            f"case {claim.case_id} is registered but has not opened within {OPEN_WAIT_SECONDS:g} s; "
-            "fetch it shortly")), claim.created
-    detail = CaseDetail.from_view(view)
-    detail.possible_duplicates = await asyncio.to_thread(
-        _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+    if claim.created:
+        detail = CaseDetail.from_view(opened_view(start))
+        detail.possible_duplicates = await asyncio.to_thread(
+            _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+    else:
+        detail = await case_detail(claim.case_id, actor, session=session, temporal=temporal)
     return detail, claim.created
 
 
@@ -201,26 +213,63 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-async def act(case_id: str, command: Command, *, request_id: str, actor: Actor, session: Session,
+async def _check_named_person(command: a.Command, ref: CaseRef, session: Session) -> None:
+    """Refuse at once a mediator or lawyer an action names who does not serve the case's city.
+    The workflow looks the person up again as it assigns them (the record may change meanwhile)."""
+    match command:
+        case a.ReassignMediator(mediator_id=str() as person_id):
+            found = await asyncio.to_thread(reference.find_mediator, session, mediator_id=person_id,
+                                            region_code=ref.region_code)
+            what = "mediator"
+        case a.AssignLawyer(lawyer_id=person_id):
+            found = await asyncio.to_thread(reference.find_lawyer, session, lawyer_id=person_id,
+                                            region_code=ref.region_code)
+            what = "legal-aid lawyer"
+        case _:
+            return
+    if found is None:
+        raise TransitionRefused(f"no active {what} '{person_id}' serves the city of region {ref.region_code}")
+
+
+def _refusal(exc: WorkflowUpdateFailedError) -> TransitionRefused:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == REFUSED:
+        return TransitionRefused(cause.message)
+    raise exc
+
+
+async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Actor, session: Session,
               temporal: TemporalGateway) -> CaseDetail:
     """Send one action to the case. The same `request_id` again changes nothing and returns the
-    state after the first (Temporal deduplicates by update id, the workflow by request id)."""
-    await locate(case_id, actor, session=session, temporal=temporal)
+    state after the first (Temporal deduplicates by update id, the workflow by request id).
+
+    Three answers besides a refusal: the case after the action; `ActionAccepted` (202) when the
+    case took the action up but has not finished it in time (it will; the same request id then
+    answers with the result); `CaseNotAnswering` (503) when no worker took it up in time: the
+    server may still hand it over later, and the same request id applies it at most once.
+    """
+    ref = await locate(case_id, actor, session=session, temporal=temporal)
+    await _check_named_person(command, ref, session)
     client = await temporal.client()
-    request = ActionRequest(request_id=request_id, actor=actor, command=command)
+    request = a.ActionRequest(request_id=request_id, actor=actor, command=command)
+    began = time.monotonic()
     try:
-        view = await asyncio.wait_for(
-            _handle(client, case_id).execute_update(CaseWorkflow.act, request, id=request_id), ACT_TIMEOUT_SECONDS)
+        update = await asyncio.wait_for(
+            _handle(client, case_id).start_update("act", request, id=request_id, result_type=CaseView,
+                                                  wait_for_stage=WorkflowUpdateStage.ACCEPTED),
+            ACCEPT_TIMEOUT_SECONDS)
+        view = await asyncio.wait_for(update.result(), ACT_TIMEOUT_SECONDS - (time.monotonic() - began))
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type == REFUSED:
-            raise TransitionRefused(cause.message) from None
-        raise
+        raise _refusal(exc) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:  # it exists (located above), so its workflow has ended
             raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it") from None
         raise
-    except TimeoutError:
-        raise CaseNotAnswering(f"case {case_id} did not answer within {ACT_TIMEOUT_SECONDS:g} s; "
-                               "retry with the same Idempotency-Key") from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        if "update" not in locals():
+            raise CaseNotAnswering(
+                f"case {case_id} did not take the action up within {ACCEPT_TIMEOUT_SECONDS:g} s (its worker is "
+                "slow or down); it may still do so: retry with the same Idempotency-Key, which acts at most once"
+            ) from None
+        raise ActionAccepted(case_id, request_id, ACT_TIMEOUT_SECONDS) from None
     return CaseDetail.from_view(view)

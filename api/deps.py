@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
@@ -12,6 +13,7 @@ from starlette.datastructures import State
 
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
+from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings
 
 
@@ -40,10 +42,20 @@ def _temporal(request: Request) -> TemporalGateway:
     return request.app.state.temporal
 
 
+def _pins(request: Request) -> PolicyPins:
+    return request.app.state.pins
+
+
+async def _now(request: Request) -> datetime:
+    return await request.app.state.clock()
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 EngineDep = Annotated[Engine, Depends(_engine)]  # for `write_session` work
 TemporalDep = Annotated[TemporalGateway, Depends(_temporal)]
+PolicyPinsDep = Annotated[PolicyPins, Depends(_pins)]  # what intake pins to a new case
+NowDep = Annotated[datetime, Depends(_now)]  # the instant a request is taken as made
 
 # A case number (`370102-20261130-0007`); anything else cannot name a case.
 CaseIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$", examples=["370102-20261130-0007"],

@@ -8,6 +8,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `NotAuthenticated` (missing, forged, expired token)         | 401 + `WWW-Authenticate` |
 | `Forbidden` (role never allowed here, region outside scope) | 403                      |
 | `CaseNotFound` (unknown, or outside the caller's scope)     | 404                      |
+| `ActionAccepted` (taken up by the case, not finished yet)   | 202 + `Location`         |
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
 | `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -102,6 +103,27 @@ class CaseNotAnswering(ApiError):
     headers = {"Retry-After": "2"}
 
 
+class ActionAccepted(ApiError):
+    """The case took the action up but has not finished it in time; it will. Not an error: 202."""
+
+    status_code = 202
+
+    def __init__(self, case_id: str, request_id: str, waited: float) -> None:
+        super().__init__(
+            f"case {case_id} accepted the action but did not finish it within {waited:g} s; it will be carried "
+            "out: send the same request with the same Idempotency-Key to read its result, or read the case")
+        self.case_id, self.request_id = case_id, request_id
+
+
+class ActionAcceptedBody(BaseModel):
+    """202: the action was accepted and will be carried out; its result is not known yet."""
+
+    status: Literal["accepted"] = "accepted"
+    case_id: str
+    request_id: str = Field(description="The Idempotency-Key: send it again with the same request to read the result")
+    detail: str
+
+
 class ErrorItem(BaseModel):
     loc: list[str | int]
     msg: str
@@ -150,6 +172,10 @@ def _readable(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    if isinstance(exc, ActionAccepted):
+        body = ActionAcceptedBody(case_id=exc.case_id, request_id=exc.request_id, detail=exc.detail)
+        return JSONResponse(body.model_dump(), status_code=202,
+                            headers={"Location": f"/cases/{exc.case_id}", "Idempotency-Key": exc.request_id})
     if isinstance(exc, InvalidQuery):
         return _json(422, [{"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}])
     return _json(exc.status_code, exc.detail, exc.headers)

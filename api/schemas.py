@@ -197,7 +197,10 @@ class CaseDetail(BaseModel):
 
     case_id: str = Field(examples=["370102-20261130-0007"])
     source: Literal["workflow", "read_model"] = Field(
-        description="workflow: live state; read_model: a closed case, from the projected tables")
+        description="workflow: live state; read_model: from the projected tables (a closed case, or an open one "
+                    "whose workflow could not answer: see `as_of`)")
+    as_of: datetime | None = Field(
+        default=None, description="For a read_model answer: when the read model last heard from the case")
     stage: Stage
     phase: Phase
     opened_at: datetime
@@ -258,7 +261,7 @@ class CaseDetail(BaseModel):
         r = rows.record
         summary = CaseSummary.from_record(r)
         return cls(
-            case_id=r.case_id, source="read_model", stage=summary.stage, phase=summary.phase, opened_at=r.opened_at,
+            case_id=r.case_id, source="read_model", as_of=r.updated_at, stage=summary.stage, phase=summary.phase, opened_at=r.opened_at,
             stage_entered_at=_stage_entered_at(rows.events), closed_at=r.closed_at,
             final_outcome=summary.final_outcome, region_code=r.region_code, channel=summary.channel,
             category=summary.category, dispute_type=summary.dispute_type, urgency=summary.urgency,
@@ -280,14 +283,6 @@ def _stage_entered_at(events: list[CaseEventRecord]) -> datetime | None:
         if previous is None or previous.stage != event.stage:
             entered = event.at
     return entered
-
-
-class CaseAccepted(BaseModel):
-    """Registered and started, but not yet open (its worker is slow or down): fetch it shortly."""
-
-    case_id: str
-    status: Literal["opening"] = "opening"
-    detail: str
 
 
 # -- Inbox -------------------------------------------------------------------------------------

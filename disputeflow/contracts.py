@@ -4,18 +4,36 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.case import CaseEvent, CaseState, CaseTask, Notification
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.enums import DisputeType, FinalOutcome, Stage
 from disputeflow.domain.intake import Intake
-from disputeflow.domain.policy import CaseFacts
+from disputeflow.domain.policy import CaseFacts, CasePolicy
+
+
+class CaseStart(BaseModel):
+    """`CaseWorkflowV2`'s one input: a new case as intake registered it, or a long case's state
+    carried over when it continues as new."""
+
+    case_id: str
+    intake: Intake
+    registered_by: Actor | None = None  # the operator who took the call, for the timeline
+    registered_at: datetime | None = None  # when the call was registered: every first clock starts then
+    policy: CasePolicy | None = None  # pinned by intake
+    carried: CaseState | None = None
+
+    @model_validator(mode="after")
+    def _opens_or_continues(self) -> CaseStart:
+        if self.carried is None and (self.registered_at is None or self.policy is None):
+            raise ValueError("a new case needs the instant it was registered and its pinned policy")
+        return self
 
 
 class CaseInput(BaseModel):
-    """The workflow's one input. `carried` is set when a long case continues as new."""
+    """The legacy `CaseWorkflow`'s input. `carried` is set when a long case continues as new."""
 
     case_id: str
     intake: Intake

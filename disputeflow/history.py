@@ -36,6 +36,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from pydantic import BaseModel, Field, ValidationError
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
@@ -50,9 +51,8 @@ from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.case import CaseEvent
 from disputeflow.domain.clocks import Clock, ClockStatus
-from workflows.case import CaseWorkflow
-
-CASE_WORKFLOW_QUERY = f'WorkflowType = "{CaseWorkflow.__name__}"'
+CASE_WORKFLOW_QUERY = " OR ".join(f'WorkflowType = "{workflow._Definition.must_from_class(w).name}"'
+                                  for w in worker.WORKFLOWS)
 _PAYLOADS = pydantic_data_converter.payload_converter
 
 
@@ -276,7 +276,9 @@ class _TimelineReader:
         self._add(event, "case_opened",
                   f"Case {ids['case_id']} opened from {_words(facts['channel'])}: {_words(facts['category'])} "
                   f"({_words(facts['dispute_type'])}), region {facts['region_code']}, urgency {facts['urgency']}",
-                  **ids, **facts)
+                  **ids, **facts, registered_at=raw.get("registered_at"))
+        if raw.get("policy"):  # pinned by intake (CaseWorkflowV2); legacy cases pinned it by an activity
+            self._policy_pinned(event, raw["policy"])
 
     def _on_workflow_execution_continued_as_new(self, event: HistoryEvent, attrs: Any, _h: WorkflowHistory) -> None:
         self._add(event, "continued_as_new",
@@ -332,7 +334,9 @@ class _TimelineReader:
     def _on_activity_task_completed(self, event: HistoryEvent, attrs: Any, _h: WorkflowHistory) -> None:
         if self.activities.get(attrs.scheduled_event_id) != "pin_case_policy":
             return
-        policy = _raw(attrs.result.payloads) or {}
+        self._policy_pinned(event, _raw(attrs.result.payloads) or {})
+
+    def _policy_pinned(self, event: HistoryEvent, policy: dict[str, Any]) -> None:
         self._add(event, "policy_pinned",
                   f"Policy {policy.get('version')} pinned to the case (fingerprint {str(policy.get('fingerprint'))[:12]})",
                   version=policy.get("version"), fingerprint=policy.get("fingerprint"),
@@ -581,6 +585,11 @@ def _describe_case_event(event: CaseEvent) -> str:
             return f"Mediator {d.get('mediator_name')} ({d.get('mediator_id')}) assigned"
         case "lawyer_assigned":
             return f"Lawyer {d.get('lawyer_name')} ({d.get('lawyer_id')}) assigned" + ("" if event.actor else " automatically")
+        case "mediator_not_found" | "lawyer_not_found":
+            return (f"No active {'mediator' if event.type == 'mediator_not_found' else 'legal-aid lawyer'} "
+                    f"'{d.get('person_id')}' serves region {d.get('region_code')}; one must be assigned by hand")
+        case "lawyer_named":
+            return f"{who} named lawyer {d.get('lawyer_id')}; the lawyer is being looked up"
         case "no_lawyer_available":
             return f"No legal-aid lawyer available in region {d.get('region_code')}; one must be assigned by hand"
         case "escalated":

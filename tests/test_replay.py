@@ -29,11 +29,14 @@ from disputeflow.history import (
     replay_histories,
     timeline,
 )
-from workflows.case import CaseWorkflow
+from workflows.legacy.case import CaseWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parent / "histories"  # CaseWorkflowV2, one per path
+LEGACY_HISTORIES = HISTORIES / "legacy"  # CaseWorkflow, the type cases started under before V2
 WORKFLOW_TESTS = sorted((Path(__file__).parent / "workflows").glob("test_*.py"))
 HISTORY_FILES = sorted(HISTORIES.glob("*.json"))
+LEGACY_FILES = sorted(LEGACY_HISTORIES.glob("*.json"))
+ALL_FILES = HISTORY_FILES + LEGACY_FILES
 
 
 def recorded_path_names() -> list[str]:
@@ -42,8 +45,8 @@ def recorded_path_names() -> list[str]:
     return [name for module in WORKFLOW_TESTS for name in re.findall(pattern, module.read_text(encoding="utf-8"))]
 
 
-def history(name: str) -> WorkflowHistory:
-    return load_history_files(HISTORIES)[HISTORIES / f"{name}.json"]
+def history(name: str, directory: Path = HISTORIES) -> WorkflowHistory:
+    return load_history_files(directory)[directory / f"{name}.json"]
 
 
 def test_every_recorded_path_has_a_committed_history() -> None:
@@ -53,14 +56,18 @@ def test_every_recorded_path_has_a_committed_history() -> None:
     assert not missing, f"record them: DISPUTEFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_paths.py ({missing})"
 
 
-@pytest.mark.parametrize("path", HISTORY_FILES, ids=[p.stem for p in HISTORY_FILES])
+def test_both_workflow_types_have_committed_histories() -> None:
+    assert len(HISTORY_FILES) >= 15 and len(LEGACY_FILES) >= 16
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=[str(p.relative_to(HISTORIES).with_suffix("")) for p in ALL_FILES])
 async def test_committed_history_replays_under_todays_code(path: Path) -> None:
-    report = await replay_histories([load_history_files(HISTORIES)[path]])
+    report = await replay_histories([load_history_files(path.parent)[path]])
     assert report.ok, report.diverged
 
 
 def test_histories_name_their_case_whatever_the_file_is_called() -> None:
-    for path, loaded in load_history_files(HISTORIES).items():
+    for path, loaded in (load_history_files(HISTORIES) | load_history_files(LEGACY_HISTORIES)).items():
         case_id = json.loads(base64.b64decode(
             json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
         ))["case_id"]
@@ -101,7 +108,7 @@ class WaitsBeforeOpeningWhenPatched(CaseWorkflow):
 
 
 async def test_an_unpatched_change_diverges_at_the_event_it_contradicts() -> None:
-    recorded = history("mediation_agreement")
+    recorded = history("mediation_agreement", LEGACY_HISTORIES)
     pin_policy = next(e.event_id for e in recorded.events if e.HasField("activity_task_scheduled_event_attributes"))
     report = await replay_histories([recorded], workflows=[WaitsBeforeOpening],
                                     workflow_runner=UnsandboxedWorkflowRunner())
@@ -112,7 +119,7 @@ async def test_an_unpatched_change_diverges_at_the_event_it_contradicts() -> Non
 
 
 async def test_the_same_change_behind_a_patch_replays() -> None:
-    report = await replay_histories(list(load_history_files(HISTORIES).values()),
+    report = await replay_histories(list(load_history_files(LEGACY_HISTORIES).values()),
                                     workflows=[WaitsBeforeOpeningWhenPatched],
                                     workflow_runner=UnsandboxedWorkflowRunner())
     assert report.ok, report.diverged

@@ -1,14 +1,17 @@
 """One workflow per case: the dispute's life from intake to closure, with its deadlines as timers.
 
-The process rules live in `disputeflow.domain.lifecycle`; this module only orchestrates: it holds
-the state, turns human actions (updates) and due timers into lifecycle calls, and runs activities
-for everything that touches the outside world.
+The process rules live in `disputeflow.domain`; this module only orchestrates. The case exists
+from the workflow's first task (intake pinned its policy and recorded when the call came in, so
+every first clock starts then, however long the case waited for a worker). Every change is
+synchronous: an action (the `act` update), a due alarm, or a person found for the case. After
+each change the workflow queues a snapshot for the read model and, if the case now waits for a
+mediator or a lawyer, looks for one in the background; nothing waits for the database while it
+holds the case, so a slow or absent database never holds up a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,120 +21,71 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.case import CaseActivities
     from disputeflow.contracts import (
-        CaseInput,
         CaseResult,
+        CaseStart,
         ChoosePersonInput,
         FindPersonInput,
-        PinPolicyInput,
         Projection,
         workflow_id_for,
     )
     from disputeflow.domain import actions as a
     from disputeflow.domain import lifecycle
-    from disputeflow.domain.calendar import SHANGHAI, BusinessCalendar
-    from disputeflow.domain.case import Assignee, CaseState, CaseView
-    from disputeflow.domain.policy import CaseFacts, CasePolicy
+    from disputeflow.domain.calendar import BusinessCalendar
+    from disputeflow.domain.case import CaseState, CaseView, PersonWanted
+    from disputeflow.domain.policy import CasePolicy
     from disputeflow.temporal import CASE_BREACHED, CASE_REGION, CASE_STAGE, CASE_URGENCY
+    from workflows.snapshots import SnapshotQueue
 
 REFUSED = "TransitionRefused"
 
-# Patches (see "Versioning the workflow" in the README). Cases that recorded this marker arm their
-# next timer as soon as an alarm has fired and project it in the background, and people's actions
-# project outside the case's lock: a slow or unreachable database no longer holds up a deadline.
-PROJECT_IN_BACKGROUND = "project-in-background"
-# Cases that recorded this marker hold their lock over no database work at all: the people an
-# action needs (a named mediator or lawyer, the least-loaded one) are looked up and chosen before
-# the action takes the lock, and a new case's first snapshot is written in the background too. A
-# database outage then never holds up a deadline.
-CHOOSE_PEOPLE_FIRST = "choose-people-before-the-lock"
-
-# Every activity retries until its database or file is back: a case must never fail, or be left
-# half-changed, because of an outage (an exhausted retry raised from the run loop would fail the
-# whole case workflow). Each attempt is bounded; the errors show in the pending activity.
+# Every activity retries until its database is back: a case must never fail, or be left
+# half-changed, because of an outage. Each attempt is bounded; the errors show in the pending activity.
 _ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
 )
 
 
-@dataclass
-class _People:
-    """Who an action needs, found before it takes the case's lock (see `_find_people`)."""
-
-    named: Assignee | None = None  # the mediator or lawyer the action names, looked up
-    # What the action was expected to call for, and whom the workflow chose for it. Used only if
-    # applying the action for real calls for the same.
-    effects: lifecycle.Effects | None = None
-    mediator: Assignee | None = None
-    lawyer: Assignee | None = None
-
-
-@workflow.defn
-class CaseWorkflow:
-    def __init__(self) -> None:
-        self._state: CaseState | None = None
-        self._calendar: BusinessCalendar | None = None
-        self._lock = asyncio.Lock()  # one change at a time: updates and timers interleave at awaits
-        # Read-model writes of the patched branch: snapshots taken at the end of each change (under
-        # the lock, so never of a change half made), sent one at a time in order by one drainer.
-        self._outgoing: list[Projection] = []
-        self._queued = 0  # snapshots ever queued in this run
-        self._sent = 0  # of which written
-        self._drainer: asyncio.Task | None = None
-        self._changed = False
+@workflow.defn(name="CaseWorkflowV2")
+class CaseWorkflowV2:
+    @workflow.init
+    def __init__(self, start: CaseStart) -> None:
+        if start.carried is not None:
+            state = start.carried
+            state.runs += 1
+            self._cal = _calendar_for(state.policy)
+        else:
+            assert start.policy is not None and start.registered_at is not None  # CaseStart checks
+            self._cal = _calendar_for(start.policy)
+            state = lifecycle.open_case(start.case_id, start.intake, start.policy, start.registered_at, self._cal,
+                                        registered_by=start.registered_by)
+        self._state: CaseState = state
+        self._snapshots: SnapshotQueue[Projection] = SnapshotQueue(self._write)
+        self._changes = 0  # bumped by every change: the run loop re-arms its timer
+        self._searching: PersonWanted | None = None  # the person a search under way is for
+        self._searches: set[asyncio.Task] = set()
         self._indexed: tuple | None = None
 
-    # -- Run -------------------------------------------------------------------------------
-
     @workflow.run
-    async def run(self, inp: CaseInput) -> CaseResult:
-        now = workflow.now()
-        if inp.carried is not None:
-            self._state = inp.carried
-            self._state.runs += 1
-        else:
-            facts = CaseFacts(
-                region_code=inp.intake.region_code, category=inp.intake.category,
-                dispute_type=inp.intake.dispute_type, urgency=inp.intake.urgency,
-                special_groups=inp.intake.special_groups,
-            )
-            policy = await workflow.execute_activity_method(
-                CaseActivities.pin_case_policy,
-                PinPolicyInput(facts=facts, opened_on=now.astimezone(SHANGHAI).date()),
-                **_ACTIVITY,
-            )
-            async with self._lock:
-                self._calendar = self._calendar_for(policy)
-                self._state = lifecycle.open_case(
-                    inp.case_id, inp.intake, policy, workflow.now(), self._cal(), registered_by=inp.registered_by
-                )
-                if workflow.patched(CHOOSE_PEOPLE_FIRST):
-                    self._index()
-                    self._queue_projection()  # the new case's clocks run even if the database is down
-                else:
-                    await self._settle(lifecycle.Effects())
+    async def run(self, start: CaseStart) -> CaseResult:
         state = self._state
-
+        self._changed()  # the first snapshot of this run, and a search a carried case still needs
         while not state.closed:
+            seen = self._changes
             due = lifecycle.next_alarm_at(state)
-            timeout = None if due is None else max(due - workflow.now(), timedelta(0))
-            self._changed = False
-            if timeout is None or timeout > timedelta(0):
+            if due is None or due > workflow.now():
                 try:
-                    await workflow.wait_condition(lambda: self._changed or self._should_continue_as_new(), timeout=timeout)
+                    await workflow.wait_condition(
+                        lambda: self._changes != seen or self._should_continue_as_new(),
+                        timeout=None if due is None else due - workflow.now(),
+                    )
                 except asyncio.TimeoutError:
                     pass
-            async with self._lock:
-                if lifecycle.fire_alarms(state, workflow.now(), self._cal()):
-                    if workflow.patched(PROJECT_IN_BACKGROUND):
-                        self._index()
-                        self._queue_projection()
-                    else:
-                        await self._settle(lifecycle.Effects())
+            if lifecycle.fire_alarms(state, workflow.now(), self._cal):
+                self._changed()
             if not state.closed and self._should_continue_as_new():
                 await self._quiesce()  # the next run starts with the read model caught up
-                workflow.continue_as_new(CaseInput(case_id=state.case_id, intake=state.intake, carried=state))
-
+                workflow.continue_as_new(CaseStart(case_id=state.case_id, intake=state.intake, carried=state))
         await self._quiesce()
         return CaseResult(case_id=state.case_id, final_outcome=state.final_outcome, closed_at=state.closed_at)
 
@@ -139,172 +93,88 @@ class CaseWorkflow:
 
     @workflow.update
     async def act(self, request: a.ActionRequest) -> CaseView:
-        await workflow.wait_condition(lambda: self._state is not None)
-        people = await self._find_people(request) if workflow.patched(CHOOSE_PEOPLE_FIRST) else None
-        async with self._lock:
-            state = self._state
-            assert state is not None
-            if request.request_id in state.applied_requests:
-                return lifecycle.view(state)  # the same request again: changes nothing
-            self._refuse_unless_allowed(request)
-            if people is not None:
-                chosen = people.named
-            else:
-                chosen = await self._look_up_named_person(request.command)
-            effects = lifecycle.apply(state, request, workflow.now(), self._cal(), chosen=chosen)
-            ticket = None
-            if workflow.patched(PROJECT_IN_BACKGROUND):
-                await self._carry_out(effects, people)
-                self._index()
-                ticket = self._queue_projection()
-            else:
-                await self._settle(effects)
-            self._changed = True
-            result = lifecycle.view(state)
-        if ticket is not None:
-            # Outside the case's lock, so timers keep firing while the database is slow; still
-            # awaited, so whoever acted reads their change in listings and inboxes at once.
-            await self._projected(ticket)
-        return result
+        state = self._state
+        if request.request_id in state.applied_requests:  # the same request again changes nothing
+            await self._snapshots.written()
+            return lifecycle.view(state)
+        self._refuse_unless_allowed(request)  # again: an earlier action may have moved the case since
+        before = state.wanted
+        lifecycle.apply(state, request, workflow.now(), self._cal)
+        self._changed()
+        # Holding nothing from here: timers fire and others act meanwhile. The caller reads the
+        # case with the person this action asked for, and finds the change in listings and inboxes.
+        if (wanted := state.wanted) is not None and wanted is not before:
+            await workflow.wait_condition(lambda: state.wanted is not wanted)  # found, or the case moved on
+        await self._snapshots.written()
+        return lifecycle.view(state)
 
     @act.validator
     def _validate_act(self, request: a.ActionRequest) -> None:
-        # Rejected here, a request leaves no trace in history. Before the case has opened the
-        # handler checks again once it can.
-        state = self._state
-        if state is not None and request.request_id not in state.applied_requests:
+        # Refused here, a request leaves no trace in the history.
+        if request.request_id not in self._state.applied_requests:
             self._refuse_unless_allowed(request)
 
     @workflow.query
-    def view(self) -> CaseView | None:
-        return None if self._state is None else lifecycle.view(self._state)
+    def view(self) -> CaseView:
+        return lifecycle.view(self._state)
+
+    # -- After every change ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        """Re-arm the timer, keep Temporal's search attributes in step, queue what the read model
+        lacks, and start looking for the person the case now waits for, if any."""
+        self._changes += 1
+        self._index()
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            self._snapshots.put(snapshot)
+        wanted = self._state.wanted
+        if wanted is not None and wanted != self._searching:
+            self._searching = wanted
+            task = asyncio.create_task(self._search(wanted))
+            self._searches.add(task)
+            task.add_done_callback(self._searches.discard)
+
+    async def _search(self, wanted: PersonWanted) -> None:
+        """Find or choose the person `wanted` asks for and record it, a system step of its own."""
+        state = self._state
+        if wanted.person_id is not None:
+            look_up = CaseActivities.find_mediator if wanted.kind == "mediator" else CaseActivities.find_lawyer
+            found = await workflow.execute_activity_method(
+                look_up, FindPersonInput(person_id=wanted.person_id, region_code=state.intake.region_code), **_ACTIVITY)
+        else:
+            # The read model first shows the case as it stands, so the choice's load count is right.
+            await self._snapshots.written()
+            choose = CaseActivities.choose_mediator if wanted.kind == "mediator" else CaseActivities.choose_lawyer
+            found = await workflow.execute_activity_method(
+                choose, ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
+                                          dispute_type=state.intake.dispute_type, exclude=wanted.exclude),
+                **_ACTIVITY)
+        if self._searching == wanted:
+            self._searching = None
+        if lifecycle.fill(state, wanted, found, workflow.now(), self._cal):
+            self._changed()
+
+    def _settled(self) -> bool:
+        return self._state.wanted is None and not self._searches and self._snapshots.idle
+
+    async def _quiesce(self) -> None:
+        """Before continuing as new or completing: every action answered, every search done and
+        every snapshot written."""
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._settled())
 
     # -- Internals ------------------------------------------------------------------------
 
     def _refuse_unless_allowed(self, request: a.ActionRequest) -> None:
-        assert self._state is not None
         try:
             lifecycle.check(self._state, request)
         except lifecycle.Refused as refusal:
             raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True) from None
 
-    async def _find_people(self, request: a.ActionRequest) -> _People | None:
-        """Look up and choose the people `request` needs, without holding the case's lock: these
-        activities read the database, and while it is down the case's alarms must not wait.
-
-        Which people an action calls for is learnt by applying it to a copy of the case, taken
-        under the lock so that it is not of a change half made. None if the request is a repeat
-        or is refused as things stand (the locked part answers it, with the reason). The choice
-        is a forecast: if the case moves on meanwhile and the action, applied for real, calls for
-        something else, the locked part chooses again (`_carry_out`)."""
-        async with self._lock:
-            state = self._state
-            assert state is not None
-            if request.request_id in state.applied_requests:
-                return None
-            try:
-                lifecycle.check(state, request)
-            except lifecycle.Refused:
-                return None
-            trial = state.model_copy(deep=True)
-        people = _People(named=await self._look_up_named_person(request.command))  # unknown: refused here
-        people.effects = lifecycle.apply(trial, request, workflow.now(), self._cal(), chosen=people.named)
-        if people.effects.assign_mediator:
-            people.mediator = await self._choose(CaseActivities.choose_mediator, people.effects.exclude_mediators)
-        if people.effects.assign_lawyer:
-            people.lawyer = await self._choose(CaseActivities.choose_lawyer)
-        return people
-
-    async def _choose(self, activity, exclude: list[str] | None = None) -> Assignee | None:
-        state = self._state
-        assert state is not None
-        person = ChoosePersonInput(case_id=state.case_id, region_code=state.intake.region_code,
-                                   dispute_type=state.intake.dispute_type, exclude=list(exclude or []))
-        return await workflow.execute_activity_method(activity, person, **_ACTIVITY)
-
-    async def _look_up_named_person(self, command: a.Command) -> Assignee | None:
-        """The mediator or lawyer an action names, looked up; an unknown one refuses the action."""
-        assert self._state is not None
-        match command:
-            case a.ReassignMediator(mediator_id=str() as person_id):
-                look_up, what = CaseActivities.find_mediator, "mediator"
-            case a.AssignLawyer(lawyer_id=person_id):
-                look_up, what = CaseActivities.find_lawyer, "legal-aid lawyer"
-            case _:
-                return None
-        region = self._state.intake.region_code
-        found = await workflow.execute_activity_method(
-            look_up, FindPersonInput(person_id=person_id, region_code=region), **_ACTIVITY
-        )
-        if found is None:
-            raise ApplicationError(f"no active {what} '{person_id}' serves the city of region {region}",
-                                   type=REFUSED, non_retryable=True)
-        return found
-
-    async def _settle(self, effects: lifecycle.Effects) -> None:
-        """Carry out a change's effects, then project the case. Caller holds the lock."""
-        await self._carry_out(effects)
-        projection = self._snapshot()
-        if projection is not None:
-            await self._write(projection)
-        self._index()
-
-    async def _carry_out(self, effects: lifecycle.Effects, people: _People | None = None) -> None:
-        """Assign the people a change calls for: those chosen beforehand if the change calls for
-        what was forecast, else chosen now. Caller holds the lock."""
-        state = self._state
-        assert state is not None
-        forecast = people.effects if people is not None else None
-        if effects.assign_mediator:
-            if forecast is not None and forecast.assign_mediator and forecast.exclude_mediators == effects.exclude_mediators:
-                chosen = people.mediator
-            else:
-                chosen = await self._choose(CaseActivities.choose_mediator, effects.exclude_mediators)
-            lifecycle.assign_mediator(state, chosen, workflow.now(), self._cal())
-        if effects.assign_lawyer:
-            if forecast is not None and forecast.assign_lawyer:
-                chosen = people.lawyer
-            else:
-                chosen = await self._choose(CaseActivities.choose_lawyer)
-            lifecycle.assign_lawyer(state, chosen, workflow.now(), self._cal())
-
-    def _queue_projection(self) -> int:
-        """Snapshot the case for the read model and have it written in the background, after the
-        snapshots before it. Caller holds the lock. Returns the ticket `_projected` waits for."""
-        projection = self._snapshot()
-        if projection is not None:
-            self._outgoing.append(projection)
-            self._queued += 1
-            if self._drainer is None or self._drainer.done():
-                self._drainer = asyncio.create_task(self._drain())
-        return self._queued
-
-    async def _drain(self) -> None:
-        while self._outgoing:
-            await self._write(self._outgoing[0])
-            self._outgoing.pop(0)
-            self._sent += 1
-
-    async def _projected(self, ticket: int | None = None) -> None:
-        """Wait until the snapshots queued so far (or up to `ticket`) are written."""
-        ticket = self._queued if ticket is None else ticket
-        if self._sent < ticket:  # no yield when there is nothing to wait for
-            await workflow.wait_condition(lambda: self._sent >= ticket)
-
-    async def _quiesce(self) -> None:
-        """Before continuing as new or completing: every handler done and every snapshot written.
-        An action accepted while the last snapshots were written must finish too."""
-        while True:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            await self._projected()
-            if workflow.all_handlers_finished() and self._sent >= self._queued:
-                return
-
     def _snapshot(self) -> Projection | None:
         """What the read model lacks of the case as it stands now, taken off the case's to-do: the
-        events after the last snapshot and the notifications not yet handed over. Caller holds the lock."""
+        events after the last snapshot and the notifications not yet handed over."""
         state = self._state
-        assert state is not None
         events = [e for e in state.timeline if e.seq > state.projected_seq]
         notifications = state.outbox
         if not events and not notifications:
@@ -331,7 +201,6 @@ class CaseWorkflow:
     def _index(self) -> None:
         """Keep Temporal's own search attributes in step, so its UI and CLI can filter cases."""
         state = self._state
-        assert state is not None
         current = (state.stage, state.breached)
         if current == self._indexed:
             return
@@ -343,25 +212,17 @@ class CaseWorkflow:
             CASE_BREACHED.value_set(state.breached),
         ])
 
-    def _cal(self) -> BusinessCalendar:
-        if self._calendar is None:
-            assert self._state is not None
-            self._calendar = self._calendar_for(self._state.policy)
-        return self._calendar
-
-    @staticmethod
-    def _calendar_for(policy: CasePolicy) -> BusinessCalendar:
-        """The case's pinned calendar; a day it does not cover counts Monday to Friday, with a warning."""
-        return BusinessCalendar(
-            policy.calendar,
-            on_fallback=lambda day: workflow.logger.warning(
-                "calendar data does not cover %s; counting Monday to Friday as working days", day.year
-            ),
-        )
-
     def _should_continue_as_new(self) -> bool:
-        state = self._state
-        if state is None:
-            return False
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > state.policy.max_history_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self._state.policy.max_history_events
+
+
+def _calendar_for(policy: CasePolicy) -> BusinessCalendar:
+    """The case's pinned calendar; a day it does not cover counts Monday to Friday, with a warning."""
+    return BusinessCalendar(
+        policy.calendar,
+        on_fallback=lambda day: workflow.logger.warning(
+            "calendar data does not cover %s; counting Monday to Friday as working days", day.year
+        ),
+    )
+

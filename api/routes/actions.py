@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from api import cases
 from api.auth import ActorDep, allow, router_for
 from api.deps import CaseIdPath, IdempotencyKey, SessionDep, TemporalDep
-from api.errors import error_responses
+from api.errors import ActionAcceptedBody, error_responses
 from api.schemas import CaseDetail
 from disputeflow.domain.actions import COMMAND_TYPES
 from disputeflow.domain.enums import Role
@@ -31,7 +31,10 @@ from disputeflow.domain.lifecycle import OPEN_STAGES, RULES
 ACTION_ROLES = frozenset(role for _stages, roles, _what in RULES.values() for role in roles)
 assert Role.auditor not in ACTION_ROLES, "auditors read; they never act"
 
-router = router_for(*ACTION_ROLES, tags=["actions"], responses=error_responses(404, 409, 413))
+router = router_for(*ACTION_ROLES, tags=["actions"], responses={
+    202: {"model": ActionAcceptedBody, "description": "Accepted by the case, not finished in time; it will be. "
+                                                      "The same request with the same Idempotency-Key reads the result"},
+    **error_responses(404, 409, 413, 503)})
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "answer_consultation": {"answer": "可向劳动人事争议仲裁委员会申请仲裁，仲裁时效为一年。"},
@@ -109,7 +112,9 @@ def _add_route(command_type: str) -> None:
             "now (stage, assignment, region, a rule). `Idempotency-Key`: a retry with the same key changes "
             "the case once and answers like the first (a key reused on this case for another action answers "
             "with that first action's result); without one a key is generated (see the response header) and "
-            "a retry acts again."
+            "a retry acts again.\n\n"
+            "**202** when the case accepted the action but did not finish it in time (it will); **503** + "
+            "`Retry-After` when the case's worker did not take it up in time: retry with the same key."
         ),
     )
 

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import CaseIdPath, EngineDep, IdempotencyKey, SessionDep, SettingsDep, TemporalDep
+from api.deps import CaseIdPath, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import InvalidQuery, error_responses
-from api.schemas import CaseAccepted, CaseDetail, CasePage, CaseSummary
+from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
@@ -68,34 +68,31 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
 @intake_router.post(
     "/cases",
     status_code=201,
-    response_model=CaseDetail | CaseAccepted,
+    response_model=CaseDetail,
     summary="Register a call as a new case",
     description=(
-        "Registers the call, starts the case's workflow and waits (a few seconds at most) until the case "
-        "has opened: **201** with the case. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai "
-        "day, a counter per region and day).\n\n"
+        "Registers the call and opens its case: **201** with the case as it opens, its clocks running from "
+        "this moment. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai day, a counter per "
+        "region and day).\n\n"
         "**Idempotency-Key** (recommended): a retry with the same key and the same body answers **200** with "
         "the same case instead of registering a second one; the same key with a different body is **422**. "
         "Without a key every request registers a new case.\n\n"
-        "**202** when the case was registered but has not opened in time (its worker is slow): fetch it "
-        "shortly. **503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case "
-        "number may have been used up: numbers are unique, not gapless)."
+        "**503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case number may have "
+        "been used up: numbers are unique, not gapless)."
     ),
     responses={200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key"},
-               202: {"model": CaseAccepted, "description": "Registered, still opening"},
                **error_responses(413)},
 )
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
-    response: Response, actor: ActorDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> CaseDetail | CaseAccepted:
-    case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine,
-                                              temporal=temporal, task_queue=settings.temporal_task_queue)
+    response: Response, actor: ActorDep, engine: EngineDep, session: SessionDep, temporal: TemporalDep,
+    settings: SettingsDep, pins: PolicyPinsDep, now: NowDep, idempotency_key: IdempotencyKey = None,
+) -> CaseDetail:
+    case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
+                                              temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
+                                              now=now)
     response.headers["Location"] = f"/cases/{case.case_id}"
-    if isinstance(case, CaseAccepted):
-        response.status_code = 202
-    elif not created:
+    if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return case

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,6 +40,7 @@ class IntakeKeyReused(Exception):
 class IntakeClaim:
     case_id: str
     created: bool  # False: the key was seen before, with the same body
+    registered_at: datetime  # when the call was first registered: the case's clocks start then
 
 
 def intake_fingerprint(intake: Intake) -> str:
@@ -82,10 +83,15 @@ def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_cod
         existing = session.get(IntakeRequest, key, populate_existing=True)
         assert existing is not None
         if existing.case_id == case_id:
-            return IntakeClaim(case_id=case_id, created=True)
+            return IntakeClaim(case_id=case_id, created=True, registered_at=now)
     if existing.fingerprint != fingerprint:
         raise IntakeKeyReused(key, existing.case_id)
-    return IntakeClaim(case_id=existing.case_id, created=False)
+    return IntakeClaim(case_id=existing.case_id, created=False, registered_at=_aware(existing.created_at))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every instant here is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def release_intake_key(session: Session, *, key: str, case_id: str) -> None:

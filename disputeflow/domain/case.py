@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -95,6 +95,17 @@ class ExtensionRequest(BaseModel):
     requested_at: datetime
 
 
+class PersonWanted(BaseModel):
+    """A mediator or lawyer the case waits for. An action asks for one; the workflow finds or
+    chooses the person as a system step and records the result (`lifecycle.fill`)."""
+
+    kind: Literal["mediator", "lawyer"]
+    person_id: str | None = None  # named by whoever acted; None: the least-loaded one
+    exclude: list[str] = Field(default_factory=list)  # never these (a reassignment's previous mediator)
+    asked_at_seq: int  # the event that asked: tells one request from a later one for the same kind
+    asked_by: Actor | None = None
+
+
 class CaseState(BaseModel):
     case_id: str
     intake: Intake
@@ -116,6 +127,7 @@ class CaseState(BaseModel):
     clocks: list[Clock] = Field(default_factory=list)
     clocks_started: int = 0
     extension_requests: list[ExtensionRequest] = Field(default_factory=list)  # pending only
+    wanted: PersonWanted | None = None  # a person the case waits for the workflow to find
     timeline: list[CaseEvent] = Field(default_factory=list)
     outbox: list[Notification] = Field(default_factory=list)  # not yet projected
     projected_seq: int = 0  # the last event the read model has
@@ -166,3 +178,4 @@ class CaseView(BaseModel):
     clocks: list[Clock]
     timeline: list[CaseEvent]
     extension_requests: list[ExtensionRequest] = Field(default_factory=list)  # awaiting a supervisor
+    wanted: PersonWanted | None = None  # a mediator or lawyer being found for the case right now

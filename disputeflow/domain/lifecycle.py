@@ -26,6 +26,7 @@ from disputeflow.domain.case import (
     ExtensionRequest,
     MediationSession,
     Notification,
+    PersonWanted,
 )
 from disputeflow.domain.clocks import (
     Clock,
@@ -50,7 +51,8 @@ class Refused(Exception):
 
 
 class Effects(BaseModel):
-    """Work the workflow must do with activities after a change."""
+    """Work the workflow must do with activities after a change (what `CaseState.wanted` says,
+    in the form the legacy workflow reads)."""
 
     assign_mediator: bool = False
     exclude_mediators: list[str] = Field(default_factory=list)
@@ -300,6 +302,7 @@ def apply(
             _enter(state, Stage.triage, now, cal, actor, "referral_bounced", note=cmd.note)
         case a.SendToMediation():
             _enter(state, Stage.mediation, now, cal, actor, "sent_to_mediation", note=cmd.note)
+            _want(state, "mediator", actor)
             effects.assign_mediator = True
         case a.OpenLegalAid():
             _enter(state, Stage.legal_aid_review, now, cal, actor, "legal_aid_opened", note=cmd.note)
@@ -359,6 +362,7 @@ def apply(
         case a.DecideLegalAid(approve=True):
             state.legal_aid.approved, state.legal_aid.decision_reason = True, cmd.reason
             _enter(state, Stage.legal_aid_assignment, now, cal, actor, "legal_aid_approved", reason=cmd.reason)
+            _want(state, "lawyer", actor)
             effects.assign_lawyer = True
         case a.DecideLegalAid(approve=False):
             state.legal_aid.approved, state.legal_aid.decision_reason = False, cmd.reason
@@ -370,12 +374,16 @@ def apply(
         case a.DecideReview(overturn=True):
             state.legal_aid.approved, state.legal_aid.decision_reason = True, cmd.reason
             _enter(state, Stage.legal_aid_assignment, now, cal, actor, "refusal_overturned", reason=cmd.reason)
+            _want(state, "lawyer", actor)
             effects.assign_lawyer = True
         case a.DecideReview(overturn=False):
             _to_follow_up(state, now, cal, actor, FinalOutcome.legal_aid_refused, "refusal_upheld", reason=cmd.reason)
         case a.AssignLawyer():
-            assert chosen is not None  # the workflow looked the lawyer up
-            _assign_lawyer(state, chosen, now, cal, actor)
+            if chosen is not None:  # looked up before the action (the legacy workflow)
+                _assign_lawyer(state, chosen, now, cal, actor)
+            else:
+                _emit(state, "lawyer_named", now, actor, lawyer_id=cmd.lawyer_id)
+                _want(state, "lawyer", actor, person_id=cmd.lawyer_id)
         case a.RecordLegalAidOutcome():
             state.legal_aid.outcome = cmd.outcome
             _to_follow_up(state, now, cal, actor, FinalOutcome.legal_aid_completed, "legal_aid_outcome_recorded",
@@ -451,23 +459,55 @@ def _record_session(state: CaseState, cmd: a.RecordMediationSession, now: dateti
 def _reassign_mediator(state: CaseState, cmd: a.ReassignMediator, now: datetime, cal: BusinessCalendar,
                        actor: a.Actor, chosen: Assignee | None) -> Effects:
     previous = state.mediator
+    # Not the one being replaced, nor those a reassignment still being carried out set aside.
+    pending = state.wanted.exclude if state.wanted and state.wanted.kind == "mediator" else []
+    exclude = ([previous.id] if previous else []) + pending
     if state.stage is not Stage.mediation:
         state.mediation.failed_sessions = 0  # a new attempt with a new mediator
         _enter(state, Stage.mediation, now, cal, actor, "sent_to_mediation", reason=cmd.reason)
     else:
         _emit(state, "mediator_released", now, actor, mediator_id=previous.id if previous else None, reason=cmd.reason)
     state.mediator = None
-    if chosen is not None:
+    if chosen is not None:  # looked up before the action (the legacy workflow)
         assign_mediator(state, chosen, now, cal)
         return Effects()
-    return Effects(assign_mediator=True, exclude_mediators=[previous.id] if previous else [])
+    if cmd.mediator_id is not None:
+        _want(state, "mediator", actor, person_id=cmd.mediator_id)
+        return Effects()
+    _want(state, "mediator", actor, exclude=exclude)
+    return Effects(assign_mediator=True, exclude_mediators=exclude)
 
 
 # -- Results of activities -----------------------------------------------------------------
 
 
+def fill(state: CaseState, wanted: PersonWanted, found: Assignee | None, now: datetime,
+         cal: BusinessCalendar) -> bool:
+    """Record the person the workflow found for `wanted`, a system step after the action that
+    asked. False, and nothing changes, if the case no longer waits for that (it moved on)."""
+    if state.wanted != wanted:
+        return False
+    state.wanted = None
+    if wanted.person_id is not None and found is None:  # named, but not (or no longer) serving here
+        who = "mediator" if wanted.kind == "mediator" else "legal-aid lawyer"
+        event = _emit(state, f"{wanted.kind}_not_found", now, None, person_id=wanted.person_id,
+                      region_code=state.intake.region_code)
+        role = Role.supervisor if wanted.kind == "mediator" else Role.legal_aid_officer
+        _notify(state, event, f"assign_{wanted.kind}_manually", role, wanted.asked_by.user_id if wanted.asked_by else None,
+                reason=f"no active {who} '{wanted.person_id}' serves the city of region {state.intake.region_code}")
+        return True
+    if wanted.kind == "mediator":
+        assign_mediator(state, found, now, cal)
+    elif wanted.person_id is not None:
+        _assign_lawyer(state, found, now, cal, wanted.asked_by)
+    else:
+        assign_lawyer(state, found, now, cal)
+    return True
+
+
 def assign_mediator(state: CaseState, chosen: Assignee | None, now: datetime, cal: BusinessCalendar) -> None:
     """Record the mediator the workflow found; none available escalates to the supervisor."""
+    state.wanted = None
     if chosen is None:
         _escalate(state, now, cal, None,
                   f"no active mediator in region {state.intake.region_code} for {state.intake.dispute_type.value} disputes")
@@ -478,6 +518,7 @@ def assign_mediator(state: CaseState, chosen: Assignee | None, now: datetime, ca
 
 
 def assign_lawyer(state: CaseState, chosen: Assignee | None, now: datetime, cal: BusinessCalendar) -> None:
+    state.wanted = None
     if chosen is None:
         event = _emit(state, "no_lawyer_available", now, None, region_code=state.intake.region_code)
         _notify(state, event, "assign_lawyer_manually", Role.legal_aid_officer, None)
@@ -486,6 +527,7 @@ def assign_lawyer(state: CaseState, chosen: Assignee | None, now: datetime, cal:
 
 
 def _assign_lawyer(state: CaseState, chosen: Assignee, now: datetime, cal: BusinessCalendar, actor: a.Actor | None) -> None:
+    state.wanted = None
     state.lawyer = chosen
     _enter(state, Stage.legal_aid_representation, now, cal, actor, "lawyer_assigned",
            lawyer_id=chosen.id, lawyer_name=chosen.name)
@@ -593,7 +635,7 @@ def view(state: CaseState) -> CaseView:
         intake=state.intake, policy_version=state.policy.version, mediator=state.mediator, lawyer=state.lawyer,
         mediation=state.mediation, legal_aid=state.legal_aid, referral=state.referral, escalation=state.escalation,
         satisfaction=state.satisfaction, breached=state.breached, tasks=open_tasks(state), clocks=state.clocks,
-        timeline=state.timeline, extension_requests=state.extension_requests,
+        timeline=state.timeline, extension_requests=state.extension_requests, wanted=state.wanted,
     )
 
 
@@ -642,6 +684,7 @@ def _enter(state: CaseState, stage: Stage, now: datetime, cal: BusinessCalendar,
            event_type: str, *, clock_status: ClockStatus = ClockStatus.met, **data: Any) -> CaseEvent:
     """Move to `stage`: the old stage's clocks end, the new stage's clocks start."""
     previous = state.stage
+    state.wanted = None  # whoever was being found was for the stage the case leaves
     for clock in _stage_clocks(state):
         _stop(state, clock, now, clock_status)
     state.stage, state.stage_entered_at = stage, now
@@ -670,6 +713,12 @@ def _stop(state: CaseState, clock: Clock, now: datetime, status: ClockStatus) ->
         state.extension_requests.remove(asked)
         _emit(state, "extension_request_lapsed", now, None, clock_id=clock.clock_id, clock=clock.name,
               requested_by=asked.requested_by.user_id)
+
+
+def _want(state: CaseState, kind: str, actor: a.Actor | None, *, person_id: str | None = None,
+          exclude: list[str] | None = None) -> None:
+    state.wanted = PersonWanted(kind=kind, person_id=person_id, exclude=exclude or [],
+                                asked_at_seq=state.timeline[-1].seq, asked_by=actor)
 
 
 def _extension_request(state: CaseState, clock_id: str) -> ExtensionRequest | None:

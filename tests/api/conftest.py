@@ -73,8 +73,10 @@ class Stack:
         return {"Authorization": f"Bearer {token}"}
 
     async def open_case(self, who: tuple[str, str, str] = OPERATOR, **overrides: Any) -> dict[str, Any]:
+        """Register a case and wait until listings, inboxes and reports have it (a moment later)."""
         response = await self.http.post("/cases", json=intake_body(**overrides), headers=self.auth(who))
         assert response.status_code == 201, response.text
+        await self.projected(response.json()["case_id"])
         return response.json()
 
     async def act(self, case_id: str, action: str, body: dict[str, Any] | None = None,
@@ -122,7 +124,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         engine = engine_for(settings.effective_database_url)
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
-        app = create_app(settings)
+        app = create_app(settings, clock=env.get_current_time)
         async with build_worker(env.client, settings, engine, task_queue=settings.temporal_task_queue):
             async with app.router.lifespan_context(app):
                 async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:

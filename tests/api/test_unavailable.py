@@ -60,7 +60,10 @@ async def test_503_and_nothing_half_created_when_temporal_stops(tmp_path: Path) 
             assert stack.count(IntakeRequest) == intakes and stack.count(CaseRecord) == cases
             assert stack.count(IntakeRequest, IntakeRequest.idempotency_key == key) == 0
 
-            _assert_unavailable(await http.get(f"/cases/{case['case_id']}", headers=stack.auth(OPERATOR)))
+            # an open case is read from the read model when its workflow cannot answer, with its age
+            read = await http.get(f"/cases/{case['case_id']}", headers=stack.auth(OPERATOR))
+            assert read.status_code == 200 and read.json()["source"] == "read_model" and read.json()["as_of"]
+            assert read.json()["stage"] == "triage" and read.json()["tasks"]
             _assert_unavailable(await stack.act(case["case_id"], "send_to_mediation"))
             _assert_unavailable(await http.get(f"/cases/{case['case_id']}/timeline", headers=stack.auth(SUPERVISOR)))
             # the read model still answers what it can

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from disputeflow.contracts import CaseInput, workflow_id_for
+from disputeflow.contracts import workflow_id_for
 from disputeflow.db.engine import write_session
 from disputeflow.db.models import CaseEventRecord, CaseRecord, OutboxMessage
 from disputeflow.db.reference import seed_reference
@@ -32,7 +32,8 @@ from disputeflow.temporal import register_search_attributes
 from tests.conftest import installed_binary
 from tests.samples import WAGE_ARREARS_CALL
 from worker import build_worker
-from workflows.case import CaseWorkflow
+from disputeflow.pinning import PolicyPins
+from workflows.case import CaseWorkflowV2
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 RECORD = os.environ.get("DISPUTEFLOW_RECORD_HISTORIES") == "1"
@@ -77,20 +78,21 @@ def mediator(user_id: str) -> Actor:
 class CaseDriver:
     """Starts cases and acts on them the way the API does, on one task queue."""
 
-    def __init__(self, env: WorkflowEnvironment, engine: Engine, task_queue: str) -> None:
-        self.env, self.engine, self.task_queue = env, engine, task_queue
+    def __init__(self, env: WorkflowEnvironment, engine: Engine, task_queue: str, pins: PolicyPins) -> None:
+        self.env, self.engine, self.task_queue, self.pins = env, engine, task_queue, pins
         self.opened: list[WorkflowHandle] = []
 
     async def open(self, intake: Intake | None = None, **overrides) -> WorkflowHandle:
-        """Start a case; the handle follows the case across continue-as-new, as the API's does."""
+        """Start a case as intake does; the handle follows the case across continue-as-new, as the API's does."""
         case_id = f"T{uuid.uuid4().hex[:10]}"
+        intake = intake or make_intake(**overrides)
+        start = self.pins.start(case_id, intake, registered_at=await self.env.get_current_time(),
+                                registered_by=OPERATOR)
         await self.env.client.start_workflow(
-            CaseWorkflow.run,
-            CaseInput(case_id=case_id, intake=intake or make_intake(**overrides)),
-            id=workflow_id_for(case_id),
+            CaseWorkflowV2.run, start, id=workflow_id_for(case_id),
             task_queue=self.task_queue,
         )
-        handle = self.env.client.get_workflow_handle_for(CaseWorkflow.run, workflow_id_for(case_id))
+        handle = self.env.client.get_workflow_handle_for(CaseWorkflowV2.run, workflow_id_for(case_id))
         self.opened.append(handle)
         return handle
 
@@ -98,14 +100,10 @@ class CaseDriver:
         request = ActionRequest.model_validate(
             {"request_id": request_id or uuid.uuid4().hex, "actor": actor.model_dump(), "command": command}
         )
-        return await handle.execute_update(CaseWorkflow.act, request, id=request.request_id)
+        return await handle.execute_update(CaseWorkflowV2.act, request, id=request.request_id)
 
     async def view(self, handle: WorkflowHandle) -> CaseView:
-        for _ in range(200):
-            view = await handle.query(CaseWorkflow.view)
-            if view is not None:
-                return view
-        raise AssertionError("case never opened")
+        return await handle.query(CaseWorkflowV2.view)
 
     async def advance(self, delta: timedelta) -> None:
         await self.env.sleep(delta)
@@ -149,7 +147,7 @@ async def running_driver(env: WorkflowEnvironment, engine: Engine, settings: Set
         seed_reference(session, DEFAULT_REFERENCE_FILE)
     task_queue = f"cases-{uuid.uuid4().hex[:8]}"
     async with build_worker(env.client, settings, engine, task_queue=task_queue):
-        case_driver = CaseDriver(env, engine, task_queue)
+        case_driver = CaseDriver(env, engine, task_queue, PolicyPins(settings.policy_file))
         try:
             yield case_driver
         finally:

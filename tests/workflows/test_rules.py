@@ -50,14 +50,18 @@ async def test_cannot_approve_an_ineligible_application(driver: CaseDriver) -> N
     assert "not eligible" in message and "threshold" in message
 
 
-async def test_unknown_person_is_refused(driver: CaseDriver) -> None:
+async def test_a_named_person_who_does_not_serve_here_is_recorded_and_left_to_a_supervisor(driver: CaseDriver) -> None:
+    """The API refuses an unknown person at once (409); one who stops serving between that check and
+    the workflow's own look-up is recorded, and the case waits for someone to be assigned by hand."""
     handle = await driver.open()
     await driver.act(handle, OPERATOR, {"type": "send_to_mediation"})
-    with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await driver.act(handle, SUPERVISOR, {"type": "reassign_mediator", "mediator_id": "med-nobody", "reason": "x"})
-    assert "no active mediator 'med-nobody'" in str(caught.value.cause)
-    view = await driver.view(handle)
-    assert view.stage == "mediation" and view.mediator is not None
+    view = await driver.act(handle, SUPERVISOR, {"type": "reassign_mediator", "mediator_id": "med-nobody", "reason": "x"})
+    assert view.stage == "mediation" and view.mediator is None and view.wanted is None
+    (missing,) = [e for e in view.timeline if e.type == "mediator_not_found"]
+    assert missing.data["person_id"] == "med-nobody" and missing.actor is None
+    assert [t.kind for t in view.tasks] == ["assign_mediator"]
+    done = await driver.act(handle, SUPERVISOR, {"type": "reassign_mediator", "reason": "另选调解员"})
+    assert done.mediator is not None
 
 
 async def test_the_same_request_twice_changes_the_case_once(driver: CaseDriver) -> None:
