@@ -22,6 +22,7 @@ from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.routes import actions, audit, cases, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
+from disputeflow import history
 from disputeflow.db.engine import engine_for
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings, get_settings
@@ -63,6 +64,14 @@ async def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _warm_up_replayer() -> None:
+    try:
+        if not await history.warm_up():
+            log.warning("the recorded warm-up case no longer replays under this code")
+    except Exception:  # noqa: BLE001 - only a warm-up: the first replay will pay for it instead
+        log.exception("could not warm up the replayer")
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> FastAPI:
     """`clock`: when a call is registered. The tests pass the time-skipping test server's clock,
     which runs ahead of the wall clock once a test has skipped time."""
@@ -74,9 +83,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
+        warming = asyncio.create_task(_warm_up_replayer())  # in the background: start-up does not wait
         try:
             yield
         finally:
+            warming.cancel()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
