@@ -258,7 +258,6 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
             _handle(client, case_id).start_update("act", request, id=request_id, result_type=CaseView,
                                                   wait_for_stage=WorkflowUpdateStage.ACCEPTED),
             ACCEPT_TIMEOUT_SECONDS)
-        view = await asyncio.wait_for(update.result(), ACT_TIMEOUT_SECONDS - (time.monotonic() - began))
     except WorkflowUpdateFailedError as exc:
         raise _refusal(exc) from None
     except RPCError as exc:
@@ -266,10 +265,13 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
             raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it") from None
         raise
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        if "update" not in locals():
-            raise CaseNotAnswering(
-                f"case {case_id} did not take the action up within {ACCEPT_TIMEOUT_SECONDS:g} s (its worker is "
-                "slow or down); it may still do so: retry with the same Idempotency-Key, which acts at most once"
-            ) from None
+        raise CaseNotAnswering(
+            f"case {case_id} did not take the action up within {ACCEPT_TIMEOUT_SECONDS:g} s (its worker is slow or "
+            "down); it may still do so: retry with the same Idempotency-Key, which acts at most once") from None
+    try:  # taken up: from here on it will be carried out, whatever the wait says
+        view = await asyncio.wait_for(update.result(), ACT_TIMEOUT_SECONDS - (time.monotonic() - began))
+    except WorkflowUpdateFailedError as exc:
+        raise _refusal(exc) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
         raise ActionAccepted(case_id, request_id, ACT_TIMEOUT_SECONDS) from None
     return CaseDetail.from_view(view)

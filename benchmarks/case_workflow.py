@@ -159,6 +159,23 @@ async def intakes(http: httpx.AsyncClient, token: str, n: int, concurrency: int)
     return n / (time.perf_counter() - began), latencies
 
 
+async def caught_up(stack: Stack, *, expected: int, timeout: float = 300.0) -> None:
+    """Wait until the read model holds every case started so far: the worker has opened them all."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.settings().effective_database_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(text("SELECT count(*) FROM cases")).scalar_one() >= expected:
+                    return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the worker had not opened {expected} cases within {timeout:g} s")
+    finally:
+        engine.dispose()
+
+
 async def replays(http: httpx.AsyncClient, operator: str, supervisor: str, auditor: str, n: int) -> list[float]:
     def auth(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -200,7 +217,7 @@ async def main(args: argparse.Namespace) -> int:
             raw_before = await raw_starts(stack, args.cases, args.concurrency, "A")
             rate, latencies = await intakes(http, operator, args.cases, args.concurrency)
             raw_after = await raw_starts(stack, args.cases, args.concurrency, "B")
-            await asyncio.sleep(2)  # let the worker catch up with the starts before the replay phase
+            await caught_up(stack, expected=10 + 3 * args.cases)  # the worker has opened every case
             replay = await replays(http, operator, supervisor, auditor, args.replays)
         raw = (raw_before + raw_after) / 2
         p50, p95 = percentile(latencies, 50) * 1000, percentile(latencies, 95) * 1000

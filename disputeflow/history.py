@@ -47,8 +47,8 @@ from temporalio.worker import Replayer, WorkflowRunner
 
 import worker
 from disputeflow.contracts import CaseInput, workflow_id_for
-from disputeflow.domain import lifecycle
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
+from disputeflow.domain.process.command import words
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.case import CaseEvent
 from disputeflow.domain.clocks import Clock, ClockStatus
@@ -275,8 +275,8 @@ class _TimelineReader:
         facts = {k: intake.get(k) for k in ("channel", "region_code", "category", "dispute_type", "urgency",
                                             "special_groups")}
         self._add(event, "case_opened",
-                  f"Case {ids['case_id']} opened from {_words(facts['channel'])}: {_words(facts['category'])} "
-                  f"({_words(facts['dispute_type'])}), region {facts['region_code']}, urgency {facts['urgency']}",
+                  f"Case {ids['case_id']} opened from {words(facts['channel'])}: {words(facts['category'])} "
+                  f"({words(facts['dispute_type'])}), region {facts['region_code']}, urgency {facts['urgency']}",
                   **ids, **facts, registered_at=raw.get("registered_at"))
         if raw.get("policy"):  # pinned by intake (CaseWorkflowV2); legacy cases pinned it by an activity
             self._policy_pinned(event, raw["policy"])
@@ -289,7 +289,7 @@ class _TimelineReader:
     def _on_workflow_execution_completed(self, event: HistoryEvent, attrs: Any, _h: WorkflowHistory) -> None:
         result = _raw(attrs.result.payloads) or {}
         outcome = result.get("final_outcome")
-        self._add(event, "workflow_completed", f"The case workflow finished: {_words(outcome or 'no outcome')}",
+        self._add(event, "workflow_completed", f"The case workflow finished: {words(outcome or 'no outcome')}",
                   final_outcome=outcome, closed_at=result.get("closed_at"))
 
     def _on_workflow_execution_failed(self, event: HistoryEvent, attrs: Any, _h: WorkflowHistory) -> None:
@@ -477,84 +477,21 @@ def _local(moment: datetime | str | None) -> str:
     return moment.astimezone(SHANGHAI).isoformat(sep=" ", timespec="minutes")
 
 
-def _words(value: Any) -> str:
-    return str(value).replace("_", " ") if value is not None else "?"
-
-
 def _who(actor: Actor | None) -> str:
     return "someone" if actor is None else f"{actor.user_id} ({actor.role.value})"
-
-
-def _note(text: Any) -> str:
-    return f" ({text})" if text else ""
-
-
-# What each action did, in the past tense, from its command's fields.
-_DID: dict[str, Callable[[dict[str, Any]], str]] = {
-    "answer_consultation": lambda c: "answered the consultation",
-    "refer": lambda c: f"referred the case to {c.get('organisation')} ({_words(c.get('body'))})",
-    "record_referral_outcome": lambda c: "recorded that the referral was "
-                                         + ("accepted" if c.get("accepted") else "not accepted") + _note(c.get("note")),
-    "send_to_mediation": lambda c: "sent the case to mediation" + _note(c.get("note")),
-    "open_legal_aid": lambda c: "opened a legal-aid application" + _note(c.get("note")),
-    "record_mediation_session": lambda c: f"recorded a mediation session: {_words(c.get('outcome'))}"
-                                          + _note(c.get("notes")),
-    "extend_mediation": lambda c: f"extended mediation with both parties' consent ({c.get('reason')})",
-    "record_judicial_confirmation": lambda c: (
-        f"recorded that the parties applied for judicial confirmation{' at ' + c['court'] if c.get('court') else ''}"
-        if c.get("applied") else "recorded that the parties did not apply for judicial confirmation"),
-    "record_performance": lambda c: "recorded that the agreement was "
-                                    + ("performed" if c.get("performed") else "not performed") + _note(c.get("note")),
-    "escalate": lambda c: f"escalated the case ({c.get('reason')})",
-    "reassign_mediator": lambda c: (f"reassigned the case to mediator {c['mediator_id']}" if c.get("mediator_id")
-                                    else "asked for another mediator") + _note(c.get("reason")),
-    "send_to_legal_aid": lambda c: f"sent the escalated case to legal aid ({c.get('reason')})",
-    "refer_out": lambda c: f"referred the case out to {_words(c.get('forum'))}"
-                           + (", offering legal aid" if c.get("legal_aid_offered") else "") + _note(c.get("note")),
-    "request_materials": lambda c: "requested missing materials: " + "; ".join(c.get("missing") or []),
-    "materials_supplied": lambda c: "recorded that the missing materials were supplied" + _note(c.get("note")),
-    "assess_eligibility": lambda c: "assessed legal-aid eligibility (monthly income per capita "
-                                    f"{c.get('monthly_income_per_capita')})",
-    "decide_legal_aid": lambda c: ("approved" if c.get("approve") else "refused") + f" legal aid ({c.get('reason')})",
-    "request_review": lambda c: f"requested a review of the refusal ({c.get('reason')})",
-    "decide_review": lambda c: ("overturned" if c.get("overturn") else "upheld")
-                               + f" the refusal on review ({c.get('reason')})",
-    "assign_lawyer": lambda c: f"assigned lawyer {c.get('lawyer_id')}",
-    "record_legal_aid_outcome": lambda c: f"recorded the outcome of legal aid: {c.get('outcome')}",
-    "record_return_visit": lambda c: f"recorded a return visit: satisfaction {c.get('satisfaction')}/5"
-                                     + _note(c.get("comment")),
-    "complete_review": lambda c: f"completed the review of the dissatisfied caller ({c.get('resolution')})",
-    "pause_clock": lambda c: f"paused clock {c.get('clock_id')} ({_words(c.get('reason'))})",
-    "resume_clock": lambda c: f"resumed clock {c.get('clock_id')}" + _note(c.get("note")),
-    "extend_clock": lambda c: f"extended clock {c.get('clock_id')} by {_span(c.get('by'))} ({c.get('reason')})",
-    "request_extension": lambda c: f"asked to extend clock {c.get('clock_id')} by {_span(c.get('by'))} "
-                                   f"({c.get('reason')})",
-    "decide_extension": lambda c: f"{'approved' if c.get('approve') else 'refused'} the extension asked for "
-                                  f"clock {c.get('clock_id')} ({c.get('reason')})",
-    "withdraw": lambda c: f"closed the case as withdrawn ({c.get('reason')})",
-}
-assert set(_DID) == set(COMMAND_TYPES), "every command needs a sentence in the timeline"
 
 
 def _describe_action(actor: Actor | None, command: dict[str, Any], outcome: str, reason: str | None = None,
                      *, repeat: bool = False) -> str:
     kind = command.get("type", "?")
-    what = lifecycle.RULES[kind][2] if kind in lifecycle.RULES else f"do '{kind}'"
+    known = COMMAND_TYPES.get(kind)
+    what = known.what if known else f"do '{kind}'"
     if outcome == "failed":
         return f"{_who(actor)} could not {what}: {reason}"
     if outcome == "pending":
         return f"{_who(actor)} asked to {what}; the history records no outcome yet"
-    did = _DID[kind](command) if kind in _DID else f"did '{kind}'"
+    did = known.did(command) if known else f"did '{kind}'"
     return f"{_who(actor)} {did}" + (" again: a repeated request, which changed nothing" if repeat else "")
-
-
-def _span(by: Any) -> str:
-    """A command's target as words: {"amount": 10.0, "unit": "calendar_days"} -> "10 calendar days"."""
-    by = by if isinstance(by, dict) else {}
-    amount = by.get("amount")
-    if isinstance(amount, float) and amount.is_integer():
-        amount = int(amount)
-    return f"{amount} {_words(by.get('unit'))}"
 
 
 def _describe_case_event(event: CaseEvent) -> str:
@@ -570,7 +507,7 @@ def _describe_case_event(event: CaseEvent) -> str:
         case "clock_cancelled":
             return f"{clock.capitalize()} cancelled"
         case "clock_paused":
-            return f"{who} paused {clock} ({_words(d.get('reason'))})"
+            return f"{who} paused {clock} ({words(d.get('reason'))})"
         case "clock_resumed":
             return (f"{who} resumed {clock}: due {_local(d.get('previous_due_at'))} "
                     f"-> {_local(d.get('due_at'))}")
@@ -580,7 +517,7 @@ def _describe_case_event(event: CaseEvent) -> str:
         case "clock_warning":
             return f"{clock.capitalize()} warning: {d.get('fraction', 0):.0%} of its time is used, due {_local(d.get('due_at'))}"
         case "clock_breached":
-            actions = ", ".join(_words(a) for a in d.get("actions") or []) or "none"
+            actions = ", ".join(words(a) for a in d.get("actions") or []) or "none"
             return f"{clock.capitalize()} breached: it was due {_local(d.get('due_at'))}; breach actions: {actions}"
         case "mediator_assigned":
             return f"Mediator {d.get('mediator_name')} ({d.get('mediator_id')}) assigned"
@@ -598,7 +535,7 @@ def _describe_case_event(event: CaseEvent) -> str:
         case "review_window_lapsed":
             return "The window to ask for a review of the refusal lapsed"
         case "case_closed":
-            return f"Case closed: {_words(d.get('final_outcome'))}"
+            return f"Case closed: {words(d.get('final_outcome'))}"
         case "extension_requested":
             return (f"{who} asked to extend {clock} by {d.get('by')} (due {_local(d.get('due_at'))}): "
                     f"{d.get('reason')}")
@@ -608,7 +545,7 @@ def _describe_case_event(event: CaseEvent) -> str:
                     f"{d.get('requested_by')}: {d.get('reason')}")
         case "extension_request_lapsed":
             return f"The extension of {clock} asked by {d.get('requested_by')} lapsed: the clock ended first"
-    return f"{_words(event.type).capitalize()}, by {who}; stage now {_words(event.stage.value)}"
+    return f"{words(event.type).capitalize()}, by {who}; stage now {words(event.stage.value)}"
 
 
 # -- Replay --------------------------------------------------------------------------------------
