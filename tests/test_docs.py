@@ -222,6 +222,7 @@ def run_block(block: Block, env: dict[str, str], replacements: dict[str, str] | 
         # its work (temporalio/sdk-python#300). Run such a block once more; any other failure fails.
         if not (result.returncode == 134 and KNOWN_EXIT_CRASH in result.stderr):
             break
+    print(f"--- {block.id}\n{result.stdout}{result.stderr}")  # shown with -s, or when a later check fails
     assert result.returncode == 0, (f"{block.id} exited {result.returncode}\n--- script\n{script}"
                                     f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}")
     return result
