@@ -21,8 +21,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -102,6 +104,11 @@ def prose(path: Path) -> str:
     return re.sub(r"`[^`\n]*`", "", text)
 
 
+def prose_with_code_spans(path: Path) -> str:
+    """The text outside code blocks."""
+    return re.sub(r"^```.*?^```$", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading."""
     heading = re.sub(r"`", "", heading.strip()).lower()
@@ -168,6 +175,24 @@ def test_repository_paths_in_backticks_exist(path: Path) -> None:
     missing = [s for s in spans
                if s.startswith(REPO_DIRS) and not re.search(r"[<>{}*$]", s) and not (ROOT / s).exists()]
     assert not missing, f"{rel(path)} names files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("path", DOCS, ids=rel)
+def test_commands_named_in_the_text_exist(path: Path) -> None:
+    """`disputeflow ...` in running text (not in a block): the subcommand exists and, where options
+    are given, the command line parses (placeholders such as CASE stand for any value)."""
+    from disputeflow.cli import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for span in re.findall(r"`(?:\.venv/bin/)?disputeflow ([^`]+)`", prose_with_code_spans(path)):
+        argv = shlex.split(span.replace("[", "").replace("]", ""))
+        assert argv[0] in subcommands, f"{rel(path)}: `disputeflow {span}`: no such command"
+        if len(argv) > 1:
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{rel(path)}: `disputeflow {span}` does not parse")
 
 
 def test_nothing_refers_to_documents_this_repository_does_not_have() -> None:
