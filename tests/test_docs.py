@@ -2,7 +2,7 @@
 
 - Every relative link resolves: the file exists and a `#anchor` matches a heading of that file.
 - Every path in backticks that names a file of this repository (`disputeflow/...`, `tests/...`)
-  exists.
+  exists, and every `disputeflow ...` command named in running text parses.
 - Fenced code blocks, by their info string:
   - ```sh          run with bash in a fresh data folder (its own SQLite database and token key),
                    from the top of the repository; they must exit 0;
@@ -12,7 +12,8 @@
                    codes named in the comments of the block, in order;
   - ```sh no-check: <why>   not run; the reason is required;
   - ```toml        loaded by the policy loader, as a fragment of a policy file.
-  `.venv/bin/` in a command means the environment running these tests.
+  `.venv/bin/` in a command means the environment running these tests. A block that dies of the
+  known Temporal-client crash at interpreter exit (see `run_block`) is run once more.
 - The tables that mirror the code are compared with it: the deadlines and other numbers in
   docs/process.md with disputeflow/data/policy.toml, the actions with `lifecycle.RULES`, the routes
   in docs/api.md with the app's routes, the configuration in docs/operations.md with `Settings`.
