@@ -26,6 +26,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from disputeflow.domain.lifecycle import OPEN_STAGES, RULES
 from disputeflow.domain.policy import DEFAULT_POLICY_PATH, PolicyTable, load_policy
 from disputeflow.settings import Settings
 from disputeflow.stack import child_environment
+from tests.conftest import IN_CI
 from tests.test_stack import RunningStack, stack_settings, start_stack, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,8 +236,20 @@ def test_every_shell_block_is_run_or_says_why_not() -> None:
     assert SH_BLOCKS and STACK_BLOCKS
 
 
+def require_tools(block: Block) -> None:
+    """The docs use curl and jq besides the project's own commands. Where one is missing the block
+    is skipped, except under CI=true, where that fails (as with Chromium for the browser test)."""
+    missing = [tool for tool in ("curl", "jq") if re.search(rf"\b{tool}\b", block.text) and not shutil.which(tool)]
+    if missing:
+        message = f"{block.id} needs {', '.join(missing)}, which is not installed"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def run_block(block: Block, env: dict[str, str], replacements: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess[str]:
+    require_tools(block)
     script = block.text.replace(".venv/bin/", f"{BIN}/")
     for old, new in (replacements or {}).items():
         script = script.replace(old, new)
