@@ -35,6 +35,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
     activities = CaseActivities(engine, settings.policy_file)
+    cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
+    cache = {} if cached is None else {"max_cached_workflows": cached}
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -42,6 +44,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         activities=activities.all(),
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),
+        **cache,
     )
 
 

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="HMAC-SHA256 key for the X-Disputeflow-Signature header of webhook deliveries",
     )
 
+    worker_max_cached_workflows: int | None = Field(
+        default=None, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS"),
+        description="workflows the worker keeps in memory between tasks; unset: the SDK's default (1000); 0: none, "
+        "so every task replays the case's history (CI runs the workflow tests so too)",
+    )
+
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 
