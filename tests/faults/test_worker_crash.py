@@ -1,0 +1,70 @@
+"""The worker is SIGKILLed while ten actions are under way, and comes back a few seconds later."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.faults.conftest import FaultStack, assert_allowed, new_key, until
+
+pytestmark = pytest.mark.faults
+
+CASES = 10
+KILL_AFTER_SECONDS = 0.3
+DOWN_FOR_SECONDS = 3.0
+RECOVERY_SECONDS = 120.0  # an activity cut short by the kill is retried after its 30 s start-to-close timeout
+
+
+async def test_actions_survive_a_worker_killed_mid_flight(stack: FaultStack) -> None:
+    case_ids = [await stack.open_case() for _ in range(CASES)]
+    keys = {case_id: new_key() for case_id in case_ids}
+
+    def send(case_id: str) -> asyncio.Task[httpx.Response]:
+        return asyncio.create_task(stack.http.post(f"/cases/{case_id}/actions/send_to_mediation", json={},
+                                                   headers=stack.auth(key=keys[case_id])))
+
+    sent = [send(case_id) for case_id in case_ids]
+    await asyncio.sleep(KILL_AFTER_SECONDS)
+    await stack.kill_worker()
+    await asyncio.sleep(DOWN_FOR_SECONDS)
+    await stack.start_worker()
+    first = dict(zip(case_ids, await asyncio.gather(*sent)))
+
+    statuses = Counter(assert_allowed(r, accepted_location=f"/cases/{case_id}") for case_id, r in first.items())
+    print(f"answers while the worker was killed: {dict(statuses)}")
+    for case_id, response in first.items():
+        if response.status_code == 202:
+            assert response.json()["request_id"] == keys[case_id]
+        if response.status_code in (200, 202):
+            assert response.headers["Idempotency-Key"] == keys[case_id]
+
+    # Recovery: the same request with the same key answers with the result (a 503's action may
+    # not have reached the case yet: this retry delivers it; a 202's is read back).
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    results = {}
+    for case_id in case_ids:
+        while True:
+            response = await stack.http.post(f"/cases/{case_id}/actions/send_to_mediation", json={},
+                                             headers=stack.auth(key=keys[case_id]))
+            if assert_allowed(response) == 200:
+                results[case_id] = response.json()
+                break
+            assert time.monotonic() < deadline, f"case {case_id}: still {response.status_code} after recovery"
+            await asyncio.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
+
+    for case_id, result in results.items():
+        assert result["stage"] == "mediation" and result["mediator"] is not None, result
+        if first[case_id].status_code == 200:  # an answer given before the kill is the result
+            assert first[case_id].json()["mediator"] == result["mediator"]
+
+    # Each action applied exactly once, each mediator chosen once; the read model has caught up.
+    await until("every case projected in mediation with its mediator",
+                lambda: all(r.stage == "mediation" and r.mediator_id for r in stack.case_rows(case_ids)), 30)
+    assert stack.event_counts(case_ids, "sent_to_mediation") == dict.fromkeys(case_ids, 1)
+    assert stack.event_counts(case_ids, "mediator_assigned") == dict.fromkeys(case_ids, 1)
+    assert {r.case_id: r.mediator_id for r in stack.case_rows(case_ids)} == {
+        case_id: result["mediator"]["id"] for case_id, result in results.items()}
