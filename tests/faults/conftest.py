@@ -202,9 +202,12 @@ class FaultStack:
         if not self.api.running:
             await self.start_api()
 
+    async def stop_temporal(self) -> None:
+        """Stop the dev server (SIGTERM, as an operator would); `start_temporal` starts it again on the same file."""
+        await asyncio.to_thread(self.temporal.stop)
+
     async def restart_temporal(self, down_for: float = 0.0) -> None:
-        """Stop the dev server (SIGTERM, as an operator would) and start it again on the same file."""
-        self.temporal.stop()
+        await self.stop_temporal()
         await asyncio.sleep(down_for)
         await self.start_temporal()
 

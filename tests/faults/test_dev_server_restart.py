@@ -1,5 +1,6 @@
-"""The dev server stopped and started again on the same file while cases are open: no case is
-lost, and a clock due meanwhile still fires, once."""
+"""The dev server stopped and started again on the same file while cases are open: meanwhile reads
+come from the read model and actions and intake answer 503; afterwards no case is lost, a clock due
+meanwhile still fires, once, and the refused requests retried with their keys take effect once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.faults.conftest import EMERGENCY_SECONDS, SUPERVISOR, FaultStack, assert_allowed, until
+from tests.faults.conftest import EMERGENCY_SECONDS, SUPERVISOR, FaultStack, assert_allowed, intake_body, new_key, until
 
 pytestmark = pytest.mark.faults
 
@@ -23,7 +24,18 @@ async def test_cases_and_clocks_survive_a_dev_server_restart(stack: FaultStack) 
     due = stack.query("SELECT due_at FROM clocks WHERE case_id IN :ids AND name = 'emergency_response'", ids=emergency)
 
     stopped_at = datetime.now(UTC)
-    await stack.restart_temporal(down_for=DOWN_FOR_SECONDS)
+    await stack.stop_temporal()
+    # While it is down: a read comes from the read model, an action and an intake answer 503.
+    read = await stack.http.get(f"/cases/{normal[0]}", headers=stack.auth(SUPERVISOR))
+    assert assert_allowed(read) == 200 and read.json()["source"] == "read_model", read.text
+    acted = await stack.http.post(f"/cases/{normal[1]}/actions/send_to_mediation", json={},
+                                  headers=stack.auth(key=(action_key := new_key())))
+    assert assert_allowed(acted) == 503, acted.text
+    body, intake_key = intake_body(), new_key()
+    registered = await stack.http.post("/cases", json=body, headers=stack.auth(key=intake_key))
+    assert assert_allowed(registered) == 503, registered.text
+    await asyncio.sleep(max(0.0, DOWN_FOR_SECONDS - (datetime.now(UTC) - stopped_at).total_seconds()))
+    await stack.start_temporal()
     assert len(due) == 3 and all(datetime.fromisoformat(d.due_at).replace(tzinfo=UTC) > stopped_at for d in due)
 
     async def answers_live(case_id: str) -> bool:
@@ -44,8 +56,16 @@ async def test_cases_and_clocks_survive_a_dev_server_restart(stack: FaultStack) 
     assert stack.event_counts(normal, "clock_breached") == dict.fromkeys(normal, 0)
     assert stack.event_counts(case_ids, "case_registered") == dict.fromkeys(case_ids, 1)
     assert {r.case_id: r.stage for r in stack.case_rows(case_ids)} == (
-        dict.fromkeys(normal, "triage") | dict.fromkeys(emergency, "escalated"))
+        dict.fromkeys(normal, "triage") | dict.fromkeys(emergency, "escalated"))  # nothing acted while down
 
-    # And the restarted server takes new work: an action on a case opened before the restart.
-    response = await stack.http.post(f"/cases/{normal[0]}/actions/send_to_mediation", json={}, headers=stack.auth())
+    # And the restarted server takes new work: the refused action and intake, retried with their keys.
+    response = await stack.http.post(f"/cases/{normal[1]}/actions/send_to_mediation", json={},
+                                     headers=stack.auth(key=action_key))
     assert assert_allowed(response) == 200 and response.json()["stage"] == "mediation", response.text
+    registered = await stack.http.post("/cases", json=body, headers=stack.auth(key=intake_key))
+    assert registered.status_code == 201, registered.text
+    case_id = registered.json()["case_id"]
+    await until("the new case in the read model", lambda: stack.case_rows([case_id]), 30)
+    assert [r.case_id for r in stack.query("SELECT case_id FROM cases WHERE description = :d",
+                                           d=body["description"])] == [case_id]
+    assert stack.event_counts([normal[1]], "sent_to_mediation") == {normal[1]: 1}
