@@ -68,3 +68,28 @@ async def test_actions_survive_a_worker_killed_mid_flight(stack: FaultStack) -> 
     assert stack.event_counts(case_ids, "mediator_assigned") == dict.fromkeys(case_ids, 1)
     assert {r.case_id: r.mediator_id for r in stack.case_rows(case_ids)} == {
         case_id: result["mediator"]["id"] for case_id, result in results.items()}
+
+
+async def test_an_action_no_worker_takes_up_answers_503_and_its_retry_applies_it_once(stack: FaultStack) -> None:
+    case_id, key = await stack.open_case(), new_key()
+    url = f"/cases/{case_id}/actions/send_to_mediation"
+    await stack.kill_worker()
+
+    began = time.monotonic()
+    refused = await asyncio.gather(*(stack.http.post(url, json={}, headers=stack.auth(key=key)) for _ in range(3)))
+    assert [assert_allowed(r) for r in refused] == [503] * 3, [r.text for r in refused]
+    assert time.monotonic() - began < 5 + 5  # the API's wait for a worker to take it up, and little more
+
+    await stack.start_worker()
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:  # the server may hand the first delivery over meanwhile: the key keeps it to one
+        response = await stack.http.post(url, json={}, headers=stack.auth(key=key))
+        if assert_allowed(response) == 200:
+            break
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(1)
+    assert response.json()["stage"] == "mediation" and response.json()["mediator"] is not None
+    await until("the case projected in mediation",
+                lambda: stack.case_rows([case_id])[0].mediator_id is not None, 30)
+    assert stack.event_counts([case_id], "sent_to_mediation") == {case_id: 1}
+    assert stack.event_counts([case_id], "mediator_assigned") == {case_id: 1}
