@@ -84,13 +84,14 @@ async def fetch_case_history(client: Client, case_id: str) -> list[WorkflowHisto
     run's first event; listing runs by workflow id would need visibility, which lags and may be off.
     """
     workflow_id = workflow_id_for(case_id)
-    try:
-        run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    try:  # the current run, with no run id: one call, no describe first
+        latest = await client.get_workflow_handle(workflow_id).fetch_history()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise CaseNotFound(case_id) from None
         raise
-    runs: list[WorkflowHistory] = []
+    runs: list[WorkflowHistory] = [latest]
+    run_id = _previous_run(latest)
     while run_id:
         try:
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
@@ -102,9 +103,13 @@ async def fetch_case_history(client: Client, case_id: str) -> list[WorkflowHisto
                 ) from None
             raise
         runs.append(history)
-        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        run_id = _previous_run(history)
     runs.reverse()
     return runs
+
+
+def _previous_run(history: WorkflowHistory) -> str:
+    return history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
 
 
 # -- Export and import ---------------------------------------------------------------------------
