@@ -130,12 +130,12 @@ async def case_detail(case_id: str, actor: a.Actor, *, session: Session, tempora
 # -- Intake ------------------------------------------------------------------------------------
 
 
-def _claim(engine: Engine, key: str | None, intake: Intake, now: datetime) -> intake_db.IntakeClaim:
+def _claim(engine: Engine, numbers: intake_db.CaseNumbers, key: str | None, intake: Intake,
+           now: datetime) -> intake_db.IntakeClaim:
+    if key is None:
+        return intake_db.IntakeClaim(case_id=numbers.next(region_code=intake.region_code, now=now), created=True,
+                                     registered_at=now)
     with write_session(engine) as session:
-        if key is None:
-            return intake_db.IntakeClaim(
-                case_id=intake_db.next_case_id(session, region_code=intake.region_code, now=now), created=True,
-                registered_at=now)
         return intake_db.claim_intake_key(session, key=key, fingerprint=intake_db.intake_fingerprint(intake),
                                           region_code=intake.region_code, now=now)
 
@@ -168,7 +168,7 @@ async def _start(client: Client, start: CaseStart, task_queue: str) -> None:
 
 async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engine: Engine, session: Session,
                         temporal: TemporalGateway, task_queue: str, pins: PolicyPins,
-                        now: datetime) -> tuple[CaseDetail, bool]:
+                        numbers: intake_db.CaseNumbers, now: datetime) -> tuple[CaseDetail, bool]:
     """Register a call as a new case (or, for a key seen before with the same intake, find it).
 
     Returns the case and whether this request created it. One round trip to Temporal: the start
@@ -182,7 +182,7 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
         raise Forbidden(f"region {intake.region_code} is outside your region {actor.region_code}; "
                         "register the case in its own region")
     client = await temporal.client()
-    claim = await asyncio.to_thread(_claim, engine, key, intake, now)
+    claim = await asyncio.to_thread(_claim, engine, numbers, key, intake, now)
     start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
     try:
         await _start(client, start, task_queue)

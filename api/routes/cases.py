@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import CaseIdPath, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import InvalidQuery, error_responses
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
@@ -86,11 +86,12 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
     response: Response, actor: ActorDep, engine: EngineDep, session: SessionDep, temporal: TemporalDep,
-    settings: SettingsDep, pins: PolicyPinsDep, now: NowDep, idempotency_key: IdempotencyKey = None,
+    settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> CaseDetail:
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
-                                              now=now)
+                                              numbers=numbers, now=now)
     response.headers["Location"] = f"/cases/{case.case_id}"
     if not created:
         response.status_code = 200
