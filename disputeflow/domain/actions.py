@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from disputeflow.domain.enums import ExternalForum, PauseReason, ReferralBody, Role, SessionOutcome
 from disputeflow.domain.policy import Target
+from disputeflow.domain.text import multi_line, single_line
 
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Free text (see disputeflow.domain.text): NFC, no NUL, control or bidi-override characters; notes
+# and reasons may span lines, ids may not.
+Note = multi_line(max_length=2000)
+Reason = multi_line(min_length=1, max_length=2000)
+Ident = single_line(min_length=1, max_length=64)
 
 
 class Actor(BaseModel):
