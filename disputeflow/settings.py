@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         description="HMAC-SHA256 key for the X-Disputeflow-Signature header of webhook deliveries",
     )
 
+    worker_shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS"),
+        description="on SIGTERM, how long the worker lets running activities finish before cancelling them",
+    )
+
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 
