@@ -155,6 +155,11 @@ async def test_a_nul_never_reaches_postgresql(tmp_path: Path, postgres_url: str)
                     assert "\n" in record.description
                     response = await stack.act(case["case_id"], "send_to_mediation", {"note": "\x00"})
                     _assert_named_not_echoed(response, ["body", "note"], "\x00")
+                    for parameter in ("assignee", "clock"):  # was a 500: PostgreSQL refused the query
+                        response = await http.get("/supervision/breaches", params={parameter: "med\x00"},
+                                                  headers=stack.auth(SUPERVISOR))
+                        assert response.status_code == 422, response.text
+                        assert response.json()["detail"][0]["loc"] == ["query", parameter]
         with engine.connect() as conn:  # only the clean case is there
             assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 1
             assert conn.execute(text("SELECT count(*) FROM intake_requests")).scalar_one() == 0
