@@ -29,6 +29,7 @@ from disputeflow.settings import Settings, get_settings
 from disputeflow.temporal import connect, search_attribute_flags
 
 GRACE_SECONDS = 10.0
+STOP_NOTICE_AFTER_SECONDS = 2.0
 # After its activities' grace period the worker cancels what still runs and reports it: allow that.
 WORKER_STOP_MARGIN_SECONDS = 10.0
 TEMPORAL_START_TIMEOUT_SECONDS = 30.0
@@ -278,8 +279,13 @@ class Stack:
         for child in reversed(self.children):
             if child.exited() is None:
                 child.signal_group(signal.SIGTERM)
-                grace_until = time.monotonic() + child.grace
-                while child.exited() is None and time.monotonic() < grace_until and not self.kill_now:
+                signalled = time.monotonic()
+                told = False
+                while child.exited() is None and time.monotonic() < signalled + child.grace and not self.kill_now:
+                    if not told and time.monotonic() - signalled > STOP_NOTICE_AFTER_SECONDS:
+                        told = True  # say why nothing seems to happen (the worker finishing its activities)
+                        print(f"disputeflow: waiting up to {child.grace:g} s for {child.name} to stop"
+                              " (Ctrl-C again to stop at once)")
                     time.sleep(POLL_SECONDS)
                 if child.exited() is None:
                     if not self.kill_now:

@@ -132,11 +132,12 @@ for _ in range(600):
 """
 
 
-def test_stopping_waits_for_the_worker_longer_than_for_the_others(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stopping_waits_for_the_worker_longer_than_for_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Two children that each need 1 s to stop after SIGTERM; the usual grace is cut to 0.3 s: the
     API is killed after it, the worker (grace 2 s + margin) is let finish."""
     monkeypatch.setattr(stack_module, "GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(stack_module, "STOP_NOTICE_AFTER_SECONDS", 0.5)
     settings = Settings(_env_file=None, data_dir=tmp_path, worker_shutdown_grace_seconds=2)
     stack = Stack(settings)
     env = dict(os.environ)
@@ -155,3 +156,6 @@ def test_stopping_waits_for_the_worker_longer_than_for_the_others(tmp_path: Path
     assert api.process.returncode == -signal.SIGKILL and not (tmp_path / "api").exists()
     assert worker.process.returncode == 0 and (tmp_path / "worker").exists()
     assert took < 5
+    said = capsys.readouterr().out
+    assert f"waiting up to {worker_grace_seconds(settings):g} s for the worker to stop" in said
+    assert "the API did not stop within 0.3 s; killing it" in said
