@@ -1,5 +1,5 @@
-"""`python -m tests.slow_worker`: the real worker process (worker.main, its settings, its signal
-handling) with one more workflow whose only activity takes a while, for the graceful-shutdown test.
+"""`python -m tests.slow_worker`: the real worker process (worker.run, its settings, its signal
+handling, its exit) with one more workflow whose only activity takes a while, for the graceful-shutdown test.
 
 The activity writes `<DIR>/started` when it begins and `<DIR>/finished` when it ends (or
 `<DIR>/cancelled` if the worker cancels it), DIR being the `SLOW_ACTIVITY_DIR` environment variable;
@@ -48,7 +48,7 @@ def main() -> None:
 
     worker.CaseActivities = WithSlowStep
     worker.WORKFLOWS.append(SlowWorkflow)
-    asyncio.run(worker.main())
+    worker.run()  # as `python worker.py` runs
 
 
 if __name__ == "__main__":
