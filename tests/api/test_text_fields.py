@@ -165,3 +165,15 @@ async def test_a_nul_never_reaches_postgresql(tmp_path: Path, postgres_url: str)
             assert conn.execute(text("SELECT count(*) FROM intake_requests")).scalar_one() == 0
     finally:
         await env.shutdown()
+
+
+@pytest.mark.parametrize("parameter", ["q", "phone", "assignee", "cursor"])
+async def test_listing_parameters_refuse_control_characters_by_name(stack: Stack, parameter: str) -> None:
+    response = await stack.http.get("/cases", params={parameter: "ab\x00cd"}, headers=stack.auth(OPERATOR))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", parameter]
+
+
+async def test_a_bad_phone_search_does_not_echo_the_number(stack: Stack) -> None:
+    response = await stack.http.get("/cases", params={"phone": "99912345"}, headers=stack.auth(OPERATOR))
+    assert response.status_code == 422 and "99912345" not in response.text
