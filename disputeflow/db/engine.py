@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from disputeflow.db import models  # noqa: F401  (registers the tables)
+from disputeflow.db import compliance  # noqa: F401  (keeps the compliance counters with every clock written)
 
 
 def make_engine(url: str) -> Engine:

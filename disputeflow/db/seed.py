@@ -31,7 +31,7 @@ from sqlalchemy import JSON, Boolean, Table, func, select
 from sqlalchemy.engine import Engine
 
 from disputeflow.db.models import (
-    CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, Mediator, UtcDateTime,
+    CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, Mediator, UtcDateTime, phone_digits,
 )
 from disputeflow.domain.calendar import SHANGHAI, BusinessCalendar, calendar_data_from_holidays
 from disputeflow.domain.clocks import start_clock
@@ -360,6 +360,7 @@ class Generator:
             "category": category.value, "dispute_type": dispute_type.value, "urgency": urgency.value,
             "special_groups": ["migrant_worker"] if dispute_type is DisputeType.labour_wages and rng.random() < 0.5
             else [], "caller_name": self._name(), "caller_phone": phone,
+            "caller_phone_digits": phone_digits(phone),
             "description": rng.choice(DESCRIPTIONS[dispute_type]), "mediator_id": mediator, "lawyer_id": lawyer,
             "opened_at": opened, "updated_at": events[-1][1], "closed_at": closed_at,
             "final_outcome": outcome.value if closed_at else None,
@@ -396,7 +397,7 @@ class _Chunk:
     rows: dict[str, list[tuple]]
     columns: dict[str, list[str]]
     counters: dict[tuple[str, str], int]
-    compliance: dict[tuple, list[int]]
+    compliance: Any
     report: SeedReport
 
 
@@ -454,7 +455,7 @@ def _generate(job: _Job) -> _Chunk:
         names = columns[table_name] = _columns(_TABLES[table_name], dicts[0])
         pairs = list(zip(names, _converters(_TABLES[table_name], names, job.dialect), strict=True))
         rows[table_name] = [tuple(d[n] if f is None else f(d[n]) for n, f in pairs) for d in dicts]
-    return _Chunk(rows=rows, columns=columns, counters=dict(gen.counters), compliance=counters.counts,
+    return _Chunk(rows=rows, columns=columns, counters=dict(gen.counters), compliance=counters,
                   report=gen.report)
 
 
@@ -539,5 +540,7 @@ def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None 
         fresh = [{"region_code": r, "day": d, "last": n} for (r, d), n in numbers.items() if (r, d) not in existing]
         if fresh:
             conn.execute(CaseNumberCounter.__table__.insert(), fresh)
+        # Statistics for the planners, as after any bulk load (SQLite has none until ANALYZE).
+        conn.exec_driver_sql("ANALYZE")
     report.seconds = time.monotonic() - started
     return report
