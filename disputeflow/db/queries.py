@@ -248,13 +248,19 @@ def open_tasks(session: Session, *, assignee_id: str | None = None, role: str | 
         conditions.append(t.assignee_id == assignee_id)
     if role is not None:
         conditions.append(t.assignee_role == role)
-    if region_prefix:
+    if region_prefix and region_prefix.isdigit() and len(region_prefix) == 6:
+        conditions.append(t.region_code == region_prefix)  # a county: the inbox index gives due order
+    elif region_prefix:
         # A range, not LIKE: the inbox index (role, region, due) seeks to it. Region codes are digits.
         conditions.extend(_prefix_range(t.region_code, region_prefix) if region_prefix.isdigit()
                           else [t.region_code.startswith(region_prefix, autoescape=True)])
     joined = select(t, CaseRecord).join(CaseRecord, CaseRecord.case_id == t.case_id).where(*conditions)
-    total = session.exec(select(func.count()).select_from(joined.subquery())).one()
-    rows = session.exec(
-        joined.order_by(t.due_at.is_(None), t.due_at, t.task_id).limit(max(1, min(limit, MAX_PAGE))).offset(offset)
-    )
+    # Counted on the tasks alone (the projection writes a task with its case, in one transaction):
+    # the index answers it without visiting a case row.
+    total = session.exec(select(func.count()).select_from(t).where(*conditions)).one()
+    if session.get_bind().dialect.name == "sqlite":  # NULLs sort first in SQLite: put them last by hand
+        order = (t.due_at.is_(None), t.due_at, t.task_id)
+    else:  # PostgreSQL's own order (ASC NULLS LAST): the inbox indexes can deliver rows in it
+        order = (t.due_at.asc().nulls_last(), t.task_id)
+    rows = session.exec(joined.order_by(*order).limit(max(1, min(limit, MAX_PAGE))).offset(offset))
     return InboxPage(items=[(task, case) for task, case in rows], total=total)

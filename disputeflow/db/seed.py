@@ -536,11 +536,14 @@ def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None 
         if mediators:
             conn.execute(Mediator.__table__.insert(), mediators)
         report.mediators = len(mediators)
-        existing = set(conn.execute(select(CaseNumberCounter.region_code, CaseNumberCounter.day)).tuples())
+        existing = {tuple(row) for row in conn.execute(select(CaseNumberCounter.region_code, CaseNumberCounter.day))}
         fresh = [{"region_code": r, "day": d, "last": n} for (r, d), n in numbers.items() if (r, d) not in existing]
         if fresh:
             conn.execute(CaseNumberCounter.__table__.insert(), fresh)
-        # Statistics for the planners, as after any bulk load (SQLite has none until ANALYZE).
-        conn.exec_driver_sql("ANALYZE")
+        if dialect == "sqlite":  # statistics for the planner, as after any bulk load
+            conn.exec_driver_sql("ANALYZE")
+    if dialect != "sqlite":  # statistics, and the visibility map autovacuum would set in time
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     report.seconds = time.monotonic() - started
     return report
