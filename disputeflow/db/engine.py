@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from disputeflow.db import models  # noqa: F401  (registers the tables)
+from disputeflow.db import compliance  # noqa: F401  (keeps the compliance counters with every clock written)
 
 
 def make_engine(url: str) -> Engine:
