@@ -69,6 +69,9 @@ async def main() -> None:
     with write_session(engine) as session:
         mediators, lawyers = seed_reference(session, settings.reference_file)
     log.info("reference data: %d mediators, %d lawyers", mediators, lawyers)
+    from disputeflow.temporal import data_converter
+
+    data_converter(settings)  # unusable payload keys stop the worker here, not in a retry loop
     client = await _connect_with_retry(settings)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()

@@ -20,8 +20,9 @@ from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
 from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
-from api.routes import actions, audit, cases, health, inbox, notifications, supervision
+from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
+from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings, get_settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clock = clock
         app.state.settings = settings or get_settings()
+        app.state.payload_codec = codec_for(app.state.settings)  # unusable payload keys stop start-up
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
@@ -92,8 +94,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DocsPolicy)
+    app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
-                   supervision.router, audit.router, health.router):
+                   supervision.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     return app

@@ -64,6 +64,25 @@ class Settings(BaseSettings):
         default=DEFAULT_REFERENCE_FILE, validation_alias=_env("DISPUTEFLOW_REFERENCE_FILE")
     )
 
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_PAYLOAD_KEYS"),
+        description="AES-256 keys for Temporal payloads, `id:base64key,...`, newest last (it encrypts; all "
+                    "decrypt); unset: the key file",
+    )
+    payload_key_file: Path | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_PAYLOAD_KEY_FILE"),
+        description="JSON key file of the payload keys; unset: $DISPUTEFLOW_DATA_DIR/keys/payload-keys.json, "
+                    "generated on first use",
+    )
+    codec_cors_origins: str | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_CODEC_CORS_ORIGINS"),
+        description="Comma-separated origins (the Temporal Web UI's) allowed to call the codec endpoint from a browser; "
+                    "unset: the embedded dev server's UI",
+    )
+
     jwt_secret: SecretStr | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_JWT_SECRET"),
@@ -91,6 +110,12 @@ class Settings(BaseSettings):
         if (self.temporal_tls_client_cert is None) != (self.temporal_tls_client_key is None):
             raise ValueError("set TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_KEY together (mutual TLS needs both)")
         return self
+
+    @property
+    def effective_codec_cors_origins(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [origin.strip().rstrip("/") for origin in self.codec_cors_origins.split(",") if origin.strip()]
+        return [f"http://127.0.0.1:{self.temporal_ui_port}", f"http://localhost:{self.temporal_ui_port}"]
 
     @property
     def embedded_temporal(self) -> bool:

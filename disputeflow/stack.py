@@ -112,8 +112,21 @@ def temporal_dev_server_argv(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        # The Web UI decrypts payloads through the API's codec endpoint (auditors and supervisors).
+        "--ui-codec-endpoint",
+        codec_endpoint(settings),
         *search_attribute_flags(),
     ]
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec endpoint as a browser on this machine reaches it."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}/codec"
 
 
 def port_accepts(host: str, port: int) -> bool:
