@@ -22,6 +22,7 @@ from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
+from disputeflow import token_keys
 from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
 from disputeflow.pinning import PolicyPins
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         app.state.clock = clock
         app.state.settings = settings or get_settings()
         app.state.payload_codec = codec_for(app.state.settings)  # unusable payload keys stop start-up
+        app.state.token_verifier = token_keys.Verifier(app.state.settings)  # so do unusable token keys
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)

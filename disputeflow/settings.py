@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,12 +82,38 @@ class Settings(BaseSettings):
                     "unset: the embedded dev server's UI",
     )
 
+    token_algorithm: Literal["EdDSA", "HS256"] = Field(
+        default="EdDSA", validation_alias=_env("DISPUTEFLOW_TOKEN_ALGORITHM"),
+        description="EdDSA (Ed25519: only the token issuer holds the private key, the API the public keys); "
+                    "HS256 only when set here, with DISPUTEFLOW_JWT_SECRET of at least 32 bytes",
+    )
+    token_signing_key_file: Path | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_SIGNING_KEY_FILE"),
+        description="PEM Ed25519 private key that `disputeflow token` signs with; unset: "
+                    "$DISPUTEFLOW_DATA_DIR/keys/token-signing-key.pem, generated on first use",
+    )
+    token_jwks_url: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_JWKS_URL"),
+        description="Where the API fetches the token issuer's public keys (a JWKS); unset: the JWKS file",
+    )
+    token_jwks_file: Path | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_JWKS_FILE"),
+        description="A local JWKS of the issuer's public keys; unset (and no URL): the public half of the "
+                    "signing key file (one machine)",
+    )
+    token_issuer: str = Field(default="disputeflow", min_length=1, validation_alias=_env("DISPUTEFLOW_TOKEN_ISSUER"))
+    token_audience: str = Field(
+        default="disputeflow-api", min_length=1, validation_alias=_env("DISPUTEFLOW_TOKEN_AUDIENCE"))
     jwt_secret: SecretStr | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_JWT_SECRET"),
-        description="HMAC key for bearer tokens; unset means a random key kept in the data folder",
+        description="HMAC key for HS256 tokens (at least 32 bytes; only with DISPUTEFLOW_TOKEN_ALGORITHM=HS256)",
     )
-    token_ttl_hours: int = Field(default=12, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
+    token_ttl_hours: float = Field(default=12, gt=0, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
+    token_max_ttl_hours: float = Field(
+        default=12, gt=0, le=24 * 7, validation_alias=_env("DISPUTEFLOW_TOKEN_MAX_TTL_HOURS"),
+        description="Longest lifetime of a token: longer ones are neither issued nor accepted",
+    )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
 
     notify_webhook_url: AnyHttpUrl | None = Field(
@@ -111,6 +136,31 @@ class Settings(BaseSettings):
             raise ValueError("set TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_KEY together (mutual TLS needs both)")
         return self
 
+    @model_validator(mode="after")
+    def _api_key_only_over_tls(self) -> Settings:
+        if self.temporal_api_key is not None and not self.temporal_uses_tls:
+            raise ValueError("TEMPORAL_API_KEY would be sent in clear: set TEMPORAL_TLS=true (or a TLS file) with it")
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_are_signed_safely(self) -> Settings:
+        if self.token_algorithm == "HS256":
+            secret = self.jwt_secret.get_secret_value().encode() if self.jwt_secret else b""
+            if len(secret) < 32:
+                raise ValueError("DISPUTEFLOW_TOKEN_ALGORITHM=HS256 needs DISPUTEFLOW_JWT_SECRET of at least 32 bytes")
+        elif self.jwt_secret is not None:
+            raise ValueError("DISPUTEFLOW_JWT_SECRET is set but tokens are EdDSA: unset it, or set "
+                             "DISPUTEFLOW_TOKEN_ALGORITHM=HS256 to use a shared key on purpose")
+        if self.token_ttl_hours > self.token_max_ttl_hours:
+            raise ValueError(f"DISPUTEFLOW_TOKEN_TTL_HOURS ({self.token_ttl_hours:g}) is over "
+                             f"DISPUTEFLOW_TOKEN_MAX_TTL_HOURS ({self.token_max_ttl_hours:g})")
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return self.temporal_tls or any(v is not None for v in (
+            self.temporal_tls_server_ca, self.temporal_tls_client_cert, self.temporal_tls_server_name))
+
     @property
     def effective_codec_cors_origins(self) -> list[str]:
         if self.codec_cors_origins is not None:
@@ -132,27 +182,6 @@ class Settings(BaseSettings):
     @property
     def temporal_db_file(self) -> Path:
         return self.data_dir / "temporal.db"
-
-    def signing_key(self) -> str:
-        """The token signing key: configured, or generated once and kept in the data folder."""
-        if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
-        path = self.data_dir / "jwt-secret"
-        if not path.exists():
-            # Two processes may start together (make run starts the API and the worker): write
-            # to a private temporary file and link it into place, so exactly one key wins and
-            # nobody reads a half-written file.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".jwt-secret.{secrets.token_hex(8)}")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-        return path.read_text().strip()
 
 
 @lru_cache
