@@ -114,6 +114,10 @@ class Settings(BaseSettings):
         default=12, gt=0, le=24 * 7, validation_alias=_env("DISPUTEFLOW_TOKEN_MAX_TTL_HOURS"),
         description="Longest lifetime of a token: longer ones are neither issued nor accepted",
     )
+    intake_key_ttl_hours: float = Field(
+        default=24, gt=0, le=24 * 30, validation_alias=_env("DISPUTEFLOW_INTAKE_KEY_TTL_HOURS"),
+        description="How long an Idempotency-Key of POST /cases stands for its case; then it is deleted",
+    )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
 
     notify_webhook_url: AnyHttpUrl | None = Field(

@@ -78,7 +78,8 @@ async def test_same_key_different_body_is_refused(stack: Stack) -> None:
     first = await stack.http.post("/cases", json=intake_body(), headers=headers)
     response = await stack.http.post("/cases", json=intake_body(), headers=headers)
     assert response.status_code == 422
-    assert f"already used to register case {first.json()['case_id']} with a different body" in response.json()["detail"]
+    assert "already used with a different body" in response.json()["detail"]
+    assert first.json()["case_id"] not in response.text  # no case is named
     assert stack.count(IntakeRequest, IntakeRequest.idempotency_key == key) == 1
 
 
