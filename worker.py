@@ -95,7 +95,7 @@ async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.
         return
     secret = settings.notify_webhook_secret
     sender = WebhookSender(engine, str(settings.notify_webhook_url),
-                           secret=secret.get_secret_value() if secret else None)
+                           secret=secret.get_secret_value() if secret else None, api_url=settings.effective_public_url)
     task = asyncio.create_task(run_sender(sender, stop))
     log.info("delivering notifications to %s", sender.url)
     try:

@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
 DEFAULT_REFERENCE_FILE = Path(__file__).parent / "data" / "reference.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` if it is https, or http to a loopback address; ValueError otherwise."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(parsed.hostname or "")):
+        return url
+    raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_URL must be https (http only to this machine's loopback): "
+                     "notifications and their signatures would cross the network in clear")
+
+
+def webhook_key_bytes(secret: str) -> bytes:
+    """The webhook HMAC key: `whsec_<base64>` (Standard Webhooks' form) decoded, else the text's bytes."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET: whsec_ must be followed by base64") from None
+    return secret.encode()
+
+
+MIN_WEBHOOK_KEY_BYTES = 24
 
 
 def _env(*names: str) -> AliasChoices:
@@ -128,9 +163,15 @@ class Settings(BaseSettings):
     notify_webhook_secret: SecretStr | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET"),
-        description="HMAC-SHA256 key for the X-Disputeflow-Signature header of webhook deliveries",
+        description="Key of the webhook-signature header (Standard Webhooks): whsec_<base64> or text, at least 24 "
+                    "bytes; required with the URL",
     )
 
+    public_url: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_PUBLIC_URL"),
+        description="The API's address as people reach it, for the links in webhook deliveries; "
+                    "unset: http://DISPUTEFLOW_API_HOST:DISPUTEFLOW_API_PORT",
+    )
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 
@@ -159,6 +200,25 @@ class Settings(BaseSettings):
             raise ValueError(f"DISPUTEFLOW_TOKEN_TTL_HOURS ({self.token_ttl_hours:g}) is over "
                              f"DISPUTEFLOW_TOKEN_MAX_TTL_HOURS ({self.token_max_ttl_hours:g})")
         return self
+
+    @model_validator(mode="after")
+    def _webhook_is_private_and_signed(self) -> Settings:
+        if self.notify_webhook_url is None:
+            return self
+        check_webhook_url(str(self.notify_webhook_url))
+        if self.notify_webhook_secret is None:
+            raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_URL needs DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET: every delivery "
+                             "is signed (Standard Webhooks)")
+        if len(webhook_key_bytes(self.notify_webhook_secret.get_secret_value())) < MIN_WEBHOOK_KEY_BYTES:
+            raise ValueError(f"DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_KEY_BYTES} bytes")
+        return self
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url is not None:
+            return str(self.public_url).rstrip("/")
+        host = self.api_host if self.api_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
 
     @property
     def temporal_uses_tls(self) -> bool:

@@ -208,7 +208,8 @@ class Stack:
         if not worker_script.exists():
             raise StackError(f"worker.py not found in {Path.cwd()}: run from the project root (`make run` does)")
         self._check_ports_free()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.data_dir.exists():  # the cases' data and keys: the owner's alone
+            settings.data_dir.mkdir(mode=0o700, parents=True)
         env = child_environment(settings)
 
         if settings.embedded_temporal:
