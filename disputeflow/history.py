@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -135,10 +136,10 @@ async def fetch_case_history(client: Client, case_id: str, *, decode: bool = Tru
     return runs
 
 
-def _payloads_in(message: Message) -> list[Payload]:
-    """Every `Payload` inside a proto message, at any depth (inputs, results, failures' details,
-    headers, search attributes, memo)."""
-    found: list[Payload] = []
+def _messages_in(message: Message, kind: type[Message]) -> list[Any]:
+    """Every `kind` message inside a proto message, at any depth (for payloads: inputs, results,
+    failures' details, headers, search attributes, memo). A `kind` inside a `kind` is not searched."""
+    found: list[Any] = []
     pending: list[Message] = [message]
     while pending:  # bounded: a proto message is a finite tree
         current = pending.pop()
@@ -152,8 +153,32 @@ def _payloads_in(message: Message) -> list[Payload]:
             else:
                 items = list(value)
             for item in items:
-                (found if isinstance(item, Payload) else pending).append(item)
+                (found if isinstance(item, kind) else pending).append(item)
     return found
+
+
+def _payloads_in(message: Message) -> list[Payload]:
+    return _messages_in(message, Payload)
+
+
+def _restore_failure_texts(event: HistoryEvent) -> None:
+    """Put back the message and stack trace of failures whose text was moved into their (now
+    decrypted) `encoded_attributes` payload, as the SDK's failure converter does."""
+    pending = _messages_in(event, Failure)
+    while pending:  # bounded: each failure's chain of causes is finite
+        failure = pending.pop()
+        if failure.HasField("cause"):
+            pending.append(failure.cause)
+        if not failure.HasField("encoded_attributes") or is_encrypted(failure.encoded_attributes):
+            continue
+        try:
+            attributes = _PAYLOADS.from_payloads([failure.encoded_attributes], None)[0]
+        except Exception:  # noqa: BLE001 - not the SDK's attributes: leave the failure as it is
+            continue
+        if isinstance(attributes, dict) and isinstance(attributes.get("message"), str):
+            failure.message = attributes["message"]
+            failure.stack_trace = str(attributes.get("stack_trace") or "")
+            failure.ClearField("encoded_attributes")
 
 
 async def decode_history(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
@@ -171,6 +196,8 @@ async def decode_history(history: WorkflowHistory, codec: PayloadCodec) -> Workf
         raise HistoryUndecryptable(f"workflow {history.workflow_id}: {error}") from None
     for payload, plain in zip(payloads, decoded, strict=True):
         payload.CopyFrom(plain)
+    for event in events:
+        _restore_failure_texts(event)
     return WorkflowHistory(history.workflow_id, events)
 
 

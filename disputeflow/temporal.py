@@ -7,7 +7,7 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RetryConfig, TLSConfig
 
 from disputeflow.codec import EncryptionCodec, codec_for
@@ -55,9 +55,12 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> DataConverter:
     """The one data converter of every process (worker, API, CLI, replay): pydantic JSON, then every
-    payload encrypted with the payload keys (`disputeflow.codec`). Payloads without the encryption
-    marker (recorded before it) still decode. Raises `PayloadKeyError` for unusable keys."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec or codec_for(settings))
+    payload encrypted with the payload keys (`disputeflow.codec`). Failures' messages and stack
+    traces go into an encrypted payload too (an exception's text may quote what it failed on).
+    Payloads and failures without the encryption (recorded before it) still decode. Raises
+    `PayloadKeyError` for unusable keys."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec or codec_for(settings),
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:

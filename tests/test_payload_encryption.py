@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
@@ -246,3 +247,43 @@ async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) 
                     assert "not among the configured payload keys" in (keyless_report.results[0].reason or "")
     finally:
         await env.shutdown()
+
+
+# -- Failures and database errors -----------------------------------------------------------------
+
+
+async def test_a_failures_text_is_encrypted_and_read_back_with_the_keys(tmp_path: Path) -> None:
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.api.history.v1 import HistoryEvent
+    from temporalio.exceptions import ApplicationError
+
+    converter = data_converter(Settings(_env_file=None, data_dir=tmp_path))
+    failure = Failure()
+    await converter.encode_failure(ApplicationError(f"no mediator for {NAME} ({PHONE})"), failure)
+    assert not any(form in failure.SerializeToString() for secret in (NAME, PHONE) for form in _forms(secret))
+    event = HistoryEvent(event_id=7, event_type=EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED)
+    event.activity_task_failed_event_attributes.failure.CopyFrom(failure)
+    decoded = await decode_history(WorkflowHistory("case-x", [event]), converter.payload_codec)
+    assert decoded.events[0].activity_task_failed_event_attributes.failure.message == f"no mediator for {NAME} ({PHONE})"
+    assert event.activity_task_failed_event_attributes.failure.message != decoded.events[0].activity_task_failed_event_attributes.failure.message  # the original is untouched
+
+
+def test_a_database_error_does_not_quote_the_row(tmp_path: Path) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from disputeflow.db.engine import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{(tmp_path / 'db.sqlite').as_posix()}")
+    try:
+        create_schema(engine)
+        insert = text("INSERT INTO intake_requests (owner, idempotency_key, case_id, fingerprint, created_at) "
+                      "VALUES ('op-1', :key, 'c', 'f', '2026-12-02 00:00:00')")
+        with engine.begin() as conn:
+            conn.execute(insert, {"key": NAME})
+        with pytest.raises(IntegrityError) as error:
+            with engine.begin() as conn:
+                conn.execute(insert, {"key": NAME})
+        assert NAME not in str(error.value) and "hidden" in str(error.value)
+    finally:
+        engine.dispose()
