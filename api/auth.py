@@ -34,7 +34,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
-from api.errors import Forbidden, NotAuthenticated, TemporalUnavailable, error_responses
+from api.errors import ApiError, Forbidden, NotAuthenticated, error_responses
 from disputeflow import token_keys
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.enums import Role
@@ -60,6 +60,13 @@ class TokenClaims(BaseModel):
 
     def actor(self) -> Actor:
         return Actor(user_id=self.sub, role=Role(self.role), region_code=self.region, name=self.name)
+
+
+class TokenKeysUnavailable(ApiError):
+    """The issuer's JWKS could not be fetched: no token can be checked now (503, retry)."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
 
 
 class TokenTooLong(ValueError):
@@ -92,7 +99,7 @@ def decode_token(token: str, verifier: token_keys.Verifier) -> Actor:
         raise NotAuthenticated("the bearer token is not valid") from None
     except token_keys.TokenKeyUnavailable as error:
         log.warning("%s", error)
-        raise TemporalUnavailable("the token keys are unavailable; retry shortly") from None
+        raise TokenKeysUnavailable("the token issuer's keys are unavailable; retry shortly") from None
 
 
 _bearer = HTTPBearer(

@@ -167,6 +167,19 @@ def test_the_api_reads_the_issuers_keys_from_a_jwks_file_and_url(tmp_path) -> No
         thread.join(timeout=5)
 
 
+def test_an_unreachable_jwks_url_is_503_not_401(tmp_path) -> None:
+    from api.auth import TokenKeysUnavailable
+    from tests.conftest import free_port
+
+    issuer = Settings(_env_file=None, data_dir=tmp_path / "issuer")
+    token = issue_token(issuer, user_id="aud-1", role="auditor", region="37")
+    url = f"http://127.0.0.1:{free_port()}/jwks.json"
+    verifier = token_keys.Verifier(Settings(_env_file=None, data_dir=tmp_path / "api", token_jwks_url=url))
+    with pytest.raises(TokenKeysUnavailable) as unavailable:
+        decode_token(token, verifier)
+    assert unavailable.value.status_code == 503 and unavailable.value.headers["Retry-After"]
+
+
 def test_an_api_key_is_never_sent_to_temporal_without_tls() -> None:
     with pytest.raises(ValidationError, match="TEMPORAL_API_KEY would be sent in clear"):
         Settings(_env_file=None, temporal_address="x.tmprl.cloud:7233", temporal_api_key="key")
