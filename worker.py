@@ -74,6 +74,9 @@ async def main() -> None:
     with write_session(engine) as session:
         mediators, lawyers = seed_reference(session, settings.reference_file)
     log.info("reference data: %d mediators, %d lawyers", mediators, lawyers)
+    from disputeflow.temporal import data_converter
+
+    data_converter(settings)  # unusable payload keys stop the worker here, not in a retry loop
     client = await _connect_with_retry(settings)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
@@ -97,7 +100,7 @@ async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.
         return
     secret = settings.notify_webhook_secret
     sender = WebhookSender(engine, str(settings.notify_webhook_url),
-                           secret=secret.get_secret_value() if secret else None)
+                           secret=secret.get_secret_value() if secret else None, api_url=settings.effective_public_url)
     task = asyncio.create_task(run_sender(sender, stop))
     log.info("delivering notifications to %s", sender.url)
     try:

@@ -41,7 +41,6 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from disputeflow.contracts import workflow_id_for
@@ -51,7 +50,7 @@ from disputeflow.db.reference import seed_reference
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import load_policy
 from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
-from disputeflow.temporal import SEARCH_ATTRIBUTES
+from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker import build_worker
 from disputeflow.pinning import PolicyPins
 from workflows.case import CaseWorkflowV2
@@ -239,14 +238,14 @@ async def main(args: argparse.Namespace) -> int:
         create_schema(engine)
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
+        settings = Settings(policy_file=policy_file, data_dir=folder)
         env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),  # payloads encrypted, as in production
             dev_server_existing_path=temporal_cli(),
             dev_server_database_filename=str(folder / "temporal.db"),
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
             search_attributes=SEARCH_ATTRIBUTES,
         )
-        settings = Settings(policy_file=policy_file, data_dir=folder)
         worker = build_worker(env.client, settings, engine, task_queue=TASK_QUEUE)
         warmup = Phase("warm-up", "W", 1, 0.0)
         baseline = Phase("baseline", "B", args.baseline, args.baseline_interval)

@@ -117,8 +117,21 @@ def temporal_dev_server_argv(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        # The Web UI decrypts payloads through the API's codec endpoint (auditors and supervisors).
+        "--ui-codec-endpoint",
+        codec_endpoint(settings),
         *search_attribute_flags(),
     ]
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec endpoint as a browser on this machine reaches it."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}/codec"
 
 
 def port_accepts(host: str, port: int) -> bool:
@@ -206,7 +219,8 @@ class Stack:
         if not worker_script.exists():
             raise StackError(f"worker.py not found in {Path.cwd()}: run from the project root (`make run` does)")
         self._check_ports_free()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.data_dir.exists():  # the cases' data and keys: the owner's alone
+            settings.data_dir.mkdir(mode=0o700, parents=True)
         env = child_environment(settings)
 
         if settings.embedded_temporal:

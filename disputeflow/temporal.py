@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RetryConfig, TLSConfig
 
+from disputeflow.codec import EncryptionCodec, codec_for
 from disputeflow.settings import Settings
 
 # Custom search attributes, registered with the dev server by `make run` and upserted by the
@@ -49,12 +53,22 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
+def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> DataConverter:
+    """The one data converter of every process (worker, API, CLI, replay): pydantic JSON, then every
+    payload encrypted with the payload keys (`disputeflow.codec`). Failures' messages and stack
+    traces go into an encrypted payload too (an exception's text may quote what it failed on).
+    Payloads and failures without the encryption (recorded before it) still decode. Raises
+    `PayloadKeyError` for unusable keys."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec or codec_for(settings),
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+
+
 async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
     """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s)."""
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         retry_config=retry_config,

@@ -223,3 +223,11 @@ def test_a_taken_port_fails_fast(tmp_path: Path) -> None:
     assert f"port {settings.api_port} (API) is already in use" in stack.output()
     assert not settings.temporal_db_file.exists()  # nothing was started
 
+
+
+def test_the_dev_servers_web_ui_decodes_through_the_apis_codec_endpoint() -> None:
+    from disputeflow.settings import Settings
+    from disputeflow.stack import temporal_dev_server_argv
+
+    argv = temporal_dev_server_argv(Settings(_env_file=None, api_host="0.0.0.0", api_port=8123))
+    assert argv[argv.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8123/codec"

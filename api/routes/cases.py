@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import Body, Query, Response
@@ -92,7 +92,8 @@ async def register_case(
 ) -> CaseDetail:
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
-                                              numbers=numbers, now=now)
+                                              numbers=numbers, now=now,
+                                              key_ttl=timedelta(hours=settings.intake_key_ttl_hours))
     response.headers["Location"] = f"/cases/{case.case_id}"
     if not created:
         response.status_code = 200

@@ -296,14 +296,19 @@ class AuditEntry(SQLModel, table=True):
 
 
 class IntakeRequest(SQLModel, table=True):
-    """An Idempotency-Key seen on POST /cases and the case it opened."""
+    """An Idempotency-Key seen on POST /cases, whose it is, and the case it opened.
+
+    Keys are per user (`owner`, the user id of who registered): the same key from someone else is
+    another key. A key lives `DISPUTEFLOW_INTAKE_KEY_TTL_HOURS` from `created_at`, then is deleted.
+    """
 
     __tablename__ = "intake_requests"
 
+    owner: str = Field(default="", primary_key=True, max_length=64)
     idempotency_key: str = Field(primary_key=True, max_length=200)
     case_id: str = Field(max_length=40)
     fingerprint: str = Field(max_length=64)  # SHA-256 of the request body
-    created_at: datetime = _utc_column(nullable=False)
+    created_at: datetime = _utc_column(nullable=False, index=True)
 
 
 class CaseNumberCounter(SQLModel, table=True):

@@ -41,15 +41,16 @@ def test_claiming_a_key(engine: Engine) -> None:
     with write_session(engine) as session:
         again = claim_intake_key(session, key="k", fingerprint="a" * 64, region_code="370102", now=NOW)
     assert first.created and not again.created and again.case_id == first.case_id
-    with pytest.raises(IntakeKeyReused, match=first.case_id), write_session(engine) as session:
+    with pytest.raises(IntakeKeyReused, match="different body") as refused, write_session(engine) as session:
         claim_intake_key(session, key="k", fingerprint="b" * 64, region_code="370102", now=NOW)
+    assert refused.value.case_id == first.case_id and first.case_id not in str(refused.value)
     with write_session(engine) as session:
         release_intake_key(session, key="k", case_id="some-other-case")  # not its case: kept
     with write_session(engine) as session:
-        assert session.get(IntakeRequest, "k") is not None
+        assert session.get(IntakeRequest, ("", "k")) is not None
         release_intake_key(session, key="k", case_id=first.case_id)
     with Session(engine) as session:
-        assert session.get(IntakeRequest, "k") is None
+        assert session.get(IntakeRequest, ("", "k")) is None
 
 
 def test_concurrent_claims_of_one_key_agree(engine: Engine) -> None:

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError
 from sqlmodel import Session
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -23,7 +22,7 @@ from disputeflow.db.engine import engine_for, write_session
 from disputeflow.db.models import CaseEventRecord, CaseRecord, IntakeRequest
 from disputeflow.db.reference import seed_reference
 from disputeflow.settings import DEFAULT_REFERENCE_FILE
-from disputeflow.temporal import register_search_attributes
+from disputeflow.temporal import data_converter, register_search_attributes
 from tests.api.conftest import OFFICER, OPERATOR, SUPERVISOR, Stack, intake_body, settings_for
 from tests.conftest import installed_binary
 from worker import build_worker
@@ -131,12 +130,13 @@ async def test_a_nul_never_reaches_postgresql(tmp_path: Path, postgres_url: str)
     with Session(engine) as session, pytest.raises(DataError):  # the hazard: what a NUL would meet
         session.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"})
 
+    settings = settings_for(tmp_path, "set-below", f"nul-{uuid.uuid4().hex[:6]}")
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=installed_binary("temporal-test-server"), data_converter=pydantic_data_converter)
+        test_server_existing_path=installed_binary("temporal-test-server"), data_converter=data_converter(settings))
     try:
         await register_search_attributes(env.client, "default")
-        settings = settings_for(tmp_path, env.client.service_client.config.target_host, f"nul-{uuid.uuid4().hex[:6]}")
-        settings = settings.model_copy(update={"database_url": postgres_url})
+        settings = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host,
+                                               "database_url": postgres_url})
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
         app = create_app(settings)
