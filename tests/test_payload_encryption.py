@@ -182,7 +182,8 @@ def _forms(text: str) -> list[bytes]:
     return [text.encode(), escaped, text.encode("utf-16-le")]
 
 
-async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) -> None:
+async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     settings = settings_for(tmp_path, "unused", f"enc-{uuid.uuid4().hex[:6]}")
     converter = data_converter(settings)
     env = await WorkflowEnvironment.start_local(
@@ -246,6 +247,26 @@ async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) 
                     keyless_report = await replay_histories([file])
                     assert not keyless_report.ok
                     assert "not among the configured payload keys" in (keyless_report.results[0].reason or "")
+
+                    # the auditors' commands, with the same settings (and so the same keys) as the stack
+                    for variable, value in {"TEMPORAL_ADDRESS": settings.effective_temporal_address,
+                                            "DISPUTEFLOW_DATA_DIR": str(tmp_path),
+                                            "DATABASE_URL": settings.effective_database_url}.items():
+                        monkeypatch.setenv(variable, value)
+                    get_settings.cache_clear()
+                    try:
+                        capsys.readouterr()
+                        assert await asyncio.to_thread(cli.main, ["timeline", case_id]) == 0
+                        assert "sent the case to mediation" in capsys.readouterr().out
+                        assert await asyncio.to_thread(cli.main, ["replay", case_id]) == 0
+                        assert "1 replayed, 0 diverged" in capsys.readouterr().out
+                        export = tmp_path / "export.json"
+                        assert await asyncio.to_thread(cli.main, ["history", case_id, "--out", str(export)]) == 0
+                        assert NAME.encode() not in export.read_bytes() and PHONE.encode() not in export.read_bytes()
+                        assert await asyncio.to_thread(cli.main, ["replay", "--dir", str(tmp_path)]) == 0
+                        assert await asyncio.to_thread(cli.main, ["verify-audit", "--case", case_id]) == 0
+                    finally:
+                        get_settings.cache_clear()
     finally:
         await env.shutdown()
 
