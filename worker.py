@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -42,6 +45,8 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         activities=activities.all(),
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),
+        # On SIGTERM running activities may finish (and report) before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
     )
 
 
@@ -106,5 +111,17 @@ async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.
         sender.close()
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python worker.py`: run until SIGINT/SIGTERM, then exit 0."""
     asyncio.run(main())
+    # Everything has stopped. The SDK's Rust threads can outlive the event loop and abort the
+    # interpreter's teardown ("Fatal Python error: PyGILState_Release", SIGABRT; temporalio
+    # sdk-python issue 300): a clean stop would exit -6. Flush the logs and leave without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    run()

@@ -22,6 +22,7 @@ from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
+from disputeflow import history
 from disputeflow import token_keys
 from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
@@ -65,6 +66,14 @@ async def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _warm_up_replayer(temporal: TemporalGateway) -> None:
+    try:  # with the converter replays will use (the client's), so that the warmed replayer is theirs
+        if not await history.warm_up((await temporal.client()).data_converter):
+            log.warning("the recorded warm-up case no longer replays under this code")
+    except Exception:  # noqa: BLE001 - only a warm-up: the first replay will pay for it instead
+        log.exception("could not warm up the replayer")
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> FastAPI:
     """`clock`: when a call is registered. The tests pass the time-skipping test server's clock,
     which runs ahead of the wall clock once a test has skipped time."""
@@ -78,9 +87,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
+        warming = asyncio.create_task(_warm_up_replayer(app.state.temporal))  # in the background: start-up does not wait
         try:
             yield
         finally:
+            warming.cancel()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 

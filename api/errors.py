@@ -15,7 +15,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
-| any other Temporal RPC or update failure                    | 502                      |
+| any other Temporal RPC or update failure                    | 503 + `Retry-After`      |
 """
 
 from __future__ import annotations
@@ -210,19 +210,21 @@ async def _temporal_unavailable(_request: Request, exc: Exception) -> JSONRespon
 
 
 async def _rpc_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Whatever Temporal answered that the services did not turn into a business error: nothing
+    # was done that a retry would repeat (actions carry their request id), so: try again later.
     assert isinstance(exc, RPCError)
     if exc.status in UNAVAILABLE_STATUSES:
         return _unavailable(f"Temporal is unavailable: {exc.message}")
     log.warning("Temporal refused a request: %s (%s)", exc.message, exc.status)
-    return _json(502, f"Temporal refused the request: {exc.message}")
+    return _unavailable(f"Temporal could not answer now: {exc.message}")
 
 
 async def _update_failed(_request: Request, exc: Exception) -> JSONResponse:
     # A refusal is turned into TransitionRefused by the service; anything else failed inside the
-    # workflow's handler (an activity that gave up, say).
+    # workflow's handler, which changed nothing.
     assert isinstance(exc, WorkflowUpdateFailedError)
     log.warning("case update failed: %r", exc.cause)
-    return _json(502, f"the case could not apply the action: {getattr(exc.cause, 'message', None) or exc.cause}")
+    return _unavailable(f"the case could not apply the action: {getattr(exc.cause, 'message', None) or exc.cause}")
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

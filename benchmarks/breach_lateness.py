@@ -44,7 +44,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from disputeflow.contracts import CaseInput, workflow_id_for
+from disputeflow.contracts import workflow_id_for
 from disputeflow.db.engine import create_schema, make_engine, write_session
 from disputeflow.db.models import CaseEventRecord, ClockRecord
 from disputeflow.db.reference import seed_reference
@@ -53,7 +53,8 @@ from disputeflow.domain.policy import load_policy
 from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker import build_worker
-from workflows.case import CaseWorkflow
+from disputeflow.pinning import PolicyPins
+from workflows.case import CaseWorkflowV2
 
 CLOCK = "emergency_response"
 TASK_QUEUE = "bench-cases"
@@ -146,7 +147,8 @@ def collect_events(engine: Engine, phase: Phase) -> None:
     phase.db_lateness = sorted((seen - due).total_seconds() for due, seen in phase.seen_breached.values())
 
 
-async def run_phase(client: Client, engine: Engine, phase: Phase, *, poll: float, deadline: float) -> None:
+async def run_phase(client: Client, engine: Engine, phase: Phase, *, pins: PolicyPins, poll: float,
+                    deadline: float) -> None:
     async def open_cases() -> None:
         began = time.monotonic()
         starts = []
@@ -155,9 +157,9 @@ async def run_phase(client: Client, engine: Engine, phase: Phase, *, poll: float
             if delay > 0:
                 await asyncio.sleep(delay)
             case_id = f"{phase.prefix}{index:05d}"
+            start = pins.start(case_id, intake(index), registered_at=datetime.now(UTC), registered_by=None)
             starts.append(asyncio.create_task(client.start_workflow(
-                CaseWorkflow.run, CaseInput(case_id=case_id, intake=intake(index)),
-                id=workflow_id_for(case_id), task_queue=TASK_QUEUE,
+                CaseWorkflowV2.run, start, id=workflow_id_for(case_id), task_queue=TASK_QUEUE,
             )))
         await asyncio.gather(*starts)
         phase.start_seconds = time.monotonic() - began
@@ -252,11 +254,12 @@ async def main(args: argparse.Namespace) -> int:
         load = Phase("load", "N", args.cases, args.spread / args.cases)
         async with worker:
             print(f"dev server and worker up in {time.monotonic() - started:.1f} s; data in {folder}", flush=True)
-            await run_phase(env.client, engine, warmup, poll=args.poll, deadline=deadline)
+            pins = PolicyPins(policy_file)
+            await run_phase(env.client, engine, warmup, pins=pins, poll=args.poll, deadline=deadline)
             print(f"warm-up done; baseline: {baseline.count} cases alone", flush=True)
-            await run_phase(env.client, engine, baseline, poll=args.poll, deadline=deadline)
+            await run_phase(env.client, engine, baseline, pins=pins, poll=args.poll, deadline=deadline)
             print(f"baseline done; load: {load.count} cases over {args.spread:g} s", flush=True)
-            await run_phase(env.client, engine, load, poll=args.poll, deadline=deadline)
+            await run_phase(env.client, engine, load, pins=pins, poll=args.poll, deadline=deadline)
         report(args, baseline, load)
         print(f"total {time.monotonic() - started:.1f} s")
         return 0 if baseline.complete and load.complete else 1

@@ -167,6 +167,24 @@ class Settings(BaseSettings):
                     "bytes; required with the URL",
     )
 
+    health_worker_seen_within_seconds: float = Field(
+        default=90.0, gt=0, validation_alias=_env("DISPUTEFLOW_HEALTH_WORKER_SEEN_WITHIN_SECONDS"),
+        description="GET /health wants a worker polling the task queue within this long (an idle worker's "
+        "long poll renews about every 60 s)",
+    )
+    health_notify_backlog_max: int = Field(
+        default=500, ge=0, validation_alias=_env("DISPUTEFLOW_HEALTH_NOTIFY_BACKLOG_MAX"),
+        description="GET /health is degraded when more notifications than this wait for the webhook",
+    )
+    health_notify_backlog_max_age_seconds: float = Field(
+        default=600.0, gt=0, validation_alias=_env("DISPUTEFLOW_HEALTH_NOTIFY_BACKLOG_MAX_AGE_SECONDS"),
+        description="GET /health is degraded when the oldest notification has waited for the webhook longer",
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS"),
+        description="on SIGTERM, how long the worker lets running activities finish before cancelling them",
+    )
+
     public_url: AnyHttpUrl | None = Field(
         default=None, validation_alias=_env("DISPUTEFLOW_PUBLIC_URL"),
         description="The API's address as people reach it, for the links in webhook deliveries; "

@@ -45,13 +45,16 @@ def test_a_model_change_without_its_migration_is_caught(bare: Engine) -> None:
         migrate.downgrade(conn, "0002")
     with bare.connect() as conn:
         assert migrate.current(conn) == "0002"
-        assert _described(migrate.differences(conn)) == {("add_column", "owner"),
-                                                         ("add_index", "ix_intake_requests_created_at")}
+        found = {(d[0], d[-1].name) for d in migrate.differences(conn) if isinstance(d, tuple)}
+        assert {("add_table", "compliance_counts"), ("add_column", "caller_phone_digits"),
+                ("add_index", "ix_clocks_open_unbreached_due"), ("add_index", "ix_case_tasks_open_assignee"),
+                ("add_column", "owner"), ("add_index", "ix_intake_requests_created_at")} <= found
     with bare.begin() as conn:
         migrate.downgrade(conn, "0001")
     with bare.connect() as conn:
         assert migrate.current(conn) == "0001"
-        assert ("add_column", "ended_at") in _described(migrate.differences(conn))
+        assert ("add_column", "ended_at") in {(d[0], d[-1].name) for d in migrate.differences(conn)
+                                              if isinstance(d, tuple)}
     create_schema(bare)  # and the next start brings it back to head
     with bare.connect() as conn:
         assert migrate.current(conn) == migrate.head() and migrate.differences(conn) == []

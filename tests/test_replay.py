@@ -23,11 +23,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from disputeflow import cli
 from disputeflow.contracts import CaseInput, CaseResult
 from disputeflow.history import (
+    WARM_UP_HISTORY,
     explain_replay_failure,
     export_history_json,
     load_history_files,
     replay_histories,
     timeline,
+    warm_up,
 )
 from workflows.legacy.case import CaseWorkflow
 
@@ -64,6 +66,12 @@ def test_both_workflow_types_have_committed_histories() -> None:
 async def test_committed_history_replays_under_todays_code(path: Path) -> None:
     report = await replay_histories([load_history_files(path.parent)[path]])
     assert report.ok, report.diverged
+
+
+async def test_the_warm_up_case_is_a_current_history_that_replays() -> None:
+    started = json.loads(WARM_UP_HISTORY.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]
+    assert started["workflowType"]["name"] == "CaseWorkflowV2"
+    assert await warm_up()
 
 
 def test_histories_name_their_case_whatever_the_file_is_called() -> None:

@@ -1,7 +1,7 @@
 """One route per human action: `POST /cases/{case_id}/actions/{type}`, generated from the commands.
 
-Each route's body is that command's fields (without `type`), its roles are the command's roles in
-`lifecycle.RULES` (403 for a role that may never do it), and it sends the case workflow's `act`
+Each route's body is that command's fields (without `type`), its roles are the command's roles
+(403 for a role that may never do it), its example the command's, and it sends the case workflow's `act`
 update. Whether the action is allowed *now* (stage, scope, guards) the workflow's validator
 decides: a refusal is 409 with its reason. The actor comes from the bearer token only.
 
@@ -26,34 +26,15 @@ from api.errors import ActionAcceptedBody, error_responses
 from api.schemas import CaseDetail
 from disputeflow.domain.actions import COMMAND_TYPES
 from disputeflow.domain.enums import Role
-from disputeflow.domain.lifecycle import OPEN_STAGES, RULES
+from disputeflow.domain.lifecycle import OPEN_STAGES
 
-ACTION_ROLES = frozenset(role for _stages, roles, _what in RULES.values() for role in roles)
+ACTION_ROLES = frozenset(role for command in COMMAND_TYPES.values() for role in command.roles)
 assert Role.auditor not in ACTION_ROLES, "auditors read; they never act"
 
 router = router_for(*ACTION_ROLES, tags=["actions"], responses={
     202: {"model": ActionAcceptedBody, "description": "Accepted by the case, not finished in time; it will be. "
                                                       "The same request with the same Idempotency-Key reads the result"},
     **error_responses(404, 409, 413, 503)})
-
-EXAMPLES: dict[str, dict[str, Any]] = {
-    "answer_consultation": {"answer": "可向劳动人事争议仲裁委员会申请仲裁，仲裁时效为一年。"},
-    "refer": {"body": "labour_arbitration", "organisation": "历下区劳动人事争议仲裁院", "note": "已电话告知来电人"},
-    "record_mediation_session": {"outcome": "agreement", "notes": "双方同意分两期支付拖欠工资"},
-    "extend_mediation": {"both_parties_consent": True, "reason": "双方同意再协商两周"},
-    "escalate": {"reason": "当事人情绪激动，需主任协调"},
-    "reassign_mediator": {"mediator_id": "med-370102-02", "reason": "原调解员回避"},
-    "assess_eligibility": {"monthly_income_per_capita": 1200, "limitation_deadline": "2026-12-20"},
-    "decide_legal_aid": {"approve": True, "reason": "符合经济困难标准"},
-    "record_return_visit": {"satisfaction": 5, "comment": "满意"},
-    "pause_clock": {"clock_id": "legal_aid_decision-3", "reason": "awaiting_materials", "note": "补充收入证明"},
-    "extend_clock": {"clock_id": "mediation_conclusion-2", "by": {"amount": 15, "unit": "calendar_days"},
-                     "reason": "案情复杂，经批准延长"},
-    "request_extension": {"clock_id": "mediation_conclusion-2", "by": {"amount": 5, "unit": "working_days"},
-                          "reason": "当事人需补充工资条证据"},
-    "decide_extension": {"clock_id": "mediation_conclusion-2", "approve": True, "reason": "同意，请按期结案"},
-}
-
 
 def body_model(command_type: str) -> type[BaseModel]:
     """The command's fields, with their constraints and docs, minus the `type` the route implies."""
@@ -74,10 +55,9 @@ def _tags(roles: frozenset[Role]) -> list[str]:
 
 
 def _add_route(command_type: str) -> None:
-    stages, roles, what = RULES[command_type]
     command = COMMAND_TYPES[command_type]
+    stages, roles, what, example = command.stages, command.roles, command.what, command.example
     body_type = body_model(command_type)
-    example = EXAMPLES.get(command_type)
     body_param = Body(openapi_examples={"example": {"value": example}}) if example else Body()
     where = "any open stage" if stages == OPEN_STAGES else ", ".join(sorted(s.value for s in stages))
 

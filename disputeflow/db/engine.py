@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import os
 import sqlite3
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from disputeflow.db import models  # noqa: F401  (registers the tables)
+from disputeflow.db import compliance  # noqa: F401  (keeps the compliance counters with every clock written)
 
 
 def make_engine(url: str) -> Engine:
@@ -124,6 +127,63 @@ def write_session(engine: Engine) -> Iterator[Session]:
 def ping(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+class NotWritable(Exception):
+    """The database cannot take a write now; the message says why (no data in it)."""
+
+
+# The probe row: a case counter no region can have (region codes are digits), rolled back.
+_PROBE_INSERT = "INSERT INTO case_counters (region_code, day, last) VALUES ('health', :day, 0)"
+
+
+def probe_write(engine: Engine, *, lock_timeout: float = 0.5) -> None:
+    """Write one row in a transaction and roll it back: `NotWritable` if the database refuses it,
+    or if another writer holds the lock for longer than `lock_timeout` seconds (writes would wait
+    behind it). Nothing is left behind. SQLite: on a fresh connection to the file named by the
+    URL, never creating it, so a file moved or deleted from under the running processes shows
+    (their open connections would go on writing to the moved file)."""
+    day = secrets.token_hex(4)
+    if not is_sqlite(engine):
+        with engine.connect() as conn, conn.begin() as transaction:
+            # Bounded waits: for a lock (LOCK TABLE, a migration), and for the statement itself.
+            conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'"))
+            conn.execute(text(f"SET LOCAL statement_timeout = '{int(lock_timeout * 2000)}ms'"))
+            try:
+                conn.execute(text(_PROBE_INSERT), {"day": day})
+            except OperationalError as exc:
+                if "lock timeout" in str(exc.orig):
+                    raise NotWritable(f"another writer has held a lock for over {lock_timeout:g} s: "
+                                      "writes wait behind it") from None
+                raise
+            finally:
+                transaction.rollback()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin() as transaction:
+            conn.execute(text(_PROBE_INSERT), {"day": day})
+            transaction.rollback()
+        return
+    path = Path(database)
+    if not path.exists():
+        raise NotWritable(f"the database file {path} is missing (moved or deleted while in use)")
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=lock_timeout,
+                               isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise NotWritable(f"the database file {path} cannot be opened for writing: {exc}") from None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_PROBE_INSERT.replace(":day", "?"), (day,))
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise NotWritable(f"another writer has held the database's write lock for over {lock_timeout:g} s: "
+                              "writes wait behind it") from None
+        raise NotWritable(f"the database file {path} refuses a write: {exc}") from None
+    finally:
+        conn.close()
 
 
 @lru_cache(maxsize=8)

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
+from sqlalchemy.engine import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from disputeflow.db.engine import write_session
 from disputeflow.db.models import CaseNumberCounter, IntakeRequest
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.intake import Intake
@@ -58,17 +62,52 @@ def _insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
-    """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
-    day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
+def _day(now: datetime) -> str:
+    return now.astimezone(SHANGHAI).strftime("%Y%m%d")
+
+
+def reserve_case_numbers(session: Session, *, region_code: str, day: str, count: int) -> range:
+    """Take the next `count` numbers of `region_code` on `day`, atomically."""
     stmt = (
         _insert(session)(CaseNumberCounter)
-        .values(region_code=region_code, day=day, last=1)
-        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": CaseNumberCounter.last + 1})
+        .values(region_code=region_code, day=day, last=count)
+        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": CaseNumberCounter.last + count})
         .returning(CaseNumberCounter.last)
     )
-    number = session.execute(stmt).scalar_one()
+    last = session.execute(stmt).scalar_one()
+    return range(last - count + 1, last + 1)
+
+
+def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
+    """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
+    day = _day(now)
+    (number,) = reserve_case_numbers(session, region_code=region_code, day=day, count=1)
     return f"{region_code}-{day}-{number:04d}"
+
+
+class CaseNumbers:
+    """Case numbers for intakes without an Idempotency-Key, handed out from blocks reserved in the
+    database: one write per `block` cases instead of one per case, so intake rarely waits for the
+    read model's writers (on SQLite they share one lock). Numbers stay unique; a block's unused
+    numbers are lost when the process stops (numbers are unique, not gapless), and with several API
+    processes each counts up within its own blocks."""
+
+    def __init__(self, engine: Engine, *, block: int = 10) -> None:
+        self._engine, self._block = engine, block
+        self._reserved: dict[tuple[str, str], Iterator[int]] = {}
+        self._lock = threading.Lock()
+
+    def next(self, *, region_code: str, now: datetime) -> str:
+        key = (region_code, _day(now))
+        with self._lock:
+            number = next(self._reserved.get(key, iter(())), None)
+            if number is None:
+                with write_session(self._engine) as session:
+                    block = reserve_case_numbers(session, region_code=region_code, day=key[1], count=self._block)
+                self._reserved = {k: v for k, v in self._reserved.items() if k[1] == key[1]}  # forget past days
+                self._reserved[key] = iter(block)
+                number = next(self._reserved[key])
+        return f"{region_code}-{key[1]}-{number:04d}"
 
 
 def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_code: str, now: datetime,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from disputeflow.domain.actions import Actor
+from disputeflow.domain.process.command import Actor
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.eligibility import EligibilityResult
 from disputeflow.domain.enums import PHASE_OF_STAGE, FinalOutcome, Phase, Role, SessionOutcome, Stage

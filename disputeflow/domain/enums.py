@@ -76,7 +76,7 @@ class Stage(StrEnum):
 
 
 class Phase(StrEnum):
-    """The coarse process steps of DOMAIN.md, for reports and dashboards."""
+    """The coarse process steps (intake, triage, mediation, ...; docs/process.md), for reports and dashboards."""
 
     intake = "intake"
     triage = "triage"

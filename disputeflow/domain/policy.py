@@ -1,6 +1,6 @@
 """The SLA policy table: which clocks run for which cases, their targets, and regional overrides.
 
-Every number in DOMAIN.md's deadline table lives in a versioned TOML file (`data/policy.toml`),
+Every deadline of the process (docs/process.md) lives in a versioned TOML file (`data/policy.toml`),
 never in code. A case resolves the table once, at intake, into a `CasePolicy` it pins for life, so a
 later edit of the file changes new cases only and old histories still replay.
 """

@@ -19,7 +19,7 @@ from alembic import op
 import disputeflow.db.models  # noqa: F401  (UtcDateTime)
 
 revision = '0004'
-down_revision = '0002'  # 0003 is another branch's; the two are chained when they merge
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,100 @@
+"""What every command is: its fields, and beside them everything the process says about it.
+
+A command declares, in one class: the stages it is allowed in, the roles that may give it, what
+it does in words (for refusals and route summaries), an example body for the API's docs, its own
+guard (a rule beyond stage and role), its transition (`apply`), and the sentence the auditor's
+timeline prints for it (`did`, read from the recorded fields, so an old history still reads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from disputeflow.domain.calendar import BusinessCalendar
+from disputeflow.domain.enums import Role, Stage
+from disputeflow.domain.text import multi_line, single_line
+
+# Free text (see disputeflow.domain.text): NFC, no NUL, control or bidi-override characters; notes
+# and reasons may span lines, ids may not.
+Note = multi_line(max_length=2000)
+Reason = multi_line(min_length=1, max_length=2000)
+Ident = single_line(min_length=1, max_length=64)
+
+OPEN_STAGES = frozenset(Stage) - {Stage.closed}
+STAFF = frozenset({Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor})
+
+
+class Refused(Exception):
+    """An action that is not allowed now, by this actor; the message says why, for a person."""
+
+
+class Actor(BaseModel):
+    """Who acts: taken from the bearer token, never from the request body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: Ident
+    role: Role
+    region_code: str | None = Field(default=None, pattern=r"^\d{2}(\d{2}){0,2}$")
+    name: str | None = None
+
+
+class Effects(BaseModel):
+    """Work the legacy workflow does with activities after a change (`CaseState.wanted`, in the
+    form it reads)."""
+
+    assign_mediator: bool = False
+    exclude_mediators: list[str] = Field(default_factory=list)
+    assign_lawyer: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """The circumstances of one action: when, on which calendar, by whom; `chosen` is the mediator
+    or lawyer the action names, when the legacy workflow looked them up beforehand."""
+
+    now: datetime
+    cal: BusinessCalendar
+    actor: Actor
+    chosen: Any = None  # Assignee | None
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stages: ClassVar[frozenset[Stage]]
+    roles: ClassVar[frozenset[Role]]
+    what: ClassVar[str]  # "send a case to mediation": refusals, route summaries
+    example: ClassVar[dict[str, Any] | None] = None  # a body for the API's docs
+
+    def guard(self, state: Any, actor: Actor) -> None:
+        """Raise `Refused` if a rule beyond stage and role forbids this now. Writes nothing."""
+
+    def apply(self, state: Any, change: Change) -> Effects | None:
+        raise NotImplementedError
+
+    @classmethod
+    def did(cls, c: dict[str, Any]) -> str:
+        """What the action did, in the past tense, from its recorded fields (plain JSON)."""
+        raise NotImplementedError
+
+
+def words(value: Any) -> str:
+    return str(value).replace("_", " ") if value is not None else "?"
+
+
+def note(text: Any) -> str:
+    return f" ({text})" if text else ""
+
+
+def span(by: Any) -> str:
+    """A recorded target as words: {"amount": 10.0, "unit": "calendar_days"} -> "10 calendar days"."""
+    by = by if isinstance(by, dict) else {}
+    amount = by.get("amount")
+    if isinstance(amount, float) and amount.is_integer():
+        amount = int(amount)
+    return f"{amount} {words(by.get('unit'))}"
