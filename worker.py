@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -44,6 +47,8 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         activities=activities.all(),
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),
+        # On SIGTERM running activities may finish (and report) before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         **cache,
     )
 
@@ -72,6 +77,9 @@ async def main() -> None:
     with write_session(engine) as session:
         mediators, lawyers = seed_reference(session, settings.reference_file)
     log.info("reference data: %d mediators, %d lawyers", mediators, lawyers)
+    from disputeflow.temporal import data_converter
+
+    data_converter(settings)  # unusable payload keys stop the worker here, not in a retry loop
     client = await _connect_with_retry(settings)
     worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
@@ -95,7 +103,7 @@ async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.
         return
     secret = settings.notify_webhook_secret
     sender = WebhookSender(engine, str(settings.notify_webhook_url),
-                           secret=secret.get_secret_value() if secret else None)
+                           secret=secret.get_secret_value() if secret else None, api_url=settings.effective_public_url)
     task = asyncio.create_task(run_sender(sender, stop))
     log.info("delivering notifications to %s", sender.url)
     try:
@@ -106,5 +114,17 @@ async def notification_sender(settings: Settings, engine: Engine, stop: asyncio.
         sender.close()
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python worker.py`: run until SIGINT/SIGTERM, then exit 0."""
     asyncio.run(main())
+    # Everything has stopped. The SDK's Rust threads can outlive the event loop and abort the
+    # interpreter's teardown ("Fatal Python error: PyGILState_Release", SIGABRT; temporalio
+    # sdk-python issue 300): a clean stop would exit -6. Flush the logs and leave without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    run()

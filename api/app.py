@@ -20,9 +20,11 @@ from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
 from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
-from api.routes import actions, audit, cases, health, inbox, notifications, supervision
+from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow import history
+from disputeflow import token_keys
+from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings, get_settings
@@ -64,9 +66,9 @@ async def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _warm_up_replayer() -> None:
-    try:
-        if not await history.warm_up():
+async def _warm_up_replayer(temporal: TemporalGateway) -> None:
+    try:  # with the converter replays will use (the client's), so that the warmed replayer is theirs
+        if not await history.warm_up((await temporal.client()).data_converter):
             log.warning("the recorded warm-up case no longer replays under this code")
     except Exception:  # noqa: BLE001 - only a warm-up: the first replay will pay for it instead
         log.exception("could not warm up the replayer")
@@ -80,10 +82,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clock = clock
         app.state.settings = settings or get_settings()
+        app.state.payload_codec = codec_for(app.state.settings)  # unusable payload keys stop start-up
+        app.state.token_verifier = token_keys.Verifier(app.state.settings)  # so do unusable token keys
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
-        warming = asyncio.create_task(_warm_up_replayer())  # in the background: start-up does not wait
+        warming = asyncio.create_task(_warm_up_replayer(app.state.temporal))  # in the background: start-up does not wait
         try:
             yield
         finally:
@@ -103,8 +107,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DocsPolicy)
+    app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
-                   supervision.router, audit.router, health.router):
+                   supervision.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     return app

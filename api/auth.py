@@ -1,13 +1,16 @@
 """Who is calling, and may they: bearer tokens, the actor dependency, and routers that deny by default.
 
-Tokens are JWTs signed with HS256 and `settings.signing_key()`, carrying
+Tokens are JWTs signed with EdDSA (Ed25519; see `disputeflow.token_keys` for where the keys live),
+or HS256 only where configured on purpose, carrying
 
     sub     the user id                    role    operator | mediator | legal_aid_officer | supervisor | auditor
     region  2, 4 or 6 digits of an administrative code: the user's scope
     name    display name (optional)        iat, exp  issued / expires (seconds since the epoch)
+    iss     DISPUTEFLOW_TOKEN_ISSUER       aud     DISPUTEFLOW_TOKEN_AUDIENCE
 
-`disputeflow token ...` prints one for local use. The actor of every action comes from the token
-only, never from a request body.
+The API checks the signature, the algorithm, `iss`, `aud`, the expiry and that the token lives no
+longer than `DISPUTEFLOW_TOKEN_MAX_TTL_HOURS`. `disputeflow token ...` prints one for local use.
+The actor of every action comes from the token only, never from a request body.
 
 Deny by default: routes live on routers made by `router_for(*roles)`, which puts a `RoleGuard` in
 front of every route; a route may narrow further with `dependencies=[allow(...)]`. At start-up
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
+import logging
+
 import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -29,15 +34,17 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
-from api.errors import Forbidden, NotAuthenticated, error_responses
+from api.errors import ApiError, Forbidden, NotAuthenticated, error_responses
+from disputeflow import token_keys
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.enums import Role
 from disputeflow.settings import Settings
 
-ALGORITHM = "HS256"
 HUMAN_ROLES = tuple(r for r in Role if r is not Role.system)
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc"})
 REGION_PATTERN = r"^\d{2}(\d{2}){0,2}$"
+
+log = logging.getLogger(__name__)
 
 TokenRole = Literal["operator", "mediator", "legal_aid_officer", "supervisor", "auditor"]
 assert set(TokenRole.__args__) == {r.value for r in HUMAN_ROLES}  # type: ignore[attr-defined]
@@ -55,25 +62,44 @@ class TokenClaims(BaseModel):
         return Actor(user_id=self.sub, role=Role(self.role), region_code=self.region, name=self.name)
 
 
+class TokenKeysUnavailable(ApiError):
+    """The issuer's JWKS could not be fetched: no token can be checked now (503, retry)."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+
+class TokenTooLong(ValueError):
+    """A token asked for longer than DISPUTEFLOW_TOKEN_MAX_TTL_HOURS."""
+
+
 def issue_token(settings: Settings, *, user_id: str, role: Role | str, region: str, name: str | None = None,
                 hours: float | None = None, now: datetime | None = None) -> str:
-    """A signed token for this person, valid `hours` (default `settings.token_ttl_hours`)."""
+    """A signed token for this person, valid `hours` (default `settings.token_ttl_hours`, at most
+    `settings.token_max_ttl_hours`)."""
     issued = now or datetime.now(timezone.utc)
-    lifetime = timedelta(hours=settings.token_ttl_hours if hours is None else hours)
+    hours = settings.token_ttl_hours if hours is None else hours
+    if not 0 < hours <= settings.token_max_ttl_hours:
+        raise TokenTooLong(f"a token lives more than 0 and at most {settings.token_max_ttl_hours:g} hours "
+                           "(DISPUTEFLOW_TOKEN_MAX_TTL_HOURS)")
     claims = TokenClaims(sub=user_id, role=Role(role).value, region=region, name=name,
-                         iat=int(issued.timestamp()), exp=int((issued + lifetime).timestamp()))
-    return jwt.encode(claims.model_dump(exclude_none=True), settings.signing_key(), algorithm=ALGORITHM)
+                         iat=int(issued.timestamp()), exp=int((issued + timedelta(hours=hours)).timestamp()))
+    payload = claims.model_dump(exclude_none=True) | {"iss": settings.token_issuer, "aud": settings.token_audience}
+    return token_keys.signer(settings).sign(payload)
 
 
-def decode_token(token: str, key: str) -> Actor:
-    """The actor a token names; `NotAuthenticated` if it is forged, expired or malformed."""
+def decode_token(token: str, verifier: token_keys.Verifier) -> Actor:
+    """The actor a token names; `NotAuthenticated` if it is forged, expired or malformed, or was
+    issued by someone else, for someone else, or for too long."""
     try:
-        payload = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]})
-        return TokenClaims.model_validate(payload).actor()
+        return TokenClaims.model_validate(verifier.claims(token)).actor()
     except jwt.ExpiredSignatureError:
         raise NotAuthenticated("the bearer token has expired; get a new one") from None
     except (jwt.InvalidTokenError, ValidationError):
         raise NotAuthenticated("the bearer token is not valid") from None
+    except token_keys.TokenKeyUnavailable as error:
+        log.warning("%s", error)
+        raise TokenKeysUnavailable("the token issuer's keys are unavailable; retry shortly") from None
 
 
 _bearer = HTTPBearer(
@@ -82,11 +108,11 @@ _bearer = HTTPBearer(
 )
 
 
-def _signing_key(request: Request) -> str:
+def token_verifier(request: Request) -> token_keys.Verifier:
     state = request.app.state
-    if getattr(state, "signing_key", None) is None:  # read (or generated) once per process
-        state.signing_key = state.settings.signing_key()
-    return state.signing_key
+    if getattr(state, "token_verifier", None) is None:  # read (or generated) once per process
+        state.token_verifier = token_keys.Verifier(state.settings)
+    return state.token_verifier
 
 
 def current_actor(
@@ -94,7 +120,7 @@ def current_actor(
 ) -> Actor:
     if credentials is None:
         raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
-    return decode_token(credentials.credentials, _signing_key(request))
+    return decode_token(credentials.credentials, token_verifier(request))
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -130,19 +130,19 @@ async def case_detail(case_id: str, actor: a.Actor, *, session: Session, tempora
 # -- Intake ------------------------------------------------------------------------------------
 
 
-def _claim(engine: Engine, key: str | None, intake: Intake, now: datetime) -> intake_db.IntakeClaim:
+def _claim(engine: Engine, numbers: intake_db.CaseNumbers, key: str | None, intake: Intake, now: datetime, *,
+           owner: str, key_ttl: timedelta) -> intake_db.IntakeClaim:
+    if key is None:
+        return intake_db.IntakeClaim(case_id=numbers.next(region_code=intake.region_code, now=now), created=True,
+                                     registered_at=now)
     with write_session(engine) as session:
-        if key is None:
-            return intake_db.IntakeClaim(
-                case_id=intake_db.next_case_id(session, region_code=intake.region_code, now=now), created=True,
-                registered_at=now)
         return intake_db.claim_intake_key(session, key=key, fingerprint=intake_db.intake_fingerprint(intake),
-                                          region_code=intake.region_code, now=now)
+                                          region_code=intake.region_code, now=now, owner=owner, ttl=key_ttl)
 
 
-def _release(engine: Engine, key: str, case_id: str) -> None:
+def _release(engine: Engine, key: str, case_id: str, owner: str) -> None:
     with write_session(engine) as session:
-        intake_db.release_intake_key(session, key=key, case_id=case_id)
+        intake_db.release_intake_key(session, key=key, case_id=case_id, owner=owner)
 
 
 def opened_view(start: CaseStart) -> CaseView:
@@ -168,7 +168,8 @@ async def _start(client: Client, start: CaseStart, task_queue: str) -> None:
 
 async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engine: Engine, session: Session,
                         temporal: TemporalGateway, task_queue: str, pins: PolicyPins,
-                        now: datetime) -> tuple[CaseDetail, bool]:
+                        numbers: intake_db.CaseNumbers, now: datetime,
+                        key_ttl: timedelta) -> tuple[CaseDetail, bool]:
     """Register a call as a new case (or, for a key seen before with the same intake, find it).
 
     Returns the case and whether this request created it. One round trip to Temporal: the start
@@ -182,14 +183,14 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
         raise Forbidden(f"region {intake.region_code} is outside your region {actor.region_code}; "
                         "register the case in its own region")
     client = await temporal.client()
-    claim = await asyncio.to_thread(_claim, engine, key, intake, now)
+    claim = await asyncio.to_thread(_claim, engine, numbers, key, intake, now, owner=actor.user_id, key_ttl=key_ttl)
     start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
     try:
         await _start(client, start, task_queue)
     except RPCError as exc:
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
         if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
-            await asyncio.to_thread(_release, engine, key, claim.case_id)
+            await asyncio.to_thread(_release, engine, key, claim.case_id, actor.user_id)
         raise
     if claim.created:
         detail = CaseDetail.from_view(opened_view(start))

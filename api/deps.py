@@ -13,6 +13,7 @@ from starlette.datastructures import State
 
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
+from disputeflow.db.intake import CaseNumbers
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings
 
@@ -46,6 +47,13 @@ def _pins(request: Request) -> PolicyPins:
     return request.app.state.pins
 
 
+def _case_numbers(request: Request) -> CaseNumbers:
+    state = request.app.state
+    if getattr(state, "case_numbers", None) is None:
+        state.case_numbers = CaseNumbers(database_engine(state))
+    return state.case_numbers
+
+
 async def _now(request: Request) -> datetime:
     return await request.app.state.clock()
 
@@ -55,6 +63,7 @@ SessionDep = Annotated[Session, Depends(_session)]
 EngineDep = Annotated[Engine, Depends(_engine)]  # for `write_session` work
 TemporalDep = Annotated[TemporalGateway, Depends(_temporal)]
 PolicyPinsDep = Annotated[PolicyPins, Depends(_pins)]  # what intake pins to a new case
+CaseNumbersDep = Annotated[CaseNumbers, Depends(_case_numbers)]  # numbers for intakes without a key
 NowDep = Annotated[datetime, Depends(_now)]  # the instant a request is taken as made
 
 # A case number (`370102-20261130-0007`); anything else cannot name a case.

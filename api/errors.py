@@ -139,6 +139,7 @@ class ErrorBody(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for these status codes."""
     described = {
+        400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
         401: "Missing, forged or expired bearer token",
         403: "Your role may not use this route, or the region is outside your scope",
         404: "No such case (or not one you may see)",
@@ -199,6 +200,11 @@ async def _history_incomplete(_request: Request, exc: Exception) -> JSONResponse
     return _json(410, str(exc))
 
 
+async def _history_undecryptable(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s", exc)  # names the key id, never a payload
+    return _json(500, "the case's history cannot be decrypted with this server's payload keys")
+
+
 async def _temporal_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return _unavailable(str(exc))
 
@@ -234,6 +240,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntakeKeyReused, _intake_key_reused)
     app.add_exception_handler(history.CaseNotFound, _no_history)
     app.add_exception_handler(history.HistoryIncomplete, _history_incomplete)
+    app.add_exception_handler(history.HistoryUndecryptable, _history_undecryptable)
     app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
     app.add_exception_handler(RPCError, _rpc_error)
     app.add_exception_handler(WorkflowUpdateFailedError, _update_failed)

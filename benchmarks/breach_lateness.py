@@ -51,7 +51,7 @@ from disputeflow.db.reference import seed_reference
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import load_policy
 from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
-from disputeflow.temporal import SEARCH_ATTRIBUTES
+from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker import build_worker
 from disputeflow.pinning import PolicyPins
 from workflows.case import CaseWorkflowV2
@@ -239,14 +239,15 @@ async def main(args: argparse.Namespace) -> int:
         create_schema(engine)
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
+        settings = Settings(policy_file=policy_file, data_dir=folder)
         env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            # payloads encrypted, as in production; --plain-payloads measures the build without it
+            data_converter=pydantic_data_converter if args.plain_payloads else data_converter(settings),
             dev_server_existing_path=temporal_cli(),
             dev_server_database_filename=str(folder / "temporal.db"),
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
             search_attributes=SEARCH_ATTRIBUTES,
         )
-        settings = Settings(policy_file=policy_file, data_dir=folder)
         worker = build_worker(env.client, settings, engine, task_queue=TASK_QUEUE)
         warmup = Phase("warm-up", "W", 1, 0.0)
         baseline = Phase("baseline", "B", args.baseline, args.baseline_interval)
@@ -281,6 +282,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", type=int, default=3, help="baseline cases, each alone (default 3)")
     parser.add_argument("--baseline-interval", type=float, default=1.5,
                         help="seconds between baseline cases (default 1.5)")
+    parser.add_argument("--plain-payloads", action="store_true",
+                        help="do not encrypt payloads (to measure what encryption costs)")
     parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")
     parser.add_argument("--timeout", type=float, default=100.0,
                         help="give up waiting for breaches after this many seconds in all (default 100)")

@@ -36,25 +36,43 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, WorkflowRunner
 
 import worker
+from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, is_encrypted
 from disputeflow.contracts import CaseInput, workflow_id_for
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.process.command import words
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.case import CaseEvent
 from disputeflow.domain.clocks import Clock, ClockStatus
+
 CASE_WORKFLOW_QUERY = " OR ".join(f'WorkflowType = "{workflow._Definition.must_from_class(w).name}"'
                                   for w in worker.WORKFLOWS)
 _PAYLOADS = pydantic_data_converter.payload_converter
+
+
+class _ReplayOnlyCodec(EncryptionCodec):
+    """No keys: decodes payloads recorded before encryption (unmarked, passed through) and names the
+    missing key for an encrypted one. Encoding passes through too: a replayer's commands are
+    compared with the history, never sent. Never give it to a client or a worker."""
+
+    def encode_sync(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+
+_KEYLESS_CONVERTER = dataclasses.replace(pydantic_data_converter, payload_codec=_ReplayOnlyCodec([]))
 
 
 # -- Fetching ------------------------------------------------------------------------------------
@@ -72,25 +90,35 @@ class CaseNotFound(HistoryError):
         self.case_id = case_id
 
 
+class HistoryUndecryptable(HistoryError):
+    """A payload of the history carries the encryption marker but the configured keys cannot decrypt it."""
+
+
 class HistoryIncomplete(HistoryError):
     """An earlier run of a case is gone (the namespace's retention removed it): the history has a hole."""
 
 
-async def fetch_case_history(client: Client, case_id: str) -> list[WorkflowHistory]:
+async def fetch_case_history(client: Client, case_id: str, *, decode: bool = True) -> list[WorkflowHistory]:
     """Every run of the case's workflow, first run first.
+
+    Temporal stores the payloads encrypted (`disputeflow.codec`). With `decode` (the default, for
+    the timeline and the audit comparison) they are decrypted with the client's codec; with
+    `decode=False` the runs are as the server keeps them: what an export hands over (read in the
+    Web UI through the codec endpoint) and what the replayer, which decrypts by itself, takes.
 
     Walks back from the current run through `continued_execution_run_id`, which every server
     (and the time-skipping test server, which has no visibility queries) records on a continued
     run's first event; listing runs by workflow id would need visibility, which lags and may be off.
     """
     workflow_id = workflow_id_for(case_id)
-    try:
-        run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    try:  # the current run, with no run id: one call, no describe first
+        latest = await client.get_workflow_handle(workflow_id).fetch_history()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise CaseNotFound(case_id) from None
         raise
-    runs: list[WorkflowHistory] = []
+    runs: list[WorkflowHistory] = [latest]
+    run_id = _previous_run(latest)
     while run_id:
         try:
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
@@ -102,9 +130,81 @@ async def fetch_case_history(client: Client, case_id: str) -> list[WorkflowHisto
                 ) from None
             raise
         runs.append(history)
-        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        run_id = _previous_run(history)
     runs.reverse()
+    codec = client.data_converter.payload_codec
+    if decode and codec is not None:
+        runs = [await decode_history(run, codec) for run in runs]
     return runs
+
+
+def _previous_run(history: WorkflowHistory) -> str:
+    return history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+
+
+def _messages_in(message: Message, kind: type[Message]) -> list[Any]:
+    """Every `kind` message inside a proto message, at any depth (for payloads: inputs, results,
+    failures' details, headers, search attributes, memo). A `kind` inside a `kind` is not searched."""
+    found: list[Any] = []
+    pending: list[Message] = [message]
+    while pending:  # bounded: a proto message is a finite tree
+        current = pending.pop()
+        for field, value in current.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                items = [item for item in value.values() if isinstance(item, Message)]
+            elif isinstance(value, Message):
+                items = [value]
+            else:
+                items = list(value)
+            for item in items:
+                (found if isinstance(item, kind) else pending).append(item)
+    return found
+
+
+def _payloads_in(message: Message) -> list[Payload]:
+    return _messages_in(message, Payload)
+
+
+def _restore_failure_texts(event: HistoryEvent) -> None:
+    """Put back the message and stack trace of failures whose text was moved into their (now
+    decrypted) `encoded_attributes` payload, as the SDK's failure converter does."""
+    pending = _messages_in(event, Failure)
+    while pending:  # bounded: each failure's chain of causes is finite
+        failure = pending.pop()
+        if failure.HasField("cause"):
+            pending.append(failure.cause)
+        if not failure.HasField("encoded_attributes") or is_encrypted(failure.encoded_attributes):
+            continue
+        try:
+            attributes = _PAYLOADS.from_payloads([failure.encoded_attributes], None)[0]
+        except Exception:  # noqa: BLE001 - not the SDK's attributes: leave the failure as it is
+            continue
+        if isinstance(attributes, dict) and isinstance(attributes.get("message"), str):
+            failure.message = attributes["message"]
+            failure.stack_trace = str(attributes.get("stack_trace") or "")
+            failure.ClearField("encoded_attributes")
+
+
+async def decode_history(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
+    """A copy of `history` with every payload run through `codec.decode` (payloads recorded before
+    encryption pass through unchanged). Raises `HistoryError` when a payload does not decrypt."""
+    events = []
+    for event in history.events:
+        copy = HistoryEvent()
+        copy.CopyFrom(event)
+        events.append(copy)
+    payloads = [payload for event in events for payload in _payloads_in(event) if is_encrypted(payload)]
+    try:
+        decoded = await codec.decode(payloads) if payloads else []
+    except PayloadDecryptionError as error:
+        raise HistoryUndecryptable(f"workflow {history.workflow_id}: {error}") from None
+    for payload, plain in zip(payloads, decoded, strict=True):
+        payload.CopyFrom(plain)
+    for event in events:
+        _restore_failure_texts(event)
+    return WorkflowHistory(history.workflow_id, events)
 
 
 # -- Export and import ---------------------------------------------------------------------------
@@ -146,21 +246,37 @@ def _workflow_id(events: Sequence[HistoryEvent], fallback: str) -> str:
     started = events[0].workflow_execution_started_event_attributes
     if started.workflow_id:  # recent servers record it; the time-skipping server does not
         return started.workflow_id
-    case_id = (_raw(started.input.payloads) or {}).get("case_id")
+    case_id = (_raw_or_none(started.input.payloads) or {}).get("case_id")
     return workflow_id_for(case_id) if isinstance(case_id, str) else fallback
 
 
 def _case_id(history: WorkflowHistory) -> str:
     started = history.events[0].workflow_execution_started_event_attributes if history.events else None
-    case_input = (_raw(started.input.payloads) if started else None) or {}
+    case_input = (_raw_or_none(started.input.payloads) if started else None) or {}
     if isinstance(case_input.get("case_id"), str):
         return case_input["case_id"]
     return history.workflow_id.removeprefix(workflow_id_for(""))
 
 
 def _raw(payloads: Sequence[Any]) -> Any:
-    """The first payload as plain JSON data, whatever today's models say about it; None if absent."""
-    return _PAYLOADS.from_payloads(list(payloads), None)[0] if payloads else None
+    """The first payload as plain JSON data, whatever today's models say about it; None if absent.
+
+    The history must have been decoded (`fetch_case_history` does it, `decode_history` for files):
+    an encrypted payload here is an error, not data to guess at.
+    """
+    if not payloads:
+        return None
+    if is_encrypted(payloads[0]):
+        raise HistoryError("the history's payloads are encrypted: decode it with the payload codec first "
+                           "(fetch_case_history does; decode_history for a file)")
+    return _PAYLOADS.from_payloads(list(payloads), None)[0]
+
+
+def _raw_or_none(payloads: Sequence[Any]) -> Any:
+    try:
+        return _raw(payloads)
+    except HistoryError:
+        return None
 
 
 # -- Timeline ------------------------------------------------------------------------------------
@@ -584,6 +700,7 @@ async def replay_histories(
     total: int | None = None,
     workflows: Sequence[type] | None = None,
     workflow_runner: WorkflowRunner | None = None,
+    data_converter: DataConverter | None = None,
 ) -> ReplayReport:
     """Replay each history against today's workflow code, configured exactly as the worker is.
 
@@ -592,13 +709,18 @@ async def replay_histories(
     Uses `workflow_replay_iterator` (what `replay_workflows` is built on) rather than
     `replay_workflows`, whose failures are keyed by run id: two files of the same run, such as an
     export and an edited copy, would be reported as one.
+
+    `data_converter`: the one the cases ran with (`disputeflow.temporal.data_converter(settings)`,
+    or a connected client's), which decrypts their payloads. Default: without keys, which replays
+    only histories recorded before payloads were encrypted (such as the committed test histories);
+    an encrypted one then fails, saying it lacks the key.
     """
+    converter = data_converter or _KEYLESS_CONVERTER
     if workflows is None and workflow_runner is None:
-        replayer = _workers_replayer()
+        replayer = _workers_replayer(converter)
     else:
         replayer = Replayer(workflows=list(workflows or worker.WORKFLOWS),
-                            workflow_runner=workflow_runner or worker.workflow_runner(),
-                            data_converter=pydantic_data_converter)
+                            workflow_runner=workflow_runner or worker.workflow_runner(), data_converter=converter)
     if total is None and isinstance(histories, Sequence):
         total = len(histories)
     report = ReplayReport()
@@ -611,27 +733,36 @@ async def replay_histories(
     return report
 
 
-@functools.cache
-def _workers_replayer() -> Replayer:
-    """One replayer per process, configured as the worker is: its sandbox keeps what it has
-    imported, so only the first replay pays for that (about 0.3 s; see `warm_up`)."""
-    return Replayer(workflows=list(worker.WORKFLOWS), workflow_runner=worker.workflow_runner(),
-                    data_converter=pydantic_data_converter)
+_REPLAYERS: dict[int, tuple[DataConverter, Replayer]] = {}
+
+
+def _workers_replayer(data_converter: DataConverter) -> Replayer:
+    """One replayer per data converter (in practice: per process), configured as the worker is:
+    its sandbox keeps what it has imported, so only the first replay pays for that (about 0.3 s;
+    see `warm_up`)."""
+    known = _REPLAYERS.get(id(data_converter))
+    if known is None or known[0] is not data_converter:
+        known = (data_converter, Replayer(workflows=list(worker.WORKFLOWS), workflow_runner=worker.workflow_runner(),
+                                          data_converter=data_converter))
+        _REPLAYERS[id(data_converter)] = known
+    return known[1]
 
 
 WARM_UP_HISTORY = Path(__file__).parent / "data" / "replay_warmup.json"  # a consultation, start to close
 
 
-async def warm_up() -> bool:
-    """Replay a small recorded case once, so that an auditor's first replay is as quick as the next.
-    True if it replayed (a False is worth a look: the recorded case no longer replays)."""
+async def warm_up(data_converter: DataConverter | None = None) -> bool:
+    """Replay a small recorded case once with `data_converter` (the one replays will use), so that
+    an auditor's first replay is as quick as the next. True if it replayed (a False is worth a
+    look: the recorded case no longer replays)."""
     history = WorkflowHistory.from_json("case-warm-up", WARM_UP_HISTORY.read_text(encoding="utf-8"))
-    return (await replay_histories([history])).ok
+    return (await replay_histories([history], data_converter=data_converter)).ok
 
 
 async def replay_case(client: Client, case_id: str, *, on_progress: Progress | None = None) -> ReplayReport:
     """Fetch every run of one case from the server and replay them. Raises `CaseNotFound`."""
-    return await replay_histories(await fetch_case_history(client, case_id), on_progress=on_progress)
+    return await replay_histories(await fetch_case_history(client, case_id, decode=False), on_progress=on_progress,
+                                  data_converter=client.data_converter)
 
 
 async def replay_all(client: Client, *, on_progress: Progress | None = None) -> ReplayReport:
@@ -645,7 +776,7 @@ async def replay_all(client: Client, *, on_progress: Progress | None = None) -> 
     except RPCError:
         total = None
     return await replay_histories(client.list_workflows(CASE_WORKFLOW_QUERY).map_histories(),
-                                  on_progress=on_progress, total=total)
+                                  on_progress=on_progress, total=total, data_converter=client.data_converter)
 
 
 async def _async(histories: Iterable[WorkflowHistory] | AsyncIterable[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:

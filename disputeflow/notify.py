@@ -1,10 +1,18 @@
 """Deliver the outbox to a webhook: the bridge to SMS, mail or chat gateways.
 
-The worker runs `run_sender` when `DISPUTEFLOW_NOTIFY_WEBHOOK_URL` is set. Each notification is
-POSTed as JSON, oldest first, with
+The worker runs `run_sender` when `DISPUTEFLOW_NOTIFY_WEBHOOK_URL` is set (https, or http to this
+machine's loopback only; the settings refuse anything else). Each notification is POSTed as JSON,
+oldest first: ids and links only (the case, the kind, who it is for, where to read it), never a
+notification's free text, which may quote the caller's story. Headers, per Standard Webhooks
+(https://www.standardwebhooks.com):
 
-    Idempotency-Key           the notification's key (the same on a redelivery)
-    X-Disputeflow-Signature   sha256=<hex HMAC-SHA256 of the body>, when a secret is set
+    webhook-id          the notification's key (the same on a redelivery; also `Idempotency-Key`)
+    webhook-timestamp   seconds since the epoch, when this attempt was signed
+    webhook-signature   v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">
+
+with the key `DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET` (`whsec_<base64>` as Standard Webhooks writes
+keys, or the text itself; at least 24 bytes). A receiver checks the signature and refuses a
+timestamp more than a few minutes off.
 
 A 2xx answer marks it sent. A 4xx other than 408 and 429 means the gateway will never take this
 one: it is parked (logged, listed by `disputeflow notifications parked`) and the next one's turn
@@ -16,12 +24,15 @@ is dropped. Delivery is at least once; receivers dedupe on the key.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -29,6 +40,7 @@ from sqlmodel import Session
 
 from disputeflow.db.models import OutboxMessage
 from disputeflow.db.notifications import Refused, deliver_next, undelivered
+from disputeflow.settings import check_webhook_url, webhook_key_bytes
 
 log = logging.getLogger("disputeflow.notify")
 
@@ -42,40 +54,55 @@ class DeliveryFailed(Exception):
     """The webhook did not take the notification; the message says why."""
 
 
-def webhook_body(message: OutboxMessage) -> bytes:
+def webhook_body(message: OutboxMessage, api_url: str = "") -> bytes:
+    """Ids and links only: the notification's `payload` (reasons, summaries) stays in the database."""
+    base = api_url.rstrip("/")
+    case = quote(message.case_id, safe="")
     return json.dumps({
         "id": message.id,
         "key": message.dedupe_key,
         "case_id": message.case_id,
+        "event_seq": message.payload.get("event_seq") if isinstance(message.payload, dict) else None,
         "kind": message.kind,
         "recipient_role": message.recipient_role,
         "recipient_id": message.recipient_id,
         "region_code": message.region_code,
-        "payload": message.payload,
         "created_at": message.created_at.isoformat(),
+        "links": {
+            "case": f"{base}/cases/{case}",
+            "notifications": f"{base}/me/notifications?case_id={case}",
+        },
     }, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature` of Standard Webhooks: v1,<base64 HMAC-SHA256 of id.timestamp.body>."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 class WebhookSender:
     def __init__(self, engine: Engine, url: str, *, secret: str | None = None,
-                 timeout: float = TIMEOUT_SECONDS) -> None:
+                 timeout: float = TIMEOUT_SECONDS, api_url: str = "",
+                 clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
-        self.url = url
-        self.secret = secret
-        self.http = httpx.Client(timeout=timeout)
+        self.url = check_webhook_url(url)
+        self.key = webhook_key_bytes(secret) if secret else None
+        self.api_url = api_url
+        self.clock = clock
+        self.http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:
         self.http.close()
 
     def post(self, message: OutboxMessage) -> None:
-        body = webhook_body(message)
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message.dedupe_key}
-        if self.secret:
-            headers["X-Disputeflow-Signature"] = signature(self.secret, body)
+        body = webhook_body(message, self.api_url)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message.dedupe_key,
+                   "webhook-id": message.dedupe_key}
+        if self.key:
+            timestamp = int(self.clock())
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = signature(self.key, message.dedupe_key, timestamp, body)
         try:
             response = self.http.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

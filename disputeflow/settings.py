@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
-import os
-import secrets
+import base64
+import binascii
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
 DEFAULT_REFERENCE_FILE = Path(__file__).parent / "data" / "reference.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` if it is https, or http to a loopback address; ValueError otherwise."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(parsed.hostname or "")):
+        return url
+    raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_URL must be https (http only to this machine's loopback): "
+                     "notifications and their signatures would cross the network in clear")
+
+
+def webhook_key_bytes(secret: str) -> bytes:
+    """The webhook HMAC key: `whsec_<base64>` (Standard Webhooks' form) decoded, else the text's bytes."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET: whsec_ must be followed by base64") from None
+    return secret.encode()
+
+
+MIN_WEBHOOK_KEY_BYTES = 24
 
 
 def _env(*names: str) -> AliasChoices:
@@ -64,12 +98,61 @@ class Settings(BaseSettings):
         default=DEFAULT_REFERENCE_FILE, validation_alias=_env("DISPUTEFLOW_REFERENCE_FILE")
     )
 
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_PAYLOAD_KEYS"),
+        description="AES-256 keys for Temporal payloads, `id:base64key,...`, newest last (it encrypts; all "
+                    "decrypt); unset: the key file",
+    )
+    payload_key_file: Path | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_PAYLOAD_KEY_FILE"),
+        description="JSON key file of the payload keys; unset: $DISPUTEFLOW_DATA_DIR/keys/payload-keys.json, "
+                    "generated on first use",
+    )
+    codec_cors_origins: str | None = Field(
+        default=None,
+        validation_alias=_env("DISPUTEFLOW_CODEC_CORS_ORIGINS"),
+        description="Comma-separated origins (the Temporal Web UI's) allowed to call the codec endpoint from a browser; "
+                    "unset: the embedded dev server's UI",
+    )
+
+    token_algorithm: Literal["EdDSA", "HS256"] = Field(
+        default="EdDSA", validation_alias=_env("DISPUTEFLOW_TOKEN_ALGORITHM"),
+        description="EdDSA (Ed25519: only the token issuer holds the private key, the API the public keys); "
+                    "HS256 only when set here, with DISPUTEFLOW_JWT_SECRET of at least 32 bytes",
+    )
+    token_signing_key_file: Path | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_SIGNING_KEY_FILE"),
+        description="PEM Ed25519 private key that `disputeflow token` signs with; unset: "
+                    "$DISPUTEFLOW_DATA_DIR/keys/token-signing-key.pem, generated on first use",
+    )
+    token_jwks_url: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_JWKS_URL"),
+        description="Where the API fetches the token issuer's public keys (a JWKS); unset: the JWKS file",
+    )
+    token_jwks_file: Path | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_TOKEN_JWKS_FILE"),
+        description="A local JWKS of the issuer's public keys; unset (and no URL): the public half of the "
+                    "signing key file (one machine)",
+    )
+    token_issuer: str = Field(default="disputeflow", min_length=1, validation_alias=_env("DISPUTEFLOW_TOKEN_ISSUER"))
+    token_audience: str = Field(
+        default="disputeflow-api", min_length=1, validation_alias=_env("DISPUTEFLOW_TOKEN_AUDIENCE"))
     jwt_secret: SecretStr | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_JWT_SECRET"),
-        description="HMAC key for bearer tokens; unset means a random key kept in the data folder",
+        description="HMAC key for HS256 tokens (at least 32 bytes; only with DISPUTEFLOW_TOKEN_ALGORITHM=HS256)",
     )
-    token_ttl_hours: int = Field(default=12, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
+    token_ttl_hours: float = Field(default=12, gt=0, validation_alias=_env("DISPUTEFLOW_TOKEN_TTL_HOURS"))
+    token_max_ttl_hours: float = Field(
+        default=12, gt=0, le=24 * 7, validation_alias=_env("DISPUTEFLOW_TOKEN_MAX_TTL_HOURS"),
+        description="Longest lifetime of a token: longer ones are neither issued nor accepted",
+    )
+    intake_key_ttl_hours: float = Field(
+        default=24, gt=0, le=24 * 30, validation_alias=_env("DISPUTEFLOW_INTAKE_KEY_TTL_HOURS"),
+        description="How long an Idempotency-Key of POST /cases stands for its case; then it is deleted",
+    )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
 
     notify_webhook_url: AnyHttpUrl | None = Field(
@@ -80,15 +163,38 @@ class Settings(BaseSettings):
     notify_webhook_secret: SecretStr | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET"),
-        description="HMAC-SHA256 key for the X-Disputeflow-Signature header of webhook deliveries",
+        description="Key of the webhook-signature header (Standard Webhooks): whsec_<base64> or text, at least 24 "
+                    "bytes; required with the URL",
     )
 
+    health_worker_seen_within_seconds: float = Field(
+        default=90.0, gt=0, validation_alias=_env("DISPUTEFLOW_HEALTH_WORKER_SEEN_WITHIN_SECONDS"),
+        description="GET /health wants a worker polling the task queue within this long (an idle worker's "
+        "long poll renews about every 60 s)",
+    )
+    health_notify_backlog_max: int = Field(
+        default=500, ge=0, validation_alias=_env("DISPUTEFLOW_HEALTH_NOTIFY_BACKLOG_MAX"),
+        description="GET /health is degraded when more notifications than this wait for the webhook",
+    )
+    health_notify_backlog_max_age_seconds: float = Field(
+        default=600.0, gt=0, validation_alias=_env("DISPUTEFLOW_HEALTH_NOTIFY_BACKLOG_MAX_AGE_SECONDS"),
+        description="GET /health is degraded when the oldest notification has waited for the webhook longer",
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS"),
+        description="on SIGTERM, how long the worker lets running activities finish before cancelling them",
+    )
     worker_max_cached_workflows: int | None = Field(
         default=None, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS"),
         description="workflows the worker keeps in memory between tasks; unset: the SDK's default (1000); 0: none, "
         "so every task replays the case's history (CI runs the workflow tests so too)",
     )
 
+    public_url: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_PUBLIC_URL"),
+        description="The API's address as people reach it, for the links in webhook deliveries; "
+                    "unset: http://DISPUTEFLOW_API_HOST:DISPUTEFLOW_API_PORT",
+    )
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 
@@ -97,6 +203,56 @@ class Settings(BaseSettings):
         if (self.temporal_tls_client_cert is None) != (self.temporal_tls_client_key is None):
             raise ValueError("set TEMPORAL_TLS_CLIENT_CERT and TEMPORAL_TLS_CLIENT_KEY together (mutual TLS needs both)")
         return self
+
+    @model_validator(mode="after")
+    def _api_key_only_over_tls(self) -> Settings:
+        if self.temporal_api_key is not None and not self.temporal_uses_tls:
+            raise ValueError("TEMPORAL_API_KEY would be sent in clear: set TEMPORAL_TLS=true (or a TLS file) with it")
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_are_signed_safely(self) -> Settings:
+        if self.token_algorithm == "HS256":
+            secret = self.jwt_secret.get_secret_value().encode() if self.jwt_secret else b""
+            if len(secret) < 32:
+                raise ValueError("DISPUTEFLOW_TOKEN_ALGORITHM=HS256 needs DISPUTEFLOW_JWT_SECRET of at least 32 bytes")
+        elif self.jwt_secret is not None:
+            raise ValueError("DISPUTEFLOW_JWT_SECRET is set but tokens are EdDSA: unset it, or set "
+                             "DISPUTEFLOW_TOKEN_ALGORITHM=HS256 to use a shared key on purpose")
+        if self.token_ttl_hours > self.token_max_ttl_hours:
+            raise ValueError(f"DISPUTEFLOW_TOKEN_TTL_HOURS ({self.token_ttl_hours:g}) is over "
+                             f"DISPUTEFLOW_TOKEN_MAX_TTL_HOURS ({self.token_max_ttl_hours:g})")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_is_private_and_signed(self) -> Settings:
+        if self.notify_webhook_url is None:
+            return self
+        check_webhook_url(str(self.notify_webhook_url))
+        if self.notify_webhook_secret is None:
+            raise ValueError("DISPUTEFLOW_NOTIFY_WEBHOOK_URL needs DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET: every delivery "
+                             "is signed (Standard Webhooks)")
+        if len(webhook_key_bytes(self.notify_webhook_secret.get_secret_value())) < MIN_WEBHOOK_KEY_BYTES:
+            raise ValueError(f"DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_KEY_BYTES} bytes")
+        return self
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url is not None:
+            return str(self.public_url).rstrip("/")
+        host = self.api_host if self.api_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return self.temporal_tls or any(v is not None for v in (
+            self.temporal_tls_server_ca, self.temporal_tls_client_cert, self.temporal_tls_server_name))
+
+    @property
+    def effective_codec_cors_origins(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [origin.strip().rstrip("/") for origin in self.codec_cors_origins.split(",") if origin.strip()]
+        return [f"http://127.0.0.1:{self.temporal_ui_port}", f"http://localhost:{self.temporal_ui_port}"]
 
     @property
     def embedded_temporal(self) -> bool:
@@ -113,27 +269,6 @@ class Settings(BaseSettings):
     @property
     def temporal_db_file(self) -> Path:
         return self.data_dir / "temporal.db"
-
-    def signing_key(self) -> str:
-        """The token signing key: configured, or generated once and kept in the data folder."""
-        if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
-        path = self.data_dir / "jwt-secret"
-        if not path.exists():
-            # Two processes may start together (make run starts the API and the worker): write
-            # to a private temporary file and link it into place, so exactly one key wins and
-            # nobody reads a half-written file.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".jwt-secret.{secrets.token_hex(8)}")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-        return path.read_text().strip()
 
 
 @lru_cache

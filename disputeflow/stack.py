@@ -3,7 +3,8 @@
 Starts, in this order, the Temporal dev server (unless TEMPORAL_ADDRESS names a cluster), the
 worker and the API, each in its own process group with the same environment. Ctrl-C or SIGTERM
 stops them in reverse order (API, worker, dev server): SIGTERM, then SIGKILL after a grace period
-(a second Ctrl-C skips the wait). If one of them dies, the others are stopped and the exit code
+(the worker's is longer: its activities may run to the end, see `worker_grace_seconds`; a second
+Ctrl-C skips the wait). If one of them dies, the others are stopped and the exit code
 is non-zero. Everything persists in the data folder, so the next run carries on where this one
 stopped.
 """
@@ -28,6 +29,9 @@ from disputeflow.settings import Settings, get_settings
 from disputeflow.temporal import connect, search_attribute_flags
 
 GRACE_SECONDS = 10.0
+STOP_NOTICE_AFTER_SECONDS = 2.0
+# After its activities' grace period the worker cancels what still runs and reports it: allow that.
+WORKER_STOP_MARGIN_SECONDS = 10.0
 TEMPORAL_START_TIMEOUT_SECONDS = 30.0
 API_START_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 0.1
@@ -40,8 +44,9 @@ class StackError(Exception):
 class Child:
     """One process of the stack, the leader of its own process group."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], grace: float = GRACE_SECONDS) -> None:
         self.name = name
+        self.grace = grace  # how long it may take to stop after SIGTERM before it is killed
         self.process = subprocess.Popen(argv, env=env, start_new_session=True)
 
     @property
@@ -112,8 +117,21 @@ def temporal_dev_server_argv(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        # The Web UI decrypts payloads through the API's codec endpoint (auditors and supervisors).
+        "--ui-codec-endpoint",
+        codec_endpoint(settings),
         *search_attribute_flags(),
     ]
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec endpoint as a browser on this machine reaches it."""
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}/codec"
 
 
 def port_accepts(host: str, port: int) -> bool:
@@ -133,6 +151,12 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def worker_grace_seconds(settings: Settings) -> float:
+    """How long the stack waits for the worker after SIGTERM: the activities' grace period
+    (DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS), then time to cancel the rest and report it."""
+    return max(GRACE_SECONDS, settings.worker_shutdown_grace_seconds + WORKER_STOP_MARGIN_SECONDS)
 
 
 def _client_host(host: str) -> str:
@@ -195,7 +219,8 @@ class Stack:
         if not worker_script.exists():
             raise StackError(f"worker.py not found in {Path.cwd()}: run from the project root (`make run` does)")
         self._check_ports_free()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.data_dir.exists():  # the cases' data and keys: the owner's alone
+            settings.data_dir.mkdir(mode=0o700, parents=True)
         env = child_environment(settings)
 
         if settings.embedded_temporal:
@@ -208,7 +233,7 @@ class Stack:
             )
             if self.stop_requested:
                 return
-        self._spawn("the worker", [sys.executable, str(worker_script)], env)
+        self._spawn("the worker", [sys.executable, str(worker_script)], env, grace=worker_grace_seconds(settings))
         self._spawn(
             "the API",
             [
@@ -235,8 +260,8 @@ class Stack:
             if not port_is_free(host, port):
                 raise StackError(f"port {port} ({what}) is already in use on {host}: stop what holds it, or set {var}")
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
-        child = Child(name, argv, env)
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], grace: float = GRACE_SECONDS) -> Child:
+        child = Child(name, argv, env, grace)
         self.children.append(child)
         return child
 
@@ -268,12 +293,17 @@ class Stack:
         for child in reversed(self.children):
             if child.exited() is None:
                 child.signal_group(signal.SIGTERM)
-                grace_until = time.monotonic() + GRACE_SECONDS
-                while child.exited() is None and time.monotonic() < grace_until and not self.kill_now:
+                signalled = time.monotonic()
+                told = False
+                while child.exited() is None and time.monotonic() < signalled + child.grace and not self.kill_now:
+                    if not told and time.monotonic() - signalled > STOP_NOTICE_AFTER_SECONDS:
+                        told = True  # say why nothing seems to happen (the worker finishing its activities)
+                        print(f"disputeflow: waiting up to {child.grace:g} s for {child.name} to stop"
+                              " (Ctrl-C again to stop at once)")
                     time.sleep(POLL_SECONDS)
                 if child.exited() is None:
                     if not self.kill_now:
-                        print(f"disputeflow: {child.name} did not stop within {GRACE_SECONDS:g} s; killing it")
+                        print(f"disputeflow: {child.name} did not stop within {child.grace:g} s; killing it")
                     child.signal_group(signal.SIGKILL)
                 child.process.wait()
             # Anything the leader left behind in its group goes too: no orphans.

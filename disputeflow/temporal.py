@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RetryConfig, TLSConfig
 
+from disputeflow.codec import EncryptionCodec, codec_for
 from disputeflow.settings import Settings
 
 # Custom search attributes, registered with the dev server by `make run` and upserted by the
@@ -49,12 +55,49 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
+class EncryptedFailureConverter(DefaultFailureConverterWithEncodedAttributes):
+    """Failures' message and stack trace travel in `encoded_attributes`, a payload the codec
+    encrypts (an exception's text may quote what it failed on, a caller's data among it).
+
+    Each is cut to a size Temporal keeps: the server replaces a pending activity's last failure
+    that is too large by "Failure exceeds size limit", which would leave operators nothing to read.
+    The message keeps its beginning, the stack trace its end (the frames nearest the error)."""
+
+    MESSAGE_CHARS = 1000
+    STACK_TRACE_CHARS = 1500
+
+    def to_failure(self, exception: BaseException, payload_converter: Any, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        if not failure.HasField("encoded_attributes"):
+            return
+        attributes = payload_converter.from_payloads([failure.encoded_attributes], None)[0]
+        message, trace = str(attributes.get("message") or ""), str(attributes.get("stack_trace") or "")
+        if len(message) <= self.MESSAGE_CHARS and len(trace) <= self.STACK_TRACE_CHARS:
+            return
+        if len(message) > self.MESSAGE_CHARS:
+            message = message[: self.MESSAGE_CHARS] + " [cut]"
+        if len(trace) > self.STACK_TRACE_CHARS:
+            trace = "[cut] " + trace[-self.STACK_TRACE_CHARS:]
+        failure.encoded_attributes.CopyFrom(
+            payload_converter.to_payloads([{"message": message, "stack_trace": trace}])[0])
+
+
+def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> DataConverter:
+    """The one data converter of every process (worker, API, CLI, replay): pydantic JSON, then every
+    payload encrypted with the payload keys (`disputeflow.codec`). Failures' messages and stack
+    traces go into an encrypted payload too (an exception's text may quote what it failed on).
+    Payloads and failures without the encryption (recorded before it) still decode. Raises
+    `PayloadKeyError` for unusable keys."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec or codec_for(settings),
+                               failure_converter_class=EncryptedFailureConverter)
+
+
 async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
     """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s)."""
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         retry_config=retry_config,

@@ -95,8 +95,9 @@ def test_json_column_round_trips_and_updates(engine: Engine) -> None:
 
 
 def test_intake_request_key_rejects_a_duplicate(engine: Engine) -> None:
-    def request(case_id: str) -> IntakeRequest:
-        return IntakeRequest(idempotency_key="k-1", case_id=case_id, fingerprint="f" * 64, created_at=OPENED)
+    def request(case_id: str, owner: str = "op-1") -> IntakeRequest:
+        return IntakeRequest(owner=owner, idempotency_key="k-1", case_id=case_id, fingerprint="f" * 64,
+                             created_at=OPENED)
 
     with Session(engine) as session:
         session.add(request("110101-20260214-0001"))
@@ -106,7 +107,9 @@ def test_intake_request_key_rejects_a_duplicate(engine: Engine) -> None:
         with pytest.raises(IntegrityError):
             session.commit()
     with Session(engine) as session:
-        assert session.get(IntakeRequest, "k-1").case_id == "110101-20260214-0001"
+        assert session.get(IntakeRequest, ("op-1", "k-1")).case_id == "110101-20260214-0001"
+        session.add(request("110101-20260214-0003", owner="op-2"))  # another user's key of that name
+        session.commit()
 
 
 def test_write_session_commits(engine: Engine) -> None:

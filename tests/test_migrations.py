@@ -33,14 +33,28 @@ def test_a_new_database_is_built_by_the_migrations_and_matches_the_models(bare: 
         assert migrate.differences(conn) == []
 
 
+def _described(differences: list) -> set[tuple[str, str]]:
+    """(operation, name of the column or index) of each difference."""
+    return {(d[0], d[3].name if d[0].endswith("_column") else d[1].name) for d in differences}
+
+
 def test_a_model_change_without_its_migration_is_caught(bare: Engine) -> None:
-    """What the test above guards against: the newest migration undone, the models ahead of it."""
+    """What the test above guards against: the newest migrations undone, the models ahead of them."""
     create_schema(bare)
+    with bare.begin() as conn:
+        migrate.downgrade(conn, "0002")
+    with bare.connect() as conn:
+        assert migrate.current(conn) == "0002"
+        found = {(d[0], d[-1].name) for d in migrate.differences(conn) if isinstance(d, tuple)}
+        assert {("add_table", "compliance_counts"), ("add_column", "caller_phone_digits"),
+                ("add_index", "ix_clocks_open_unbreached_due"), ("add_index", "ix_case_tasks_open_assignee"),
+                ("add_column", "owner"), ("add_index", "ix_intake_requests_created_at")} <= found
     with bare.begin() as conn:
         migrate.downgrade(conn, "0001")
     with bare.connect() as conn:
         assert migrate.current(conn) == "0001"
-        assert [(d[0], d[3].name) for d in migrate.differences(conn)] == [("add_column", "ended_at")]
+        assert ("add_column", "ended_at") in {(d[0], d[-1].name) for d in migrate.differences(conn)
+                                              if isinstance(d, tuple)}
     create_schema(bare)  # and the next start brings it back to head
     with bare.connect() as conn:
         assert migrate.current(conn) == migrate.head() and migrate.differences(conn) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -28,7 +29,7 @@ from disputeflow.settings import Settings
 from tests.conftest import free_port
 from worker import notification_sender
 
-SECRET = "webhook-test-secret"
+SECRET = "whsec_" + base64.b64encode(b"webhook-test-key-of-32-bytes-xxx").decode()
 T0 = datetime(2026, 11, 30, 9, tzinfo=timezone.utc)
 
 
@@ -116,19 +117,28 @@ def sent_at(engine: Engine) -> dict[str, datetime | None]:
 
 def test_delivers_in_order_signed_and_only_once(engine: Engine, receiver: Receiver) -> None:
     keys = add_messages(engine, 3)
-    sender = WebhookSender(engine, receiver.url, secret=SECRET)
+    sender = WebhookSender(engine, receiver.url, secret=SECRET, api_url="https://hotline.example/api",
+                           clock=lambda: 1_764_000_000.7)
     try:
         assert sender.deliver_all() == 3
         assert receiver.keys() == keys
         headers, body = receiver.received[0]
-        assert body["key"] == keys[0] and body["kind"] == "deadline_breached"
-        assert body["payload"]["clock"] == "调解期限" and body["recipient_role"] == "supervisor"
+        assert body["key"] == keys[0] and body["kind"] == "deadline_breached" and body["event_seq"] == 3
+        assert body["recipient_role"] == "supervisor"
+        assert "payload" not in body  # ids and links only: no free text leaves
+        case = keys[0].split(":")[0]
+        assert body["links"] == {"case": f"https://hotline.example/api/cases/{case}",
+                                 "notifications": f"https://hotline.example/api/me/notifications?case_id={case}"}
         with Session(engine) as session:
             first = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == keys[0])).one()
-        raw = webhook_body(first)
+        raw = webhook_body(first, "https://hotline.example/api")
         assert json.loads(raw) == body
-        expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-        assert headers["x-disputeflow-signature"] == expected
+        # Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")), key from whsec_<base64>
+        assert (headers["webhook-id"], headers["webhook-timestamp"]) == (keys[0], "1764000000")
+        key = base64.b64decode(SECRET.removeprefix("whsec_"))
+        mac = hmac.new(key, f"{keys[0]}.1764000000.".encode() + raw, hashlib.sha256).digest()
+        assert headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
+        assert "x-disputeflow-signature" not in headers
         assert all(at is not None for at in sent_at(engine).values())
         assert sender.deliver_all() == 0  # nothing sent twice
         assert len(receiver.received) == 3
@@ -147,7 +157,7 @@ def test_a_refusing_webhook_loses_nothing_and_keeps_the_order(engine: Engine, re
         receiver.status = 200
         assert sender.deliver_all() == 2
         assert receiver.keys() == keys
-        assert "x-disputeflow-signature" not in receiver.received[0][0]  # no secret, no signature
+        assert "webhook-signature" not in receiver.received[0][0]  # no secret, no signature
     finally:
         sender.close()
 
@@ -308,3 +318,69 @@ def test_a_notification_refused_for_good_is_parked_and_the_rest_go_on(
             assert parked(session) == [] and undelivered(session)[0] == 0
     finally:
         sender.close()
+
+
+def test_a_delivery_never_carries_the_notifications_text(engine: Engine, receiver: Receiver) -> None:
+    story = "工地拖欠三个月工资，包工头失联，电话13800138000"
+    with write_session(engine) as session:
+        session.add(OutboxMessage(
+            dedupe_key="370102-20261130-0001:1:emergency_registered", case_id="370102-20261130-0001",
+            kind="emergency_registered", recipient_role="supervisor", region_code="370102",
+            payload={"event_seq": 1, "summary": story, "reason": "张三说"}, created_at=T0))
+    sender = WebhookSender(engine, receiver.url, secret=SECRET)
+    try:
+        assert sender.deliver_all() == 1
+    finally:
+        sender.close()
+    sent = json.dumps(receiver.received[0][1], ensure_ascii=False)
+    assert "370102-20261130-0001" in sent
+    for text_ in (story, "13800138000", "张三"):
+        assert text_ not in sent
+
+
+@pytest.mark.parametrize("url", ["http://gateway.example/hook", "http://10.0.0.5/hook", "ftp://127.0.0.1/hook"])
+def test_a_webhook_off_this_machine_must_be_https(url: str, sqlite_engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be https|scheme should be 'http' or 'https'"):
+        Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=url, notify_webhook_secret=SECRET)
+    with pytest.raises(ValueError, match="must be https"):
+        WebhookSender(sqlite_engine, url, secret=SECRET)
+
+
+@pytest.mark.parametrize("url", ["https://gateway.example/hook", "http://127.0.0.1:9/hook",
+                                 "http://localhost:9/hook", "http://[::1]:9/hook"])
+def test_https_or_loopback_is_accepted(url: str, tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=url, notify_webhook_secret=SECRET)
+    assert settings.notify_webhook_url is not None
+
+
+def test_a_webhook_needs_a_long_enough_secret(tmp_path: Path) -> None:
+    url = "https://gateway.example/hook"
+    with pytest.raises(ValueError, match="needs DISPUTEFLOW_NOTIFY_WEBHOOK_SECRET"):
+        Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=url)
+    for short in ("short-secret", "whsec_" + base64.b64encode(b"x" * 16).decode()):
+        with pytest.raises(ValueError, match="at least 24 bytes"):
+            Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=url, notify_webhook_secret=short)
+    with pytest.raises(ValueError, match="base64"):
+        Settings(_env_file=None, data_dir=tmp_path, notify_webhook_url=url, notify_webhook_secret="whsec_***")
+
+
+def test_the_sqlite_files_and_their_folder_are_private(tmp_path: Path) -> None:
+    import stat
+
+    database = tmp_path / "new" / "disputeflow.db"
+    engine = make_engine(f"sqlite:///{database.as_posix()}")
+    try:
+        create_schema(engine)
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
+        assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+        for companion in database.parent.glob("disputeflow.db-*"):  # WAL and shared memory
+            assert stat.S_IMODE(companion.stat().st_mode) & 0o077 == 0, companion
+        sender = WebhookSender(engine, "http://127.0.0.1:9/hook")
+        try:
+            sender.deliver_all()
+        finally:
+            sender.close()
+        lock = database.parent / "disputeflow.db.sender.lock"
+        assert lock.exists() and stat.S_IMODE(lock.stat().st_mode) == 0o600
+    finally:
+        engine.dispose()

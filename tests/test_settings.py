@@ -41,7 +41,9 @@ def test_defaults_run_everything_embedded(env: pytest.MonkeyPatch) -> None:
     assert settings.effective_database_url == "sqlite:///var/disputeflow.db"
     assert settings.temporal_db_file == Path("var/temporal.db")
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
-    assert settings.jwt_secret is None
+    assert settings.jwt_secret is None and settings.token_algorithm == "EdDSA"
+    assert (settings.token_issuer, settings.token_audience) == ("disputeflow", "disputeflow-api")
+    assert settings.token_ttl_hours == settings.token_max_ttl_hours == 12
     assert settings.policy_file.is_file()
 
 
@@ -55,7 +57,8 @@ def test_environment_overrides(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "DATABASE_URL": "postgresql+psycopg://disputeflow:secret@db.internal:5432/disputeflow",
         "DISPUTEFLOW_DATA_DIR": str(tmp_path / "data"),
         "DISPUTEFLOW_POLICY_FILE": str(tmp_path / "policy.toml"),
-        "DISPUTEFLOW_JWT_SECRET": "s3cret",
+        "DISPUTEFLOW_TOKEN_ALGORITHM": "HS256",
+        "DISPUTEFLOW_JWT_SECRET": "s3cret-" + "k" * 32,
         "DISPUTEFLOW_TOKEN_TTL_HOURS": "8",
         "DISPUTEFLOW_MAX_BODY_BYTES": "1024",
         "DISPUTEFLOW_API_HOST": "0.0.0.0",
@@ -74,8 +77,7 @@ def test_environment_overrides(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.data_dir == tmp_path / "data"
     assert settings.temporal_db_file == tmp_path / "data" / "temporal.db"
     assert settings.policy_file == tmp_path / "policy.toml"
-    assert settings.signing_key() == "s3cret"
-    assert not (tmp_path / "data" / "jwt-secret").exists()
+    assert settings.token_algorithm == "HS256" and settings.jwt_secret.get_secret_value() == "s3cret-" + "k" * 32
     assert (settings.token_ttl_hours, settings.max_body_bytes) == (8, 1024)
     assert (settings.api_host, settings.api_port) == ("0.0.0.0", 9000)
 
@@ -93,11 +95,14 @@ def test_dev_port_moves_the_embedded_address(env: pytest.MonkeyPatch) -> None:
 
 
 def test_signing_key_is_generated_once_and_kept(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from disputeflow.token_keys import load_private_key, signer
+
     env.setenv("DISPUTEFLOW_DATA_DIR", str(tmp_path / "data"))
-    first = load().signing_key()
-    assert len(first) >= 32
-    key_file = tmp_path / "data" / "jwt-secret"
+    first = signer(load())
+    assert first.algorithm == "EdDSA"
+    key_file = tmp_path / "data" / "keys" / "token-signing-key.pem"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     # Another process (a fresh Settings) finds the same key: tokens survive a restart.
-    assert load().signing_key() == first
-    assert load().signing_key() == first
+    assert signer(load()).kid == first.kid
+    assert load_private_key(load()).public_key() == first.key.public_key()

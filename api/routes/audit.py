@@ -57,7 +57,8 @@ async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDe
     "/cases/{case_id}/history",
     summary="The raw workflow history (JSON export)",
     description="One run's history in the format of `temporal workflow show --output json` (loads with "
-                "`WorkflowHistory.from_json` and in the Temporal UI). Default: the latest run; `X-Case-Runs` "
+                "`WorkflowHistory.from_json` and in the Temporal UI), payloads encrypted as Temporal stores them "
+                "(the Web UI reads them through `/codec/decode`). Default: the latest run; `X-Case-Runs` "
                 "says how many there are.",
     response_class=Response,
     responses={200: {"content": {"application/json": {}}, "description": "The history document"}},
@@ -67,7 +68,9 @@ async def case_history(
     run: Annotated[int | None, Query(ge=1, le=10_000, description="Run number, 1 = first")] = None,
 ) -> Response:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
-    runs = await history.fetch_case_history(await temporal.client(), case_id)
+    # As Temporal keeps it, payloads encrypted: the export replays with the payload keys and reads in
+    # the Web UI through the codec endpoint; a copy handed over does not carry the caller's data in clear.
+    runs = await history.fetch_case_history(await temporal.client(), case_id, decode=False)
     if run is not None and run > len(runs):
         raise InvalidQuery("run", f"case {case_id} has {len(runs)} run(s)")
     chosen = runs[(run or len(runs)) - 1]

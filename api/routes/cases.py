@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import Body, Query, Response
@@ -10,12 +10,13 @@ from pydantic import ValidationError
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import CaseIdPath, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import InvalidQuery, error_responses
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
+from disputeflow.domain.text import single_line
 
 intake_router = router_for(Role.operator, Role.supervisor, tags=["intake"])
 router = router_for(*HUMAN_ROLES, tags=["cases"])
@@ -86,11 +87,13 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
     response: Response, actor: ActorDep, engine: EngineDep, session: SessionDep, temporal: TemporalDep,
-    settings: SettingsDep, pins: PolicyPinsDep, now: NowDep, idempotency_key: IdempotencyKey = None,
+    settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> CaseDetail:
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
-                                              now=now)
+                                              numbers=numbers, now=now,
+                                              key_ttl=timedelta(hours=settings.intake_key_ttl_hours))
     response.headers["Location"] = f"/cases/{case.case_id}"
     if not created:
         response.status_code = 200
@@ -104,7 +107,7 @@ def _normalised_phone(phone: str | None) -> str | None:
     try:
         return Caller.model_validate({"name": "-", "phone": phone}).phone
     except ValidationError:
-        raise InvalidQuery("phone", f"{phone!r} is not a valid phone number") from None
+        raise InvalidQuery("phone", "not a valid phone number (mobile: 11 digits; landline: area code + number)") from None
 
 
 @router.get(
@@ -127,15 +130,15 @@ def list_cases(
     urgency: Urgency | None = None,
     category: Category | None = None,
     dispute_type: DisputeType | None = None,
-    assignee: Annotated[str | None, Query(max_length=64, description="Mediator or lawyer id")] = None,
+    assignee: Annotated[single_line(max_length=64) | None, Query(description="Mediator or lawyer id")] = None,
     breached: Annotated[bool | None, Query(description="Cases with (or without) a missed deadline")] = None,
     opened_from: DayQuery = None,
     opened_to: DayQuery = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=100,
-                                   description="Text in the description or the caller's name", examples=["工资"])] = None,
-    phone: Annotated[str | None, Query(max_length=32, description="The caller's phone number, any usual form",
-                                       examples=["138 0013 8000"])] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[single_line(min_length=1, max_length=100) | None,
+                 Query(description="Text in the description or the caller's name", examples=["工资"])] = None,
+    phone: Annotated[single_line(max_length=32) | None,
+                     Query(description="The caller's phone number, any usual form", examples=["138 0013 8000"])] = None,
+    cursor: Annotated[single_line(max_length=200) | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:
     if actor.role is Role.mediator:

@@ -21,14 +21,17 @@ from disputeflow.db.reports import ClockRow, ComplianceRow
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.enums import Role, Stage
+from disputeflow.domain.text import single_line
 
 router = router_for(Role.supervisor, prefix="/supervision", tags=["supervisors"])
 
 MAX_PAGE = 500
 RegionQuery = Annotated[str | None, Query(pattern=REGION_PATTERN, examples=["370102"],
                                           description="A region inside yours (2, 4 or 6 digits); default: yours")]
-AssigneeQuery = Annotated[str | None, Query(max_length=64, description="Mediator id")]
-ClockQuery = Annotated[str | None, Query(max_length=64, description="Clock name", examples=["legal_aid_decision"])]
+# One line of clean text (disputeflow.domain.text): a NUL would reach PostgreSQL, which refuses it (a 500).
+AssigneeQuery = Annotated[single_line(max_length=64) | None, Query(description="Mediator id")]
+ClockQuery = Annotated[single_line(max_length=64) | None,
+                       Query(description="Clock name", examples=["legal_aid_decision"])]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
 DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]

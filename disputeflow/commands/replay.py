@@ -54,10 +54,22 @@ async def _client() -> Client:
     from disputeflow.temporal import connect
 
     settings = get_settings()
+    _data_converter()  # unusable payload keys are reported as such, not as Temporal being unreachable
     try:
         return await connect(settings)
     except Exception as error:  # noqa: BLE001 - any failure to connect means the same to the user
         raise _Unavailable(f"cannot reach Temporal at {settings.effective_temporal_address}: {error}") from None
+
+
+def _data_converter() -> Any:
+    from disputeflow.codec import PayloadKeyError
+    from disputeflow.settings import get_settings
+    from disputeflow.temporal import data_converter
+
+    try:
+        return data_converter(get_settings())
+    except PayloadKeyError as error:
+        raise _Unavailable(f"cannot read the payload keys: {error}") from None
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -94,7 +106,8 @@ async def _replay(args: argparse.Namespace) -> int:
         if not files:
             raise _Unavailable(f"no history files (*.json) in {args.dir}")
         labels.extend(f"{path.name}: " for path in files)
-        report = await history.replay_histories(list(files.values()), on_progress=progress)
+        report = await history.replay_histories(list(files.values()), on_progress=progress,
+                                                data_converter=_data_converter())
     elif args.all:
         report = await history.replay_all(await _client(), on_progress=progress)
     else:
@@ -135,7 +148,8 @@ def export_history(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     from disputeflow import history
 
-    runs = await history.fetch_case_history(await _client(), args.case)
+    # As the server keeps it: payloads encrypted (the replayer and the Web UI's codec endpoint read them).
+    runs = await history.fetch_case_history(await _client(), args.case, decode=False)
     if args.out is None:
         if len(runs) > 1:
             raise _Unavailable(f"case {args.case} has {len(runs)} runs (it continued as new), one JSON document "

@@ -1,9 +1,10 @@
-"""`disputeflow token`: print a bearer token for local use (signed with this machine's key)."""
+"""`disputeflow token`: print a bearer token (signed with the token signing key); `token-keys`: its public JWKS."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from disputeflow.cli import command
 from disputeflow.domain.enums import Role
@@ -22,8 +23,8 @@ def _hours(value: str) -> float:
         hours = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of hours: {value!r}") from None
-    if not 0 < hours <= 24 * 366:
-        raise argparse.ArgumentTypeError("hours must be more than 0 and at most a year")
+    if not 0 < hours:
+        raise argparse.ArgumentTypeError("hours must be more than 0")
     return hours
 
 
@@ -33,14 +34,40 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", required=True, type=_region,
                         help="the user's scope: 2, 4 or 6 digits of an administrative code, e.g. 3701")
     parser.add_argument("--name", help="display name")
-    parser.add_argument("--hours", type=_hours, help="lifetime (default: DISPUTEFLOW_TOKEN_TTL_HOURS, 12)")
+    parser.add_argument("--hours", type=_hours,
+                        help="lifetime (default: DISPUTEFLOW_TOKEN_TTL_HOURS, 12; at most DISPUTEFLOW_TOKEN_MAX_TTL_HOURS)")
 
 
-@command("token", "Print a bearer token for the API (local use: signed with this machine's key).", _configure)
+@command("token", "Print a bearer token for the API (signed with the token signing key).", _configure)
 def token(args: argparse.Namespace) -> int:
-    from api.auth import issue_token
+    from api.auth import TokenTooLong, issue_token
     from disputeflow.settings import get_settings
+    from disputeflow.token_keys import TokenKeyError
 
-    print(issue_token(get_settings(), user_id=args.user, role=args.role, region=args.region, name=args.name,
-                      hours=args.hours))
+    try:
+        print(issue_token(get_settings(), user_id=args.user, role=args.role, region=args.region, name=args.name,
+                          hours=args.hours))
+    except (TokenTooLong, TokenKeyError) as error:
+        print(f"disputeflow token: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+@command("token-keys", "Print the public JWKS of the token signing key (for DISPUTEFLOW_TOKEN_JWKS_FILE or a "
+         "JWKS URL on the API hosts).", lambda parser: None)
+def token_keys(args: argparse.Namespace) -> int:
+    import json
+
+    from disputeflow.settings import get_settings
+    from disputeflow.token_keys import TokenKeyError, public_jwks
+
+    settings = get_settings()
+    if settings.token_algorithm != "EdDSA":
+        print("disputeflow token-keys: tokens are HS256 here (a shared key has no public half)", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(public_jwks(settings), indent=1))
+    except TokenKeyError as error:
+        print(f"disputeflow token-keys: {error}", file=sys.stderr)
+        return 2
     return 0

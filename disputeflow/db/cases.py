@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 from disputeflow.contracts import Projection
 from disputeflow.db.audit import AuditEvent, append_events
 from disputeflow.domain.case import CaseEvent
-from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, OutboxMessage
+from disputeflow.db.models import (
+    CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, OutboxMessage, phone_digits,
+)
 
 
 def apply_projection(session: Session, p: Projection, *, now: datetime) -> int:
@@ -25,7 +27,8 @@ def apply_projection(session: Session, p: Projection, *, now: datetime) -> int:
             case_id=p.case_id, workflow_id=p.workflow_id, region_code=intake.region_code,
             channel=intake.channel.value, category=intake.category.value, dispute_type=intake.dispute_type.value,
             urgency=intake.urgency.value, special_groups=[g.value for g in intake.special_groups],
-            caller_name=intake.caller.name, caller_phone=intake.caller.phone, description=intake.description,
+            caller_name=intake.caller.name, caller_phone=intake.caller.phone,
+            caller_phone_digits=phone_digits(intake.caller.phone), description=intake.description,
             opened_at=p.opened_at, updated_at=p.updated_at, stage=p.stage.value, phase=p.phase,
             policy_version=p.policy_version,
         )

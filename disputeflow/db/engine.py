@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,17 +13,21 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from disputeflow.db import models  # noqa: F401  (registers the tables)
+from disputeflow.db import compliance  # noqa: F401  (keeps the compliance counters with every clock written)
 
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _private_file(Path(parsed.database))
+        # hide_parameters: a database error's text (logged, or an activity's failure in Temporal)
+        # must not quote the row it failed on, which may hold a caller's name or story.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -45,7 +51,18 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file 0600 (its folder 0700 when made here) before SQLite does, with the
+    process's umask; SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _enter_wal(cur: sqlite3.Cursor, patience: float = 30.0) -> None:
@@ -110,6 +127,63 @@ def write_session(engine: Engine) -> Iterator[Session]:
 def ping(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+class NotWritable(Exception):
+    """The database cannot take a write now; the message says why (no data in it)."""
+
+
+# The probe row: a case counter no region can have (region codes are digits), rolled back.
+_PROBE_INSERT = "INSERT INTO case_counters (region_code, day, last) VALUES ('health', :day, 0)"
+
+
+def probe_write(engine: Engine, *, lock_timeout: float = 0.5) -> None:
+    """Write one row in a transaction and roll it back: `NotWritable` if the database refuses it,
+    or if another writer holds the lock for longer than `lock_timeout` seconds (writes would wait
+    behind it). Nothing is left behind. SQLite: on a fresh connection to the file named by the
+    URL, never creating it, so a file moved or deleted from under the running processes shows
+    (their open connections would go on writing to the moved file)."""
+    day = secrets.token_hex(4)
+    if not is_sqlite(engine):
+        with engine.connect() as conn, conn.begin() as transaction:
+            # Bounded waits: for a lock (LOCK TABLE, a migration), and for the statement itself.
+            conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'"))
+            conn.execute(text(f"SET LOCAL statement_timeout = '{int(lock_timeout * 2000)}ms'"))
+            try:
+                conn.execute(text(_PROBE_INSERT), {"day": day})
+            except OperationalError as exc:
+                if "lock timeout" in str(exc.orig):
+                    raise NotWritable(f"another writer has held a lock for over {lock_timeout:g} s: "
+                                      "writes wait behind it") from None
+                raise
+            finally:
+                transaction.rollback()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin() as transaction:
+            conn.execute(text(_PROBE_INSERT), {"day": day})
+            transaction.rollback()
+        return
+    path = Path(database)
+    if not path.exists():
+        raise NotWritable(f"the database file {path} is missing (moved or deleted while in use)")
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=lock_timeout,
+                               isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise NotWritable(f"the database file {path} cannot be opened for writing: {exc}") from None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_PROBE_INSERT.replace(":day", "?"), (day,))
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise NotWritable(f"another writer has held the database's write lock for over {lock_timeout:g} s: "
+                              "writes wait behind it") from None
+        raise NotWritable(f"the database file {path} refuses a write: {exc}") from None
+    finally:
+        conn.close()
 
 
 @lru_cache(maxsize=8)

@@ -13,25 +13,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
+from sqlalchemy.engine import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from disputeflow.db.engine import write_session
 from disputeflow.db.models import CaseNumberCounter, IntakeRequest
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.intake import Intake
 
 
+DEFAULT_KEY_TTL = timedelta(hours=24)
+
+
 class IntakeKeyReused(Exception):
-    """An Idempotency-Key already used for a different intake."""
+    """An Idempotency-Key already used by the same user for a different intake.
+
+    The message names neither the key nor the case (`case_id` is kept for the caller's own use)."""
 
     def __init__(self, key: str, case_id: str) -> None:
         super().__init__(
-            f"Idempotency-Key {key!r} was already used to register case {case_id} with a different body; "
-            "send the same body to get that case back, or use a new key for a new case"
+            "this Idempotency-Key was already used with a different body; send the same body to repeat "
+            "that request, or use a new key for a new case"
         )
         self.key, self.case_id = key, case_id
 
@@ -53,34 +62,75 @@ def _insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
-    """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
-    day = now.astimezone(SHANGHAI).strftime("%Y%m%d")
+def _day(now: datetime) -> str:
+    return now.astimezone(SHANGHAI).strftime("%Y%m%d")
+
+
+def reserve_case_numbers(session: Session, *, region_code: str, day: str, count: int) -> range:
+    """Take the next `count` numbers of `region_code` on `day`, atomically."""
     stmt = (
         _insert(session)(CaseNumberCounter)
-        .values(region_code=region_code, day=day, last=1)
-        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": CaseNumberCounter.last + 1})
+        .values(region_code=region_code, day=day, last=count)
+        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": CaseNumberCounter.last + count})
         .returning(CaseNumberCounter.last)
     )
-    number = session.execute(stmt).scalar_one()
+    last = session.execute(stmt).scalar_one()
+    return range(last - count + 1, last + 1)
+
+
+def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
+    """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
+    day = _day(now)
+    (number,) = reserve_case_numbers(session, region_code=region_code, day=day, count=1)
     return f"{region_code}-{day}-{number:04d}"
 
 
-def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_code: str, now: datetime) -> IntakeClaim:
-    """The case this key stands for: a new case number the first time, the same one after.
+class CaseNumbers:
+    """Case numbers for intakes without an Idempotency-Key, handed out from blocks reserved in the
+    database: one write per `block` cases instead of one per case, so intake rarely waits for the
+    read model's writers (on SQLite they share one lock). Numbers stay unique; a block's unused
+    numbers are lost when the process stops (numbers are unique, not gapless), and with several API
+    processes each counts up within its own blocks."""
 
-    Raises `IntakeKeyReused` when the key was recorded with a different body.
+    def __init__(self, engine: Engine, *, block: int = 10) -> None:
+        self._engine, self._block = engine, block
+        self._reserved: dict[tuple[str, str], Iterator[int]] = {}
+        self._lock = threading.Lock()
+
+    def next(self, *, region_code: str, now: datetime) -> str:
+        key = (region_code, _day(now))
+        with self._lock:
+            number = next(self._reserved.get(key, iter(())), None)
+            if number is None:
+                with write_session(self._engine) as session:
+                    block = reserve_case_numbers(session, region_code=region_code, day=key[1], count=self._block)
+                self._reserved = {k: v for k, v in self._reserved.items() if k[1] == key[1]}  # forget past days
+                self._reserved[key] = iter(block)
+                number = next(self._reserved[key])
+        return f"{region_code}-{key[1]}-{number:04d}"
+
+
+def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_code: str, now: datetime,
+                     owner: str = "", ttl: timedelta = DEFAULT_KEY_TTL) -> IntakeClaim:
+    """The case this key of `owner` (the user id of who registers) stands for: a new case number
+    the first time, the same one after, until the key is older than `ttl`.
+
+    Keys are per owner: the same key from another user is another key. Expired keys (everyone's)
+    are deleted here first, which is cheap: `created_at` is indexed and each claim removes only
+    what expired since the last one. Raises `IntakeKeyReused` when the owner recorded the key with
+    a different body.
     """
-    existing = session.get(IntakeRequest, key)
+    delete_expired_intake_keys(session, now=now, ttl=ttl)
+    existing = session.get(IntakeRequest, (owner, key))
     if existing is None:
         case_id = next_case_id(session, region_code=region_code, now=now)
         session.execute(
             _insert(session)(IntakeRequest)
-            .values(idempotency_key=key, case_id=case_id, fingerprint=fingerprint, created_at=now)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .values(owner=owner, idempotency_key=key, case_id=case_id, fingerprint=fingerprint, created_at=now)
+            .on_conflict_do_nothing(index_elements=["owner", "idempotency_key"])
         )
         # A concurrent request with the same key may have won the insert: read what stands.
-        existing = session.get(IntakeRequest, key, populate_existing=True)
+        existing = session.get(IntakeRequest, (owner, key), populate_existing=True)
         assert existing is not None
         if existing.case_id == case_id:
             return IntakeClaim(case_id=case_id, created=True, registered_at=now)
@@ -94,6 +144,13 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def release_intake_key(session: Session, *, key: str, case_id: str) -> None:
+def delete_expired_intake_keys(session: Session, *, now: datetime, ttl: timedelta = DEFAULT_KEY_TTL) -> int:
+    """Delete every key older than `ttl`; how many went."""
+    result = session.execute(delete(IntakeRequest).where(IntakeRequest.created_at <= now - ttl))
+    return result.rowcount or 0
+
+
+def release_intake_key(session: Session, *, key: str, case_id: str, owner: str = "") -> None:
     """Forget a key whose case never started, so nothing half-created remains (its number stays used)."""
-    session.execute(delete(IntakeRequest).where(IntakeRequest.idempotency_key == key, IntakeRequest.case_id == case_id))
+    session.execute(delete(IntakeRequest).where(IntakeRequest.owner == owner, IntakeRequest.idempotency_key == key,
+                                                IntakeRequest.case_id == case_id))

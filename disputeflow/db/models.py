@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Date, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -30,6 +30,14 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def phone_digits(phone: str | None) -> str | None:
+    """The digits of an E.164 number as people type them: mainland numbers without +86, others without +."""
+    if not phone:
+        return None
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return digits[2:] if phone.startswith("+86") else digits
 
 
 def _utc_column(**kw: Any) -> Any:
@@ -67,8 +75,25 @@ class Lawyer(SQLModel, table=True):
 # -- Read model (projected by the workflow's activities) -------------------------------------
 
 
+# Conditions of partial indexes, written exactly as the queries write them (disputeflow.db.reports,
+# queries): SQLite uses a partial index only when the query repeats its condition term for term,
+# with literals, not bound parameters.
+OPEN_CLOCK = "status IN ('running', 'paused')"
+OPEN_TASK = "status = 'open'"
+
+
+def _partial(name: str, *columns: str, sqlite_where: str, postgresql_where: str | None = None) -> Index:
+    return Index(name, *columns, sqlite_where=text(sqlite_where), postgresql_where=text(postgresql_where or sqlite_where))
+
+
 class CaseRecord(SQLModel, table=True):
     __tablename__ = "cases"
+    __table_args__ = (
+        # Listings: newest first, keyset paging on (opened_at, case_id) (migration 0003).
+        Index("ix_cases_opened_at_case_id", "opened_at", "case_id"),
+        Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
+        Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
+    )
 
     case_id: str = Field(primary_key=True, max_length=40)
     workflow_id: str = Field(unique=True, max_length=64)
@@ -82,6 +107,9 @@ class CaseRecord(SQLModel, table=True):
     special_groups: list[str] = _json_column([])
     caller_name: str
     caller_phone: str
+    # The phone's digits as people type them, without +86 or the trunk 0 (mainland numbers) or the +
+    # (others): what ?q=<phone> searches by prefix (migration 0003); `phone_digits(caller_phone)`.
+    caller_phone_digits: str | None = Field(default=None, max_length=20)
     description: str = Field(sa_column=Column(Text, nullable=False))
     mediator_id: str | None = Field(default=None, index=True)
     lawyer_id: str | None = Field(default=None, index=True)
@@ -97,22 +125,41 @@ class CaseRecord(SQLModel, table=True):
 
 class CaseTaskRecord(SQLModel, table=True):
     __tablename__ = "case_tasks"
+    __table_args__ = (
+        # Inboxes (migration 0003): a person's open tasks, a role's open tasks in a region, by due time.
+        _partial("ix_case_tasks_open_assignee", "assignee_id", "due_at", "task_id", sqlite_where=OPEN_TASK),
+        _partial("ix_case_tasks_open_role", "assignee_role", "region_code", "due_at", "task_id",
+                 sqlite_where=OPEN_TASK),
+    )
 
     task_id: str = Field(primary_key=True, max_length=96)  # "{case_id}:{key}"
     case_id: str = Field(index=True, max_length=40)
     kind: str
     title: str
-    assignee_role: str = Field(index=True)
+    assignee_role: str  # not indexed alone (dropped in 0003): a handful of values
     assignee_id: str | None = Field(default=None, index=True)
     region_code: str = Field(index=True, max_length=6)
     due_at: datetime | None = _utc_column(nullable=True, index=True)
-    status: str = Field(default="open", index=True)  # open | done
+    # Not indexed alone (dropped in 0003): two values; without statistics SQLite's planner took it over
+    # the partial indexes of open tasks.
+    status: str = Field(default="open")  # open | done
     created_at: datetime = _utc_column(nullable=False)
     completed_at: datetime | None = _utc_column(nullable=True)
 
 
 class ClockRecord(SQLModel, table=True):
     __tablename__ = "clocks"
+    __table_args__ = (
+        # Supervisors' boards (migration 0003), soonest due first: open clocks not breached (at risk:
+        # due within the window), those of them with a warning fired, and breached clocks.
+        _partial("ix_clocks_open_unbreached_due", "due_at", "clock_id",
+                 sqlite_where=f"{OPEN_CLOCK} AND breached = 0", postgresql_where=f"{OPEN_CLOCK} AND NOT breached"),
+        _partial("ix_clocks_open_warned_due", "due_at", "clock_id",
+                 sqlite_where=f"{OPEN_CLOCK} AND breached = 0 AND warnings_fired > 0",
+                 postgresql_where=f"{OPEN_CLOCK} AND NOT breached AND warnings_fired > 0"),
+        _partial("ix_clocks_breached_due", "due_at", "clock_id", sqlite_where="breached = 1",
+                 postgresql_where="breached"),
+    )
 
     clock_id: str = Field(primary_key=True, max_length=96)  # "{case_id}:{clock instance id}"
     case_id: str = Field(index=True, max_length=40)
@@ -126,8 +173,10 @@ class ClockRecord(SQLModel, table=True):
     started_at: datetime = _utc_column(nullable=False, index=True)
     due_at: datetime = _utc_column(nullable=False, index=True)
     next_warning_at: datetime | None = _utc_column(nullable=True)
-    status: str = Field(index=True)  # running | paused | met | cancelled
-    breached: bool = Field(default=False, index=True)
+    # status and breached are not indexed alone (dropped in 0003): a few values each, and without
+    # statistics SQLite's planner took them over the partial indexes above.
+    status: str  # running | paused | met | cancelled
+    breached: bool = False
     breached_at: datetime | None = _utc_column(nullable=True)
     met_at: datetime | None = _utc_column(nullable=True)
     ended_at: datetime | None = _utc_column(nullable=True)  # met or cancelled: when (migration 0002)
@@ -135,6 +184,31 @@ class ClockRecord(SQLModel, table=True):
     paused_at: datetime | None = _utc_column(nullable=True)
     pause_reason: str | None = None
     policy_version: str
+
+
+class ComplianceCount(SQLModel, table=True):
+    """Compliance figures kept as counters: per period (a Shanghai day, ISO week or month of the clocks'
+    start), clock name and county, how many clocks started and where each stands. Maintained with every
+    write of a clock (`disputeflow.db.compliance`); read by `disputeflow.db.reports.compliance`."""
+
+    __tablename__ = "compliance_counts"
+    __table_args__ = (Index("ix_compliance_counts_kind_first_day", "kind", "first_day"),)
+
+    kind: str = Field(primary_key=True, max_length=5)  # day | week | month
+    period: str = Field(primary_key=True, max_length=10)  # 2026-11-05 | 2026-W45 | 2026-11
+    clock: str = Field(primary_key=True, max_length=64)
+    region_code: str = Field(primary_key=True, max_length=6)
+    first_day: date = Field(sa_column=Column(Date, nullable=False))
+    last_day: date = Field(sa_column=Column(Date, nullable=False))
+    week: str | None = Field(default=None, max_length=8)  # day rows: their ISO week and month, to fold
+    month: str | None = Field(default=None, max_length=7)  # days into the partial weeks and months of a range
+    started: int = 0
+    met_on_time: int = 0
+    met_late: int = 0
+    breached_open: int = 0
+    open_on_time: int = 0
+    cancelled: int = 0
+    cancelled_after_breach: int = 0
 
 
 class CaseEventRecord(SQLModel, table=True):
@@ -222,14 +296,19 @@ class AuditEntry(SQLModel, table=True):
 
 
 class IntakeRequest(SQLModel, table=True):
-    """An Idempotency-Key seen on POST /cases and the case it opened."""
+    """An Idempotency-Key seen on POST /cases, whose it is, and the case it opened.
+
+    Keys are per user (`owner`, the user id of who registered): the same key from someone else is
+    another key. A key lives `DISPUTEFLOW_INTAKE_KEY_TTL_HOURS` from `created_at`, then is deleted.
+    """
 
     __tablename__ = "intake_requests"
 
+    owner: str = Field(default="", primary_key=True, max_length=64)
     idempotency_key: str = Field(primary_key=True, max_length=200)
     case_id: str = Field(max_length=40)
     fingerprint: str = Field(max_length=64)  # SHA-256 of the request body
-    created_at: datetime = _utc_column(nullable=False)
+    created_at: datetime = _utc_column(nullable=False, index=True)
 
 
 class CaseNumberCounter(SQLModel, table=True):

@@ -13,6 +13,7 @@ in hand does so for everyone of that role, as with an alert.
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def _sole_sqlite_sender(engine: Engine) -> Iterator[bool]:
     if not database or database == ":memory:":
         yield True
         return
-    with open(f"{database}.sender.lock", "a") as lock_file:
+    with os.fdopen(os.open(f"{database}.sender.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

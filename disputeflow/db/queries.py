@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, literal_column, or_
 from sqlmodel import Session, select
 
 from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, Lawyer, Mediator
@@ -96,6 +97,40 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+PHONE_QUERY = re.compile(r"^\+?[0-9][0-9 ()\-]{5,30}$")
+MIN_PHONE_DIGITS = 7
+
+
+def phone_query(text: str) -> str | None:
+    """The phone digits to search for when a search text is a phone number (or the start of one):
+    7 digits or more, with only spaces, dashes and brackets besides; None for any other text.
+
+    Mainland numbers are matched without +86 / 0086 and without the trunk 0 of an area code, as
+    `models.phone_digits` stores them: "+86 138-0013-8000", "13800138000" and "1380013" all find
+    +8613800138000, "0531-8601 2348" finds +8653186012348."""
+    text = text.strip()
+    if not PHONE_QUERY.match(text):
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) < MIN_PHONE_DIGITS:
+        return None
+    if text.startswith("+"):
+        return digits[2:] if digits.startswith("86") else digits
+    if digits.startswith("0086"):
+        return digits[4:]
+    return digits[1:] if digits.startswith("0") else digits
+
+
+def _prefix_range(column, prefix: str) -> list:
+    """column starts with `prefix` (digits), as a range an ordinary B-tree index serves on both
+    databases (LIKE 'x%' does not: SQLite's LIKE is case-insensitive, PostgreSQL's collation not C)."""
+    conditions = [column >= prefix]
+    stripped = prefix.rstrip("9")
+    if stripped:
+        conditions.append(column < stripped[:-1] + str(int(stripped[-1]) + 1))
+    return conditions
+
+
 def _shanghai_midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=SHANGHAI)
 
@@ -126,7 +161,9 @@ def _case_conditions(f: CaseFilters) -> list:
         conditions.append(c.opened_at < _shanghai_midnight(f.opened_to + timedelta(days=1)))
     if f.caller_phone:
         conditions.append(c.caller_phone == f.caller_phone)
-    if f.text:
+    if f.text and (digits := phone_query(f.text)) is not None:
+        conditions.extend(_prefix_range(c.caller_phone_digits, digits))
+    elif f.text:
         pattern = like_pattern(f.text)
         conditions.append(or_(c.description.ilike(pattern, escape=LIKE_ESCAPE),
                               c.caller_name.ilike(pattern, escape=LIKE_ESCAPE)))
@@ -144,6 +181,8 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
     conditions = _scope_conditions(scope, CaseRecord.region_code, CaseRecord.mediator_id) + _case_conditions(filters)
     if cursor:
         opened_at, case_id = decode_cursor(cursor)
+        # opened_at <= x first: a range the (opened_at, case_id) index can seek to on its own.
+        conditions.append(CaseRecord.opened_at <= opened_at)
         conditions.append(or_(CaseRecord.opened_at < opened_at,
                               and_(CaseRecord.opened_at == opened_at, CaseRecord.case_id < case_id)))
     rows = list(session.exec(
@@ -204,16 +243,24 @@ def open_tasks(session: Session, *, assignee_id: str | None = None, role: str | 
     waiting for anyone in that role there.
     """
     t = CaseTaskRecord
-    conditions = [t.status == "open"]
+    conditions = [t.status == literal_column("'open'")]  # a literal: the partial indexes' own condition
     if assignee_id is not None:
         conditions.append(t.assignee_id == assignee_id)
     if role is not None:
         conditions.append(t.assignee_role == role)
-    if region_prefix:
-        conditions.append(t.region_code.startswith(region_prefix, autoescape=True))
+    if region_prefix and region_prefix.isdigit() and len(region_prefix) == 6:
+        conditions.append(t.region_code == region_prefix)  # a county: the inbox index gives due order
+    elif region_prefix:
+        # A range, not LIKE: the inbox index (role, region, due) seeks to it. Region codes are digits.
+        conditions.extend(_prefix_range(t.region_code, region_prefix) if region_prefix.isdigit()
+                          else [t.region_code.startswith(region_prefix, autoescape=True)])
     joined = select(t, CaseRecord).join(CaseRecord, CaseRecord.case_id == t.case_id).where(*conditions)
-    total = session.exec(select(func.count()).select_from(joined.subquery())).one()
-    rows = session.exec(
-        joined.order_by(t.due_at.is_(None), t.due_at, t.task_id).limit(max(1, min(limit, MAX_PAGE))).offset(offset)
-    )
+    # Counted on the tasks alone (the projection writes a task with its case, in one transaction):
+    # the index answers it without visiting a case row.
+    total = session.exec(select(func.count()).select_from(t).where(*conditions)).one()
+    if session.get_bind().dialect.name == "sqlite":  # NULLs sort first in SQLite: put them last by hand
+        order = (t.due_at.is_(None), t.due_at, t.task_id)
+    else:  # PostgreSQL's own order (ASC NULLS LAST): the inbox indexes can deliver rows in it
+        order = (t.due_at.asc().nulls_last(), t.task_id)
+    rows = session.exec(joined.order_by(*order).limit(max(1, min(limit, MAX_PAGE))).offset(offset))
     return InboxPage(items=[(task, case) for task, case in rows], total=total)

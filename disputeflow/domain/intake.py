@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from disputeflow.domain.enums import Category, Channel, DisputeType, SpecialGroup, Urgency
+from disputeflow.domain.text import SingleLine, multi_line, single_line
 
 # Province-level prefixes of the 6-digit administrative division codes (GB/T 2260).
 PROVINCE_PREFIXES = frozenset(
@@ -18,15 +17,13 @@ PROVINCE_PREFIXES = frozenset(
 
 MAX_DESCRIPTION_CHARS = 2000
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-
 
 class Caller(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, StringConstraints(max_length=50)] = Field(examples=["张三"])
-    phone: str = Field(description="Mainland number; stored in E.164 form", examples=["13800138000"])
-    id_number: str | None = Field(
+    name: single_line(min_length=1, max_length=50) = Field(examples=["张三"])
+    phone: SingleLine = Field(description="Mainland number; stored in E.164 form", examples=["13800138000"])
+    id_number: SingleLine | None = Field(
         default=None, description="Resident identity card number (checked digit verified)"
     )
 
@@ -66,11 +63,11 @@ class Intake(BaseModel):
     dispute_type: DisputeType = DisputeType.other
     urgency: Urgency = Urgency.normal
     special_groups: list[SpecialGroup] = Field(default_factory=list)
-    description: Annotated[Text, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] = Field(
+    description: multi_line(min_length=1, max_length=MAX_DESCRIPTION_CHARS) = Field(
         examples=["工地拖欠三个月工资，共计一万二千元，包工头失联。"]
     )
-    counterparty: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
-    transfer_order_id: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = Field(
+    counterparty: single_line(max_length=100) | None = None
+    transfer_order_id: single_line(max_length=64) | None = Field(
         default=None, description="The 12345 work order number, for transferred cases"
     )
 

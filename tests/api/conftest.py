@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -24,11 +23,12 @@ from disputeflow.db.engine import engine_for, write_session
 from disputeflow.db.models import CaseEventRecord, CaseRecord
 from disputeflow.db.reference import seed_reference
 from disputeflow.settings import DEFAULT_REFERENCE_FILE, Settings
-from disputeflow.temporal import register_search_attributes
+from disputeflow.temporal import data_converter, register_search_attributes
 from tests.conftest import installed_binary
 from tests.samples import WAGE_ARREARS_CALL
 from worker import build_worker
 
+# A shared key the API does not accept (its tokens are EdDSA, the key generated in the data folder).
 SIGNING_KEY = "api-tests-signing-key-not-secret-" + "0123456789abcdef" * 2
 
 # Who calls: (user id, role, region).
@@ -50,7 +50,7 @@ def settings_for(tmp_path: Path, temporal_address: str, task_queue: str) -> Sett
     return Settings(
         _env_file=None, temporal_address=temporal_address, temporal_namespace="default",
         temporal_task_queue=task_queue, data_dir=tmp_path,
-        database_url=f"sqlite:///{(tmp_path / 'disputeflow.db').as_posix()}", jwt_secret=SIGNING_KEY,
+        database_url=f"sqlite:///{(tmp_path / 'disputeflow.db').as_posix()}",
     )
 
 
@@ -115,12 +115,13 @@ class Stack:
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    settings = settings_for(tmp_path_factory.mktemp("api"), "set-below", f"api-{uuid.uuid4().hex[:8]}")
+    # The worker runs on the environment's client: with the payload keys the API uses, as in production.
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=installed_binary("temporal-test-server"), data_converter=pydantic_data_converter)
+        test_server_existing_path=installed_binary("temporal-test-server"), data_converter=data_converter(settings))
     try:
         await register_search_attributes(env.client, "default")
-        settings = settings_for(tmp_path_factory.mktemp("api"), env.client.service_client.config.target_host,
-                                f"api-{uuid.uuid4().hex[:8]}")
+        settings = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host})
         engine = engine_for(settings.effective_database_url)
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)

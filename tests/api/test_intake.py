@@ -78,7 +78,8 @@ async def test_same_key_different_body_is_refused(stack: Stack) -> None:
     first = await stack.http.post("/cases", json=intake_body(), headers=headers)
     response = await stack.http.post("/cases", json=intake_body(), headers=headers)
     assert response.status_code == 422
-    assert f"already used to register case {first.json()['case_id']} with a different body" in response.json()["detail"]
+    assert "already used with a different body" in response.json()["detail"]
+    assert first.json()["case_id"] not in response.text  # no case is named
     assert stack.count(IntakeRequest, IntakeRequest.idempotency_key == key) == 1
 
 
@@ -87,7 +88,7 @@ async def test_a_retry_after_a_crash_between_key_and_start_opens_the_recorded_ca
     key, body = f"intake-{uuid.uuid4()}", intake_body()
     with write_session(stack.engine) as session:
         claim = claim_intake_key(session, key=key, fingerprint=intake_fingerprint(Intake.model_validate(body)),
-                                 region_code="370102", now=datetime.now(timezone.utc))
+                                 region_code="370102", now=datetime.now(timezone.utc), owner=OPERATOR[0])
     response = await stack.http.post("/cases", json=body, headers=stack.auth(OPERATOR) | {"Idempotency-Key": key})
     assert response.status_code == 200, response.text  # the case the key stands for, not a new one
     assert response.json()["case_id"] == claim.case_id and response.json()["stage"] == "triage"

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from disputeflow.db import queries
 from disputeflow.db.engine import write_session
-from disputeflow.db.intake import IntakeKeyReused, claim_intake_key, next_case_id, release_intake_key
-from disputeflow.db.models import CaseRecord, CaseTaskRecord, IntakeRequest
+from disputeflow.db.intake import CaseNumbers, IntakeKeyReused, claim_intake_key, next_case_id, release_intake_key
+from disputeflow.db.models import CaseNumberCounter, CaseRecord, CaseTaskRecord, IntakeRequest
 from disputeflow.domain.calendar import SHANGHAI
 
 NOW = datetime(2026, 11, 30, 15, 59, tzinfo=timezone.utc)  # 23:59 in Shanghai
@@ -41,15 +41,16 @@ def test_claiming_a_key(engine: Engine) -> None:
     with write_session(engine) as session:
         again = claim_intake_key(session, key="k", fingerprint="a" * 64, region_code="370102", now=NOW)
     assert first.created and not again.created and again.case_id == first.case_id
-    with pytest.raises(IntakeKeyReused, match=first.case_id), write_session(engine) as session:
+    with pytest.raises(IntakeKeyReused, match="different body") as refused, write_session(engine) as session:
         claim_intake_key(session, key="k", fingerprint="b" * 64, region_code="370102", now=NOW)
+    assert refused.value.case_id == first.case_id and first.case_id not in str(refused.value)
     with write_session(engine) as session:
         release_intake_key(session, key="k", case_id="some-other-case")  # not its case: kept
     with write_session(engine) as session:
-        assert session.get(IntakeRequest, "k") is not None
+        assert session.get(IntakeRequest, ("", "k")) is not None
         release_intake_key(session, key="k", case_id=first.case_id)
     with Session(engine) as session:
-        assert session.get(IntakeRequest, "k") is None
+        assert session.get(IntakeRequest, ("", "k")) is None
 
 
 def test_concurrent_claims_of_one_key_agree(engine: Engine) -> None:
@@ -131,3 +132,16 @@ def test_open_tasks_soonest_due_first(engine: Engine) -> None:
         assert [t.task_id for t, _ in page.items] == ["A:1"] and page.total == 3
         ops = queries.open_tasks(session, role="operator", region_prefix="3701")
         assert [(t.task_id, c.case_id) for t, c in ops.items] == [("A:5", "A")]
+
+
+def test_case_numbers_from_reserved_blocks_are_unique_in_order_and_write_once_per_block(engine: Engine) -> None:
+    first, second = CaseNumbers(engine, block=4), CaseNumbers(engine, block=4)  # two API processes
+    mine = [first.next(region_code="370102", now=NOW) for _ in range(4)]
+    theirs = [second.next(region_code="370102", now=NOW) for _ in range(2)]
+    mine.append(first.next(region_code="370102", now=NOW))
+    day = NOW.astimezone(SHANGHAI).strftime("%Y%m%d")
+    assert mine == [f"370102-{day}-{n:04d}" for n in (1, 2, 3, 4, 9)]  # 5-8 went to the second process
+    assert theirs == [f"370102-{day}-{n:04d}" for n in (5, 6)]
+    with Session(engine) as session:
+        (counter,) = session.exec(select(CaseNumberCounter).where(CaseNumberCounter.region_code == "370102")).all()
+    assert counter.last == 12  # three blocks reserved: three writes for seven numbers

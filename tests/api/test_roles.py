@@ -36,6 +36,8 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/cases/{case_id}/audit"): {S, A},
     ("GET", "/cases/{case_id}/audit/check"): {S, A},
     ("GET", "/audit/verify"): {A},
+    ("POST", "/codec/decode"): {S, A},
+    ("POST", "/codec/encode"): {S, A},
 } | {
     ("POST", f"/cases/{{case_id}}/actions/{kind}"): {role.value for role in RULES[kind][1]}
     for kind in COMMAND_TYPES

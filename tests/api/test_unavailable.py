@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -19,7 +18,7 @@ from disputeflow.db.engine import engine_for, write_session
 from disputeflow.db.models import CaseNumberCounter, CaseRecord, IntakeRequest
 from disputeflow.db.reference import seed_reference
 from disputeflow.settings import DEFAULT_REFERENCE_FILE
-from disputeflow.temporal import SEARCH_ATTRIBUTES
+from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from tests.api.conftest import OPERATOR, SUPERVISOR, Stack, intake_body, settings_for
 from tests.conftest import free_port, installed_binary
 from worker import build_worker
@@ -32,10 +31,11 @@ def _assert_unavailable(response: httpx.Response) -> None:
 
 
 async def test_503_and_nothing_half_created_when_temporal_stops(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "set-below", f"down-{uuid.uuid4().hex[:6]}")
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=installed_binary("temporal"), search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter, dev_server_extra_args=["--headless"])
-    settings = settings_for(tmp_path, env.client.service_client.config.target_host, f"down-{uuid.uuid4().hex[:6]}")
+        data_converter=data_converter(settings), dev_server_extra_args=["--headless"])
+    settings = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host})
     engine = engine_for(settings.effective_database_url)
     with write_session(engine) as session:
         seed_reference(session, DEFAULT_REFERENCE_FILE)

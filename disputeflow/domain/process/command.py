@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from disputeflow.domain.calendar import BusinessCalendar
 from disputeflow.domain.enums import Role, Stage
+from disputeflow.domain.text import multi_line, single_line
 
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Ident = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Free text (see disputeflow.domain.text): NFC, no NUL, control or bidi-override characters; notes
+# and reasons may span lines, ids may not.
+Note = multi_line(max_length=2000)
+Reason = multi_line(min_length=1, max_length=2000)
+Ident = single_line(min_length=1, max_length=64)
 
 OPEN_STAGES = frozenset(Stage) - {Stage.closed}
 STAFF = frozenset({Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor})

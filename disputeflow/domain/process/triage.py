@@ -11,6 +11,7 @@ from disputeflow.domain.case import CaseState
 from disputeflow.domain.enums import FinalOutcome, ReferralBody, Role, Stage
 from disputeflow.domain.process import changes as c
 from disputeflow.domain.process.command import Change, Command, Effects, Note, Reason, note, words
+from disputeflow.domain.text import single_line
 
 OPERATORS = frozenset({Role.operator, Role.supervisor})
 
@@ -34,7 +35,7 @@ class AnswerConsultation(Command):
 class Refer(Command):
     type: Literal["refer"] = "refer"
     body: ReferralBody
-    organisation: Reason = Field(description="The receiving body, e.g. 历下区劳动人事争议仲裁院")
+    organisation: single_line(min_length=1, max_length=200) = Field(description="The receiving body, e.g. 历下区劳动人事争议仲裁院")
     note: Note = ""
 
     stages, roles, what = frozenset({Stage.triage}), OPERATORS, "refer a case to another body"

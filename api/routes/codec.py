@@ -1,0 +1,108 @@
+"""The codec endpoint: the Temporal Web UI (and `temporal --codec-endpoint`) decrypts payloads here.
+
+Temporal stores every payload encrypted (`disputeflow.codec`); an auditor reading a case's history
+in the Web UI sees it in clear only through this endpoint, with a bearer token of an auditor or a
+supervisor. It speaks Temporal's remote codec protocol:
+
+    POST /codec/decode   {"payloads": [{"metadata": {"encoding": "<base64>", ...}, "data": "<base64>"}]}
+    POST /codec/encode   the same shape; answers the payloads encoded
+
+Point the UI at it: `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8000/codec` (what
+`make run` does), or `codec.endpoint` in a UI's configuration, with `codec.passAccessToken: true` so
+that the UI sends its user's `Authorization` header. Browsers call it across origins: CORS admits the
+Web UI's origins (`DISPUTEFLOW_CODEC_CORS_ORIGINS`) on `/codec/*` only.
+
+A payload without the encryption marker comes back unchanged; one that cannot be decrypted is 400,
+naming the key id and never the payload.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+from temporalio.api.common.v1 import Payloads
+
+from api.auth import router_for
+from api.errors import ApiError, error_responses
+from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, codec_for
+from disputeflow.domain.enums import Role
+
+CODEC_ROLES = (Role.auditor, Role.supervisor)
+router = router_for(*CODEC_ROLES, prefix="/codec", tags=["auditors"], responses=error_responses(400))
+
+
+class CodecPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, str] = Field(default_factory=dict, description="Each value base64")
+    data: str = Field(default="", description="base64")
+
+
+class CodecPayloads(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    payloads: list[CodecPayload] = Field(max_length=1000)
+
+
+class PayloadUndecryptable(ApiError):
+    status_code = 400
+
+
+def _codec(request: Request) -> EncryptionCodec:
+    state = request.app.state
+    if getattr(state, "payload_codec", None) is None:  # read (or generated) once per process
+        state.payload_codec = codec_for(state.settings)
+    return state.payload_codec
+
+
+def _parse(body: CodecPayloads) -> Payloads:
+    try:
+        return json_format.ParseDict(body.model_dump(), Payloads(), ignore_unknown_fields=True)
+    except json_format.ParseError:
+        raise PayloadUndecryptable("payloads must carry base64 metadata values and data") from None
+
+
+def _answer(payloads: list[Any]) -> dict[str, Any]:
+    return json_format.MessageToDict(Payloads(payloads=payloads))
+
+
+@router.post("/decode", summary="Decrypt payloads (Temporal remote codec)",
+             description="For the Temporal Web UI: the payloads as Temporal stores them in, decrypted out. "
+                         "Auditors and supervisors only.")
+async def decode(body: CodecPayloads, request: Request) -> dict[str, Any]:
+    try:
+        return _answer(_codec(request).decode_sync(_parse(body).payloads))
+    except PayloadDecryptionError as error:
+        raise PayloadUndecryptable(str(error)) from None
+
+
+@router.post("/encode", summary="Encrypt payloads (Temporal remote codec)",
+             description="For the Temporal Web UI (input it sends to a workflow): payloads in, encrypted with "
+                         "the newest payload key out.")
+async def encode(body: CodecPayloads, request: Request) -> dict[str, Any]:
+    return _answer(_codec(request).encode_sync(_parse(body).payloads))
+
+
+class CodecCORS:
+    """CORS for the Web UI's origins on `/codec/*` only; every other path is served without it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors: CORSMiddleware | None = None  # the origins come from the settings the lifespan read
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/codec/"):
+            if self.cors is None:
+                origins = scope["app"].state.settings.effective_codec_cors_origins
+                self.cors = CORSMiddleware(
+                    self.app, allow_origins=origins, allow_methods=["POST"], allow_credentials=True,
+                    allow_headers=["authorization", "content-type", "x-namespace"], max_age=600,
+                )
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,218 @@
+"""Encryption of every payload Temporal stores: AES-256-GCM, several keys for rotation.
+
+The case workflow's input, its activities' inputs and results, update requests and results and the
+state carried over continue-as-new hold the caller's name, phone, identity number and story. The
+data converter of every process (`disputeflow.temporal.data_converter`) runs them through
+`EncryptionCodec`, so Temporal's database, its history API, `temporal workflow show` and the Web UI
+only ever see ciphertext. Search attributes are not payloads the codec sees (the server must read
+them): they carry stage, region, urgency and breached only.
+
+An encrypted payload is
+
+    metadata  encoding = "binary/encrypted", encryption-key-id = <id of the key>
+    data      12-byte random nonce || AES-256-GCM(key, nonce, the whole original Payload proto,
+                                                  associated data = the key id)
+
+Keys: encrypt with the newest, decrypt with any known one; to rotate, add a key (it becomes the
+newest) and keep the old ones as long as histories encrypted with them are kept. Where they come
+from: `DISPUTEFLOW_PAYLOAD_KEYS` (`id:base64key,...`, newest last), else the key file
+`DISPUTEFLOW_PAYLOAD_KEY_FILE`, else (the dev default) `$DISPUTEFLOW_DATA_DIR/keys/payload-keys.json`,
+generated on first use (0600, in a 0700 folder). `disputeflow payload-key add` adds a key to the file.
+
+**Payloads without the encryption marker decode as they are.** Histories recorded before
+encryption (the committed `tests/histories/*.json`, which CI replays, and cases started before the
+upgrade) keep replaying and reading; a payload that carries the marker but cannot be decrypted
+(unknown key id, wrong key, altered bytes) is an error that says so, never garbage.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
+
+from disputeflow.keyfiles import KEYS_FOLDER, read_or_create, write_private
+
+if TYPE_CHECKING:
+    from disputeflow.settings import Settings
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE_BYTES = 12
+KEY_BYTES = 32
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PAYLOAD_KEY_FILE = "payload-keys.json"
+
+
+class PayloadKeyError(ValueError):
+    """The configured keys are unusable (bad length, bad id, duplicate, unreadable file)."""
+
+
+class PayloadDecryptionError(Exception):
+    """A payload carries the encryption marker but cannot be decrypted with the keys at hand."""
+
+
+@dataclass(frozen=True)
+class PayloadKey:
+    id: str
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        if not KEY_ID_PATTERN.fullmatch(self.id):
+            raise PayloadKeyError(f"payload key id {self.id!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        if len(self.secret) != KEY_BYTES:
+            raise PayloadKeyError(f"payload key {self.id!r}: an AES-256 key is {KEY_BYTES} bytes, "
+                                  f"got {len(self.secret)}")
+
+    def __repr__(self) -> str:  # never the secret, not even in a traceback
+        return f"PayloadKey(id={self.id!r})"
+
+
+def new_key(now: datetime | None = None) -> PayloadKey:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+    return PayloadKey(id=f"k{stamp}-{os.urandom(3).hex()}", secret=AESGCM.generate_key(bit_length=256))
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over whole payloads; `keys` oldest first, the last one encrypts."""
+
+    def __init__(self, keys: Sequence[PayloadKey]) -> None:
+        ids = [key.id for key in keys]
+        if len(set(ids)) != len(ids):
+            raise PayloadKeyError(f"payload key ids must be unique, got {', '.join(ids)}")
+        self.keys = list(keys)
+        self._ciphers = {key.id: AESGCM(key.secret) for key in keys}
+        self.current = keys[-1] if keys else None
+
+    # The SDK's interface is async; AES-GCM is fast and CPU-bound, so the work is done inline.
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return self.encode_sync(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return self.decode_sync(payloads)
+
+    def encode_sync(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if self.current is None:
+            raise PayloadKeyError("no payload key to encrypt with")
+        key_id = self.current.id.encode()
+        cipher = self._ciphers[self.current.id]
+        encoded = []
+        for payload in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            data = nonce + cipher.encrypt(nonce, payload.SerializeToString(), key_id)
+            encoded.append(Payload(metadata={"encoding": ENCODING, KEY_ID: key_id}, data=data))
+        return encoded
+
+    def decode_sync(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.decode_one(payload) for payload in payloads]
+
+    def decode_one(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            # No marker: written before payloads were encrypted (old cases, the committed test
+            # histories). Passed through unchanged, so they keep replaying and reading.
+            return payload
+        key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            known = ", ".join(key.id for key in self.keys) or "none"
+            raise PayloadDecryptionError(
+                f"a payload is encrypted with key {key_id!r}, which is not among the configured payload keys "
+                f"(known: {known}); add it to DISPUTEFLOW_PAYLOAD_KEYS or the key file")
+        data = payload.data
+        try:
+            plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], key_id.encode())
+        except InvalidTag:
+            raise PayloadDecryptionError(
+                f"a payload encrypted with key {key_id!r} does not decrypt: the configured key of that id is "
+                "not the one it was encrypted with, or the payload was altered") from None
+        decoded = Payload()
+        decoded.ParseFromString(plain)
+        return decoded
+
+
+def is_encrypted(payload: Payload) -> bool:
+    return payload.metadata.get("encoding") == ENCODING
+
+
+# -- Where the keys come from ---------------------------------------------------------------------
+
+
+def parse_key_list(text: str) -> list[PayloadKey]:
+    """`id:base64key,id:base64key` (newest last), as in DISPUTEFLOW_PAYLOAD_KEYS."""
+    keys = []
+    for index, item in enumerate(part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key_id, sep, encoded = item.partition(":")
+        if not sep:
+            raise PayloadKeyError(f"DISPUTEFLOW_PAYLOAD_KEYS item {index + 1}: write id:base64key")
+        keys.append(PayloadKey(key_id.strip(), _b64(encoded.strip(), key_id)))
+    if not keys:
+        raise PayloadKeyError("DISPUTEFLOW_PAYLOAD_KEYS is set but holds no key")
+    return keys
+
+
+def _b64(text: str, key_id: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise PayloadKeyError(f"payload key {key_id!r}: not base64") from None
+
+
+def read_key_file(path: Path) -> list[PayloadKey]:
+    """A key file: `{"keys": [{"id": ..., "key": <base64>, "created": ...}, ...]}`, newest last."""
+    try:
+        document = json.loads(path.read_bytes())
+        return [PayloadKey(str(item["id"]), _b64(str(item["key"]), str(item["id"]))) for item in document["keys"]]
+    except OSError as error:
+        raise PayloadKeyError(f"payload key file {path}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        if isinstance(error, PayloadKeyError):
+            raise
+        raise PayloadKeyError(f"payload key file {path}: not a key file ({type(error).__name__})") from None
+
+
+def _key_file_document(keys: Sequence[PayloadKey]) -> bytes:
+    items = [{"id": k.id, "key": base64.b64encode(k.secret).decode()} for k in keys]
+    return (json.dumps({"keys": items}, indent=1) + "\n").encode()
+
+
+def default_key_file(settings: Settings) -> Path:
+    return settings.payload_key_file or settings.data_dir / KEYS_FOLDER / PAYLOAD_KEY_FILE
+
+
+def load_keys(settings: Settings) -> list[PayloadKey]:
+    """The payload keys, oldest first. The dev default file is generated on first use."""
+    if settings.payload_keys is not None:
+        return parse_key_list(settings.payload_keys.get_secret_value())
+    path = default_key_file(settings)
+    if settings.payload_key_file is None:
+        read_or_create(path, lambda: _key_file_document([new_key()]))
+    keys = read_key_file(path)
+    if not keys:
+        raise PayloadKeyError(f"payload key file {path} holds no key")
+    return keys
+
+
+def add_key(path: Path) -> PayloadKey:
+    """Add a new key to a key file (created if missing): it encrypts from now on; the old ones still decrypt."""
+    keys = read_key_file(path) if path.exists() else []
+    key = new_key()
+    write_private(path, _key_file_document([*keys, key]))
+    return key
+
+
+def codec_for(settings: Settings) -> EncryptionCodec:
+    return EncryptionCodec(load_keys(settings))

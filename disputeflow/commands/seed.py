@@ -1,0 +1,55 @@
+"""`disputeflow seed`: fill an empty read model with a generated year of cases, for load tests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+from disputeflow.cli import command
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time zone, e.g. 2026-12-01T10:00+08:00")
+    return moment
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases", type=int, default=100_000, help="how many cases (default 100000)")
+    parser.add_argument("--seed", type=int, default=12348, help="random seed: the same seed and --now give "
+                                                                "the same data (default 12348)")
+    parser.add_argument("--now", type=_moment, default=None,
+                        help="the end of the generated year, ISO 8601 with a zone (default: now)")
+    parser.add_argument("--days", type=int, default=365, help="cases open over this many days before --now")
+    parser.add_argument("--database-url", default=None,
+                        help="SQLAlchemy URL of the database to fill (default: DATABASE_URL, else the data folder's "
+                             "SQLite file); it is migrated first and must hold no cases")
+
+
+@command("seed", "Fill an empty read model with a generated year of cases (load tests, benchmarks). "
+                 "Never against production: the cases have no workflows.", _configure)
+def seed(args: argparse.Namespace) -> int:
+    from disputeflow.db.engine import create_schema, make_engine
+    from disputeflow.db.seed import SeedError, seed as run
+    from disputeflow.settings import get_settings
+
+    if args.cases < 1:
+        print("--cases must be at least 1", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    url = args.database_url or settings.effective_database_url
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        report = run(engine, cases=args.cases, seed=args.seed, now=args.now, days=args.days,
+                     policy_file=settings.policy_file,
+                     progress=lambda n: print(f"  {n} cases", file=sys.stderr, flush=True))
+    except SeedError as exc:
+        print(f"not seeded: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(report.summary())
+    return 0

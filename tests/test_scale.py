@@ -1,0 +1,240 @@
+"""The read model at scale, on both databases: the seeder fills every table consistently, the
+compliance counters agree with a recount of the clocks however clocks are written, and the list,
+inbox, search, board and report queries are served by indexes (no full scan of cases, tasks or
+clocks). Small N here; `benchmarks/read_model_scale.py` measures 100,000 cases."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from disputeflow.db import queries, reports
+from disputeflow.db.engine import make_engine, write_session
+from disputeflow.db.models import (
+    CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, ComplianceCount, Mediator,
+    phone_digits,
+)
+from disputeflow.db.seed import SeedError, seed
+from disputeflow.domain.calendar import SHANGHAI
+from disputeflow.domain.intake import Caller
+
+NOW = datetime(2026, 12, 1, 15, 0, tzinfo=SHANGHAI)
+CASES = 2000
+
+
+@pytest.fixture
+def seeded(engine: Engine) -> Engine:
+    report = seed(engine, cases=CASES, now=NOW, seed=7, batch_size=500, workers=0)
+    assert report.cases == CASES
+    return engine
+
+
+def _all_compliance_agrees(session: Session) -> None:
+    for period, start, end, level, prefix in [
+        ("month", date(2025, 12, 1), date(2026, 12, 1), 6, None),
+        ("week", date(2026, 1, 7), date(2026, 11, 20), 4, "37"),
+        ("day", date(2026, 10, 30), date(2026, 11, 3), 2, None),
+        ("month", date(2026, 3, 15), date(2026, 3, 20), 6, "3702"),
+    ]:
+        kw = dict(start=start, end=end, period=period, group_by_region_level=level, region_prefix=prefix)
+        assert reports.compliance(session, **kw) == reports.compliance_from_clocks(session, **kw), kw
+
+
+def test_the_seed_fills_every_table_consistently(seeded: Engine) -> None:
+    with Session(seeded) as session:
+        cases = {c.case_id: c for c in session.exec(select(CaseRecord))}
+        tasks = list(session.exec(select(CaseTaskRecord)))
+        clocks = list(session.exec(select(ClockRecord)))
+        events = list(session.exec(select(CaseEventRecord)))
+        assert len(cases) == CASES
+        closed = [c for c in cases.values() if c.closed_at is not None]
+        assert 0.35 < len(closed) / CASES < 0.65  # the issue's mix: 48% closed
+        assert all(c.stage == "closed" and c.final_outcome for c in closed)
+        assert {c.stage for c in cases.values()} >= {"triage", "mediation", "referred", "legal_aid_review", "closed"}
+        assert len({c.region_code for c in cases.values()}) > 20
+        assert all(c.opened_at <= NOW and c.opened_at > NOW - timedelta(days=366) for c in cases.values())
+        # Generated numbers in the form intake stores, and their searchable digits.
+        for case in list(cases.values())[:200]:
+            assert Caller.model_validate({"name": case.caller_name, "phone": case.caller_phone}).phone == case.caller_phone
+            assert case.caller_phone_digits == phone_digits(case.caller_phone)
+
+        open_tasks = Counter(t.case_id for t in tasks if t.status == "open")
+        assert all(open_tasks[c.case_id] >= 1 for c in cases.values() if c.closed_at is None)
+        assert all(open_tasks[c.case_id] == 0 for c in closed)
+        assert all(t.case_id in cases and t.region_code == cases[t.case_id].region_code for t in tasks)
+        mediator_tasks = [t for t in tasks if t.status == "open" and t.assignee_role == "mediator"]
+        assert mediator_tasks and all(t.assignee_id == cases[t.case_id].mediator_id for t in mediator_tasks)
+
+        assert all(k.case_id in cases and k.region_code == cases[k.case_id].region_code for k in clocks)
+        assert {k.case_id for k in clocks} == set(cases)  # every case ran its triage clock at least
+        assert all(k.started_at < k.due_at for k in clocks)
+        assert all((k.status in ("met", "cancelled")) == (k.ended_at is not None) for k in clocks)
+        assert all(k.status in ("met", "cancelled") for k in clocks if cases[k.case_id].closed_at)
+        assert any(k.breached for k in clocks) and any(k.warnings_fired for k in clocks)
+        assert all(k.breached_at == k.due_at for k in clocks if k.breached)
+        assert {k.name for k in clocks} >= {"triage_response", "mediation_conclusion", "referral_acceptance"}
+
+        seqs: dict[str, list[int]] = {}
+        for e in events:
+            seqs.setdefault(e.case_id, []).append(e.seq)
+        assert set(seqs) == set(cases)
+        assert all(sorted(s) == list(range(1, len(s) + 1)) and cases[c].event_count == len(s) for c, s in seqs.items())
+
+        # Case numbers continue after the seeded ones; generated mediators exist for the assignments.
+        counters = {(n.region_code, n.day): n.last for n in session.exec(select(CaseNumberCounter))}
+        for case_id in cases:
+            region, day, number = case_id.split("-")
+            assert counters[(region, day)] >= int(number)
+        mediators = set(session.exec(select(Mediator.id)))
+        assert {c.mediator_id for c in cases.values() if c.mediator_id} <= mediators
+
+        assert session.exec(select(func.count()).select_from(ComplianceCount)).one() > 0
+        _all_compliance_agrees(session)
+
+
+def test_the_seed_is_deterministic_and_refuses_a_database_with_cases(seeded: Engine, tmp_path) -> None:
+    other = make_engine(f"sqlite:///{(tmp_path / 'again.db').as_posix()}")
+    from disputeflow.db.engine import create_schema
+
+    create_schema(other)
+    seed(other, cases=CASES, now=NOW, seed=7, batch_size=500, workers=0)
+    with Session(seeded) as a, Session(other) as b:
+        def rows(session: Session) -> list:
+            return sorted((c.case_id, c.stage, c.caller_phone, c.opened_at) for c in session.exec(select(CaseRecord)))
+        assert rows(a) == rows(b)
+    other.dispose()
+    with pytest.raises(SeedError):
+        seed(seeded, cases=10, now=NOW)
+
+
+def test_the_counters_follow_every_write_of_a_clock(seeded: Engine) -> None:
+    """Through the ORM, as apply_projection writes: a new clock, an open one met late, one cancelled,
+    one extended after its breach, one deleted, and one changed after being expired by a commit."""
+    with write_session(seeded) as session:
+        running = list(session.exec(select(ClockRecord).where(ClockRecord.status == "running")
+                                    .order_by(ClockRecord.clock_id).limit(4)))
+        a, b, c, d = running
+        a.status, a.ended_at, a.met_at = "met", a.due_at + timedelta(minutes=1), a.due_at + timedelta(minutes=1)
+        b.status, b.ended_at = "cancelled", b.started_at + timedelta(minutes=5)
+        c.breached, c.breached_at, c.due_at = True, c.due_at, c.due_at + timedelta(days=30)
+        session.delete(d)
+        session.add(ClockRecord(
+            clock_id=f"{a.case_id}:extra-99", case_id=a.case_id, name="escalation_response", title="t",
+            stage="escalated", region_code=a.region_code, unit="working_days", target=3, started_at=NOW,
+            due_at=NOW + timedelta(days=3), status="running", policy_version="2026.1"))
+    with write_session(seeded) as session:
+        session.exec(select(ClockRecord).where(ClockRecord.status == "paused").limit(1)).first()
+        paused = session.exec(select(ClockRecord).where(ClockRecord.status == "paused").limit(1)).first()
+        session.commit()  # expires it: the next change has no loaded old values
+        paused.status = "met"
+        paused.ended_at = paused.met_at = NOW
+    with Session(seeded) as session:
+        _all_compliance_agrees(session)
+
+
+# -- Indexes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def statements(seeded: Engine) -> Iterator[list[tuple[str, object]]]:
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(seeded, "before_cursor_execute", capture)
+    yield captured
+    event.remove(seeded, "before_cursor_execute", capture)
+
+
+def _plans(engine: Engine, captured: list[tuple[str, object]]) -> list[str]:
+    """The plan of each captured statement, one text per statement."""
+    plans = []
+    with engine.connect() as conn:
+        if engine.dialect.name != "sqlite":
+            # Small tables: PostgreSQL would rightly read them whole. Ask whether an index *can* serve.
+            conn.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in list(captured):
+            prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+            rows = conn.exec_driver_sql(prefix + statement, parameters).fetchall()
+            plans.append("\n".join(str(row[-1] if engine.dialect.name == "sqlite" else row[0]) for row in rows))
+    return plans
+
+
+FULL_SCANS = {
+    # SQLite: "SCAN cases USING INDEX ix_..." walks an index in order (the listing); "SCAN cases" reads the table.
+    "sqlite": re.compile(r"\bSCAN (cases|clocks|case_tasks)\b(?! USING)"),
+    "postgresql": re.compile(r"Seq Scan on (cases|clocks|case_tasks)\b"),
+}
+
+
+def _full_scans(engine: Engine, plan: str) -> list[str]:
+    return [line.strip() for line in plan.splitlines() if FULL_SCANS[engine.dialect.name].search(line)]
+
+
+def _phone_of_a_case(engine: Engine) -> str:
+    with Session(engine) as session:
+        return session.exec(select(CaseRecord.caller_phone).order_by(CaseRecord.case_id).offset(99)).first()
+
+
+def _busiest_mediator(engine: Engine) -> str:
+    with Session(engine) as session:
+        return session.exec(
+            select(CaseTaskRecord.assignee_id).where(CaseTaskRecord.status == "open",
+                                                     CaseTaskRecord.assignee_id.is_not(None))
+            .group_by(CaseTaskRecord.assignee_id).order_by(func.count().desc())).first()
+
+
+ROUTES: dict[str, Callable[[Session, dict], object]] = {
+    "GET /cases, a province": lambda s, v: queries.list_cases(
+        s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(region_prefix="37")),
+    "GET /cases, a deep page": lambda s, v: queries.list_cases(
+        s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(), cursor=v["cursor"]),
+    "GET /cases?q=<phone>": lambda s, v: queries.list_cases(
+        s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(text=v["phone"])),
+    "GET /cases?phone=": lambda s, v: queries.list_cases(
+        s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(caller_phone=v["e164"])),
+    "GET /me/tasks, a mediator": lambda s, v: queries.open_tasks(s, assignee_id=v["mediator"]),
+    "GET /me/tasks, a county's operators": lambda s, v: queries.open_tasks(s, role="operator",
+                                                                          region_prefix="370211"),
+    "GET /me/tasks, a city's supervisors": lambda s, v: queries.open_tasks(s, role="supervisor",
+                                                                          region_prefix="3702"),
+    "GET /supervision/breaches": lambda s, v: reports.breached_clocks(s, region_prefix="37"),
+    "GET /supervision/breaches?include_ended": lambda s, v: reports.breached_clocks(
+        s, region_prefix="37", include_ended=True),
+    "GET /supervision/at-risk?within_hours=240": lambda s, v: reports.at_risk_clocks(
+        s, now=NOW, within=timedelta(hours=240), region_prefix="37"),
+    "GET /supervision/compliance, a year by month": lambda s, v: reports.compliance(
+        s, start=date(2026, 1, 1), end=date(2026, 12, 1), region_prefix="37"),
+    "GET /supervision/compliance, weeks": lambda s, v: reports.compliance(
+        s, start=date(2026, 1, 1), end=date(2026, 12, 1), period="week", group_by_region_level=4),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_the_queries_are_served_by_indexes(seeded: Engine, statements: list, route: str) -> None:
+    with Session(seeded) as session:
+        first = session.exec(select(CaseRecord).order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+                             .offset(500)).first()
+        e164 = _phone_of_a_case(seeded)
+        values = {"cursor": queries.encode_cursor(first), "phone": e164.removeprefix("+86")[:8], "e164": e164,
+                  "mediator": _busiest_mediator(seeded)}
+        statements.clear()
+        result = ROUTES[route](session, values)
+    assert result is not None
+    assert statements, "no SQL captured"
+    if route.startswith("GET /cases?q=") or route.startswith("GET /cases?phone="):
+        assert result.items and all(c.caller_phone == e164 for c in result.items)
+    if "compliance" in route:
+        assert all("clocks" not in statement for statement, _ in statements)  # the counters, not the clocks
+    ran = list(statements)
+    for (statement, _), plan in zip(ran, _plans(seeded, ran), strict=True):
+        assert not _full_scans(seeded, plan), f"{route}: full scan in\n{plan}\nfor\n{statement}"
