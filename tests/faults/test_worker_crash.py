@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.faults.conftest import FaultStack, assert_allowed, new_key, until
+from tests.faults.conftest import SUPERVISOR, FaultStack, assert_allowed, new_key, until
 
 pytestmark = pytest.mark.faults
 
@@ -93,3 +93,32 @@ async def test_an_action_no_worker_takes_up_answers_503_and_its_retry_applies_it
                 lambda: stack.case_rows([case_id])[0].mediator_id is not None, 30)
     assert stack.event_counts([case_id], "sent_to_mediation") == {case_id: 1}
     assert stack.event_counts([case_id], "mediator_assigned") == {case_id: 1}
+
+
+async def test_an_action_sent_without_a_key_answers_503_with_the_key_to_retry_with(stack: FaultStack) -> None:
+    """Without an Idempotency-Key the API makes one up; a 503 must name it, or the caller cannot
+    retry safely: the server may still hand the first delivery to a worker, and a retry under a new
+    key would then act twice (here: a deadline extended twice)."""
+    case_id = await stack.open_case()
+    case = (await stack.http.get(f"/cases/{case_id}", headers=stack.auth(SUPERVISOR))).json()
+    url = f"/cases/{case_id}/actions/extend_clock"
+    body = {"clock_id": case["clocks"][0]["clock_id"], "by": {"amount": 2, "unit": "working_days"},
+            "reason": "caller abroad"}
+    await stack.kill_worker()
+
+    refused = await stack.http.post(url, json=body, headers=stack.auth(SUPERVISOR))
+    assert assert_allowed(refused) == 503, refused.text
+    key = refused.headers.get("Idempotency-Key")
+    assert key, f"a 503 without the Idempotency-Key it was given: {dict(refused.headers)}"
+
+    await stack.start_worker()
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:
+        response = await stack.http.post(url, json=body, headers=stack.auth(SUPERVISOR, key=key))
+        if assert_allowed(response) == 200:
+            break
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(1)
+    await until("the extension in the read model", lambda: stack.event_counts([case_id], "clock_extended")[case_id], 30)
+    await asyncio.sleep(1)
+    assert stack.event_counts([case_id], "clock_extended") == {case_id: 1}
