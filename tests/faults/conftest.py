@@ -1,7 +1,7 @@
 """The fault suite's stack: the real processes, on loopback and free ports, that the tests break.
 
-One stack for the fault suite (a Temporal dev server on a SQLite file, the worker, the API), each
-process the leader of its own process group, started with every setting as an environment
+One stack for the fault suite, stopped when its last test is done (a Temporal dev server on a
+SQLite file, the worker, the API), each process the leader of its own process group, started with every setting as an environment
 variable (`disputeflow.stack.child_environment`), stopped by its pid: SIGTERM to its group, then
 SIGKILL. Before every test the `stack` fixture brings back whatever an earlier test left stopped,
 so each test starts from a running stack; tests tell their cases apart by their own case ids.
@@ -309,7 +309,7 @@ def assert_allowed(response: httpx.Response, *, accepted_location: str | None = 
     return response.status_code
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the fault suite is done, not at the end of the run
 async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultStack]:
     folder = tmp_path_factory.mktemp("faults")
     data = folder / "data"
