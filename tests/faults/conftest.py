@@ -1,10 +1,11 @@
 """The fault suite's stack: the real processes, on loopback and free ports, that the tests break.
 
 One stack for the fault suite, stopped when its last test is done (a Temporal dev server on a
-SQLite file, the worker, the API), each process the leader of its own process group, started with every setting as an environment
-variable (`disputeflow.stack.child_environment`), stopped by its pid: SIGTERM to its group, then
-SIGKILL. Before every test the `stack` fixture brings back whatever an earlier test left stopped,
-so each test starts from a running stack; tests tell their cases apart by their own case ids.
+SQLite file, the worker, the API), each process the leader of its own process group, started with
+every setting as an environment variable (`disputeflow.stack.child_environment`), stopped by its
+pid: SIGTERM to its group, then SIGKILL. Before every test the `stack` fixture brings back whatever
+an earlier test left stopped, so each test starts from a running stack; tests tell their cases
+apart by their own case ids.
 
 The policy is the shipped one with the emergency clock shortened to `EMERGENCY_SECONDS`, so a
 worker can stay down past several deadlines in seconds rather than hours. Every wait here is a
