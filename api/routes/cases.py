@@ -135,7 +135,9 @@ def list_cases(
     opened_from: DayQuery = None,
     opened_to: DayQuery = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100,
-                                   description="Text in the description or the caller's name", examples=["工资"])] = None,
+                                   description="Text in the description or the caller's name; a phone number (7 digits or "
+                                               "more, spaces and dashes allowed) searches the callers' phones by "
+                                               "prefix instead", examples=["工资"])] = None,
     phone: Annotated[str | None, Query(max_length=32, description="The caller's phone number, any usual form",
                                        examples=["138 0013 8000"])] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
