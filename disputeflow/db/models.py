@@ -91,6 +91,7 @@ class CaseRecord(SQLModel, table=True):
     __table_args__ = (
         # Listings: newest first, keyset paging on (opened_at, case_id) (migration 0003).
         Index("ix_cases_opened_at_case_id", "opened_at", "case_id"),
+        Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),  # a stage's cases, newest first
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
     )

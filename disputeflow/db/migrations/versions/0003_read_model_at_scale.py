@@ -3,7 +3,8 @@
 Issue 13: every list, inbox, search and report route under 50 ms at 100,000 cases.
 
 - cases: `caller_phone_digits` (the number as people type it, for ?q=<phone> by prefix), filled
-  from `caller_phone`; indexes on it, on `caller_phone` and on (opened_at, case_id) for keyset paging;
+  from `caller_phone`; indexes on it, on `caller_phone`, on (opened_at, case_id) for keyset paging
+  and on (stage, opened_at, case_id) for a stage's listing;
 - case_tasks: partial indexes of open tasks, per assignee and per role and region, by due time;
 - clocks: partial indexes by due time of open clocks not breached, of those with a warning fired,
   and of breached clocks (the at-risk and breaches boards);
@@ -66,6 +67,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_cases_caller_phone', ['caller_phone'], unique=False)
         batch_op.create_index('ix_cases_caller_phone_digits', ['caller_phone_digits'], unique=False)
         batch_op.create_index('ix_cases_opened_at_case_id', ['opened_at', 'case_id'], unique=False)
+        batch_op.create_index('ix_cases_stage_opened_at', ['stage', 'opened_at', 'case_id'], unique=False)
 
     with op.batch_alter_table('clocks', schema=None) as batch_op:
         batch_op.drop_index('ix_clocks_status')
@@ -116,6 +118,7 @@ def downgrade() -> None:
         batch_op.create_index('ix_clocks_status', ['status'], unique=False)
 
     with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.drop_index('ix_cases_stage_opened_at')
         batch_op.drop_index('ix_cases_opened_at_case_id')
         batch_op.drop_index('ix_cases_caller_phone_digits')
         batch_op.drop_index('ix_cases_caller_phone')
