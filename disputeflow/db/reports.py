@@ -328,13 +328,18 @@ def compliance(
         select(both.c.clock, both.c.region, both.c.label, *(func.sum(both.c[name]) for name in counters.COUNTS))
         .group_by(both.c.clock, both.c.region, both.c.label)
     )
+    assert counters.COUNTS == ("started", "met_on_time", "met_late", "breached_open", "open_on_time", "cancelled",
+                               "cancelled_after_breach")
     rows = []
-    for clock, region_code, label, *values in session.connection().execute(statement):
-        counts = dict(zip(counters.COUNTS, map(int, values), strict=True))
-        if counts["started"]:
-            rated = counts["met_on_time"] + counts["met_late"] + counts["breached_open"] + counts["cancelled_after_breach"]
-            rows.append(ComplianceRow(clock=clock, region_code=region_code, period=label, **counts,
-                                      compliance_rate=counts["met_on_time"] / rated if rated else None))
+    for clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled, cancelled_late \
+            in session.connection().execute(statement).all():
+        if not started:
+            continue
+        rated = on_time + late + breached_open + cancelled_late
+        rows.append(ComplianceRow(
+            clock=clock, region_code=region_code, period=label, started=started, met_on_time=on_time, met_late=late,
+            breached_open=breached_open, open_on_time=open_on_time, cancelled=cancelled,
+            cancelled_after_breach=cancelled_late, compliance_rate=on_time / rated if rated else None))
     rows.sort(key=lambda row: (row.clock, row.region_code, row.period))  # code-point order, whatever the collation
     return rows
 
