@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-cache-off venv chromium worker api bench clean
+.PHONY: run test test-cache-off venv chromium worker api bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ api: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/breach_lateness.py
+
+# Read-model routes at 100,000 cases: SQLite in a temporary folder; add e.g.
+# SCALE_ARGS='--postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale' for PostgreSQL too.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/read_model_scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
