@@ -91,9 +91,10 @@ class InvalidQuery(ApiError):
 
     status_code = 422
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, where: str = "query") -> None:
         super().__init__(message)
         self.parameter = parameter
+        self.where = where  # "query" or "body"
 
 
 class CaseNotAnswering(ApiError):
@@ -178,7 +179,7 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(body.model_dump(), status_code=202,
                             headers={"Location": f"/cases/{exc.case_id}", "Idempotency-Key": exc.request_id})
     if isinstance(exc, InvalidQuery):
-        return _json(422, [{"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}])
+        return _json(422, [{"loc": [exc.where, exc.parameter], "msg": exc.detail, "type": "value_error"}])
     return _json(exc.status_code, exc.detail, exc.headers)
 
 

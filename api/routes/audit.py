@@ -9,6 +9,7 @@ writes, and the database refuses UPDATE and DELETE on it.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query, Response
@@ -20,7 +21,7 @@ from api.deps import CaseIdPath, SessionDep, TemporalDep
 from api.errors import InvalidQuery, error_responses
 from api.schemas import AuditEntryPublic
 from disputeflow import history
-from disputeflow.db import audit
+from disputeflow.db import audit, reads
 from disputeflow.db.audit import ChainReport
 from disputeflow.domain.enums import Role
 
@@ -37,6 +38,25 @@ class ReplayVerdict(BaseModel):
     case_id: str
     ok: bool = Field(description="Every run replays under today's code")
     results: list[history.ReplayResult]
+
+
+class CallerDataReadPublic(BaseModel):
+    """Someone was served the case's caller data unmasked."""
+
+    case_id: str
+    user_id: str
+    role: Role
+    region_code: str = Field(description="The reader's region (their token's)")
+    fields: list[str] = Field(examples=[["name", "phone"]])
+    route: str = Field(examples=["GET /cases/{case_id}"])
+    read_at: datetime
+
+
+class CallerDataReadPage(BaseModel):
+    items: list[CallerDataReadPublic]
+    total: int
+    limit: int
+    offset: int
 
 
 class CaseAudit(BaseModel):
@@ -120,3 +140,24 @@ async def case_audit_check(case_id: CaseIdPath, actor: ActorDep, session: Sessio
                         "every region).")
 def verify_audit(session: SessionDep) -> ChainReport:
     return audit.verify_chain(session)
+
+
+@router.get("/audit/reads", response_model=CallerDataReadPage, dependencies=[allow(Role.auditor)],
+            summary="Who was shown a case's caller data in full",
+            description="Every answer that carried the case's caller name and phone (or identity card number) "
+                        "unmasked: who, in which role and region, which fields, through which route, when; newest "
+                        "first. The log holds no caller data. Auditors only, for cases in their region.")
+async def caller_data_reads(
+    actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+    case_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$", description="The case number")],
+    user_id: Annotated[str | None, Query(max_length=64, description="Only this reader")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> CallerDataReadPage:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    page = await asyncio.to_thread(reads.for_case, session, case_id, user_id=user_id, limit=limit, offset=offset)
+    return CallerDataReadPage(
+        items=[CallerDataReadPublic(case_id=r.case_id, user_id=r.user_id, role=Role(r.role), region_code=r.region_code,
+                                    fields=r.fields.split(","), route=r.route, read_at=r.read_at)
+               for r in page.items],
+        total=page.total, limit=limit, offset=offset)

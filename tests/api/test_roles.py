@@ -22,6 +22,7 @@ NO_SUCH_CASE = "370102-20000101-9999"
 ROUTES: dict[tuple[str, str], set[str]] = {
     ("POST", "/cases"): {O, S},
     ("GET", "/cases"): {O, M, L, S, A},
+    ("POST", "/cases/search"): {O, M, L, S, A},
     ("GET", "/cases/{case_id}"): {O, M, L, S, A},
     ("GET", "/me/tasks"): {O, M, L, S},
     ("GET", "/me/notifications"): {O, M, L, S},
@@ -36,6 +37,7 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/cases/{case_id}/audit"): {S, A},
     ("GET", "/cases/{case_id}/audit/check"): {S, A},
     ("GET", "/audit/verify"): {A},
+    ("GET", "/audit/reads"): {A},
     ("POST", "/codec/decode"): {S, A},
     ("POST", "/codec/encode"): {S, A},
 } | {
