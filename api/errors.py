@@ -12,6 +12,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
 | `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
+| `api.limits.RateLimited` (a user's rate limit reached)      | 429 + `Retry-After`      |
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
@@ -147,6 +148,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The case refused the action; `detail` says why",
         413: "Request body too large",
         422: "Invalid input; `detail` names each offending field",
+        429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
         503: "Temporal (or the database) is unreachable; retry after `Retry-After` seconds",
     }
     return {code: {"model": ErrorBody, "description": described[code]} for code in codes}

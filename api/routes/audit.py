@@ -9,20 +9,21 @@ writes, and the database refuses UPDATE and DELETE on it.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Path, Query, Request, Response
+from sqlmodel import Session
 from pydantic import BaseModel, Field
 
 from api import cases
 from api.auth import ActorDep, allow, router_for
-from api.deps import CaseIdPath, SessionDep, TemporalDep
+from api.deps import CaseIdPath, EngineDep, NowDep, SessionDep, TemporalDep
+from api.jobs import Job, jobs_of
 from api.errors import InvalidQuery, error_responses
 from api.schemas import AuditEntryPublic
 from disputeflow import history
 from disputeflow.db import audit, reads
-from disputeflow.db.audit import ChainReport
 from disputeflow.domain.enums import Role
 
 router = router_for(Role.auditor, Role.supervisor, tags=["auditors"], responses=error_responses(404))
@@ -133,13 +134,40 @@ async def case_audit_check(case_id: CaseIdPath, actor: ActorDep, session: Sessio
     return audit.compare_with_source(case_id, entries, history.projected_events(runs))
 
 
-@router.get("/audit/verify", response_model=ChainReport, dependencies=[allow(Role.auditor)],
-            summary="Verify the whole audit chain",
-            description="Recomputes every hash of the audit log. Record `head_hash`: a later run that no longer "
-                        "contains it shows the tail was cut off or rewritten. Auditors only (the chain spans "
-                        "every region).")
-def verify_audit(session: SessionDep) -> ChainReport:
-    return audit.verify_chain(session)
+@router.post("/audit/verify", status_code=202, response_model=Job, dependencies=[allow(Role.auditor)],
+             summary="Verify the whole audit chain (a background job)",
+             description="Starts recomputing every hash of the audit log in the background and answers **202** with "
+                         "the job (`Location: /audit/jobs/{job_id}`); while a verification is running, answers with "
+                         "that one instead of starting another. Its result is the chain report: record `head_hash`, "
+                         "a later run that no longer contains it shows the tail was cut off or rewritten. Auditors "
+                         "only (the chain spans every region).")
+async def verify_audit(request: Request, response: Response, actor: ActorDep, engine: EngineDep,
+                       now: NowDep) -> Job:
+    registry = jobs_of(request)
+    job = registry.running("audit_verify")
+    if job is None:
+        def work(job: Job) -> dict:
+            def progress(checked: int) -> None:
+                job.done = checked
+            with Session(engine) as session:
+                job.total = audit.count_entries(session)
+                report = audit.verify_chain(session, progress=progress)
+            job.done = report.checked
+            return report.model_dump(mode="json")
+
+        job = registry.start("audit_verify", actor.user_id, now, work, clock=lambda: datetime.now(UTC))
+    response.headers["Location"] = f"/audit/jobs/{job.job_id}"
+    return job
+
+
+@router.get("/audit/jobs/{job_id}", response_model=Job, dependencies=[allow(Role.auditor)],
+            summary="A background job's progress and result",
+            description="`done` of `total` so far; once `status` is `done`, `result` holds the answer (for a "
+                        "verification, the chain report: `ok`, `checked`, `head_hash`, `first_broken`). Only the "
+                        "user who started the job sees it. Jobs live in the API process: a restart forgets them.")
+def audit_job(request: Request, actor: ActorDep,
+              job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]) -> Job:
+    return jobs_of(request).get(job_id, actor.user_id)
 
 
 @router.get("/audit/reads", response_model=CallerDataReadPage, dependencies=[allow(Role.auditor)],

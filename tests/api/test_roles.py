@@ -36,7 +36,8 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("POST", "/cases/{case_id}/replay"): {S, A},
     ("GET", "/cases/{case_id}/audit"): {S, A},
     ("GET", "/cases/{case_id}/audit/check"): {S, A},
-    ("GET", "/audit/verify"): {A},
+    ("POST", "/audit/verify"): {A},
+    ("GET", "/audit/jobs/{job_id}"): {A},
     ("GET", "/audit/reads"): {A},
     ("POST", "/codec/decode"): {S, A},
     ("POST", "/codec/encode"): {S, A},
@@ -69,7 +70,7 @@ def test_the_table_covers_every_route() -> None:
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTES), ids=lambda v: v if isinstance(v, str) else None)
 async def test_role_on_route(stack: Stack, method: str, path: str, role: str) -> None:
     response = await stack.http.request(
-        method, path.replace("{case_id}", NO_SUCH_CASE).replace("{notification_id}", "999999999"), headers=stack.auth(ROLE_USERS[role]),
+        method, path.replace("{case_id}", NO_SUCH_CASE).replace("{notification_id}", "999999999").replace("{job_id}", "0" * 32), headers=stack.auth(ROLE_USERS[role]),
         json={} if method == "POST" else None,
     )
     allowed = role in ROUTES[(method, path)]
