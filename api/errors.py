@@ -181,7 +181,7 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(body.model_dump(), status_code=202,
                             headers={"Location": f"/cases/{exc.case_id}", "Idempotency-Key": exc.request_id})
     if isinstance(exc, InvalidQuery):
-        return _json(422, [{"loc": [exc.where, exc.parameter], "msg": exc.detail, "type": "value_error"}])
+        return _json(422, [{"loc": [exc.where, *exc.parameter.split(".")], "msg": exc.detail, "type": "value_error"}])
     return _json(exc.status_code, exc.detail, exc.headers)
 
 

@@ -93,6 +93,10 @@ async def register_case(
     settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep, read_log: ReadLogDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseDetail:
+    if intake.caller.id_number is not None and intake.category is not Category.legal_aid:
+        raise InvalidQuery("caller.id_number", "the identity card number is asked only for a legal-aid application "
+                                     "(category legal_aid); give it when the application is opened "
+                                     "(open_legal_aid or assess_eligibility)", where="body")
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
                                               numbers=numbers, now=now,

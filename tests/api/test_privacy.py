@@ -7,7 +7,7 @@ import uuid
 from sqlmodel import Session, select
 
 from disputeflow.db.models import CallerDataRead
-from tests.api.conftest import AUDITOR, OFFICER, OPERATOR, OTHER_AUDITOR, SUPERVISOR, Stack
+from tests.api.conftest import AUDITOR, OFFICER, OPERATOR, OTHER_AUDITOR, SUPERVISOR, Stack, intake_body
 
 ID_NUMBER = "11010519491231002X"
 
@@ -113,3 +113,25 @@ async def test_the_inbox_masks_what_is_not_the_readers(stack: Stack) -> None:
         offset += 100
     assert mine and mine[0]["caller_name"] == "孙七"  # triage: the operator's task, in full
     assert any(r.route == "GET /me/tasks" for r in _reads(stack, case["case_id"]))
+
+
+async def test_the_identity_card_number_is_asked_only_for_legal_aid(stack: Stack) -> None:
+    refused = await stack.http.post("/cases", json={**intake_body(), "caller": {
+        "name": "周八", "phone": _phone(), "id_number": ID_NUMBER}}, headers=stack.auth(OPERATOR))
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "caller", "id_number"]
+    assert ID_NUMBER not in refused.text
+    # a dispute that becomes a legal-aid application: the number comes with open_legal_aid
+    case = await stack.open_case(caller={"name": "周八", "phone": _phone()})
+    response = await stack.act(case["case_id"], "open_legal_aid", {"id_number": ID_NUMBER}, OPERATOR)
+    assert response.status_code == 200, response.text
+    assert "id_number" not in response.json()["caller"]  # the operator gave it, but does not get it back
+    assert (await _get(stack, case["case_id"], OFFICER))["caller"]["id_number"] == ID_NUMBER
+    # not in the read model's events, nor in the auditors' timeline
+    await stack.projected(case["case_id"], lambda r: r.stage == "legal_aid_review")
+    timeline = await stack.http.get(f"/cases/{case['case_id']}/timeline", headers=stack.auth(AUDITOR))
+    assert timeline.status_code == 200 and ID_NUMBER not in timeline.text
+    opened = [e for e in timeline.json()["entries"] if e["kind"] == "action"
+              and e["data"]["command"]["type"] == "open_legal_aid"]
+    assert opened and opened[0]["data"]["command"]["id_number"] == "***"
+    audit = await stack.http.get(f"/cases/{case['case_id']}/audit", headers=stack.auth(AUDITOR))
+    assert ID_NUMBER not in audit.text
