@@ -22,7 +22,7 @@ from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.jobs import JobRegistry
 from api.limits import RateLimiter
-from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
+from api.routes import actions, audit, cases, codec, erasure, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow import history
 from disputeflow import token_keys
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
-                   supervision.router, audit.router, codec.router, health.router):
+                   supervision.router, erasure.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     return app

@@ -42,7 +42,7 @@ from disputeflow.domain.clocks import Clock
 from disputeflow.domain.enums import Category, Channel, DisputeType, FinalOutcome, Phase, Role, Stage, Urgency
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.policy import Target, TimeUnit
-from disputeflow.privacy import CaseFacts, mask_name, mask_phone, sees_caller, sees_id_number
+from disputeflow.privacy import ERASED, CaseFacts, mask_name, mask_phone, sees_caller, sees_id_number
 
 DESCRIPTION_EXCERPT_CHARS = 120
 
@@ -86,6 +86,8 @@ def caller_for(actor: Actor | None, facts: CaseFacts, *, name: str, phone: str,
                id_number: str | None = None) -> tuple[CallerPublic, tuple[str, ...]]:
     """The caller as `actor` may see them, and the fields disclosed unmasked."""
     disclosed: tuple[str, ...] = ()
+    if name == ERASED:  # erased: nothing of the caller is left to show
+        return CallerPublic(name=ERASED, phone=ERASED), ()
     if sees_caller(actor, facts):
         caller = CallerPublic(name=name, phone=phone)
         disclosed = ("name", "phone")

@@ -71,8 +71,13 @@ def sees_id_number(actor: Actor | None, facts: CaseFacts) -> bool:
             and PHASE_OF_STAGE[Stage(facts.stage)] is Phase.legal_aid)
 
 
+ERASED = "(erased)"  # as disputeflow.db.erasure writes it: nothing left to mask
+
+
 def mask_name(name: str) -> str:
     """The first character, then one `*` per further character (at least one): `张三` -> `张*`."""
+    if name == ERASED:
+        return name
     name = name.strip()
     if not name:
         return "*"
@@ -82,6 +87,8 @@ def mask_name(name: str) -> str:
 def mask_phone(phone: str) -> str:
     """The number without +86, its first 3 and last 4 digits kept and the middle starred:
     `+8613800138000` -> `138****8000`; a short number keeps only its last 2 digits."""
+    if phone == ERASED:
+        return phone
     digits = "".join(ch for ch in phone if ch.isdigit())
     if phone.startswith("+86"):
         digits = digits[2:]

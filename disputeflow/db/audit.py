@@ -353,7 +353,8 @@ def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Seq
     says something other than the event the workflow projected, a missing entry or an invented one
     shows here, however consistent the chain.
     """
-    logged = {e.event_seq: e for e in entries}
+    # Negative event numbers are records made outside the workflow (an erasure): not in its history.
+    logged = {e.event_seq: e for e in entries if e.event_seq > 0}
     source = {int(event["seq"]): event for event in events}
     problems: list[Discrepancy] = []
     for seq in sorted(source.keys() | logged.keys()):

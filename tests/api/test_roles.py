@@ -31,6 +31,7 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/supervision/at-risk"): {S},
     ("GET", "/supervision/compliance"): {S},
     ("GET", "/supervision/compliance.csv"): {S},
+    ("POST", "/cases/{case_id}/erase"): {S},
     ("GET", "/cases/{case_id}/timeline"): {S, A},
     ("GET", "/cases/{case_id}/history"): {S, A},
     ("POST", "/cases/{case_id}/replay"): {S, A},
