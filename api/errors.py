@@ -12,6 +12,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
 | `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
+| `api.limits.RateLimited` (a user's rate limit reached)      | 429 + `Retry-After`      |
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
@@ -91,9 +92,10 @@ class InvalidQuery(ApiError):
 
     status_code = 422
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, where: str = "query") -> None:
         super().__init__(message)
         self.parameter = parameter
+        self.where = where  # "query" or "body"
 
 
 class CaseNotAnswering(ApiError):
@@ -146,6 +148,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The case refused the action; `detail` says why",
         413: "Request body too large",
         422: "Invalid input; `detail` names each offending field",
+        429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
         503: "Temporal (or the database) is unreachable; retry after `Retry-After` seconds",
     }
     return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
@@ -178,7 +181,7 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(body.model_dump(), status_code=202,
                             headers={"Location": f"/cases/{exc.case_id}", "Idempotency-Key": exc.request_id})
     if isinstance(exc, InvalidQuery):
-        return _json(422, [{"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}])
+        return _json(422, [{"loc": [exc.where, *exc.parameter.split(".")], "msg": exc.detail, "type": "value_error"}])
     return _json(exc.status_code, exc.detail, exc.headers)
 
 

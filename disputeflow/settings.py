@@ -154,6 +154,18 @@ class Settings(BaseSettings):
         description="How long an Idempotency-Key of POST /cases stands for its case; then it is deleted",
     )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
+    rate_limit_per_minute: int = Field(
+        default=240, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_PER_MINUTE"),
+        description="Requests per minute per user (token subject) on every route, in bursts of as many; then 429",
+    )
+    rate_limit_search_per_minute: int = Field(
+        default=30, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_SEARCH_PER_MINUTE"),
+        description="Of which listings and searches (GET /cases, POST /cases/search) per minute per user",
+    )
+    rate_limit_expensive_per_minute: int = Field(
+        default=6, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_EXPENSIVE_PER_MINUTE"),
+        description="Of which replays, history exports, timelines, audit checks and verifications per minute per user",
+    )
 
     notify_webhook_url: AnyHttpUrl | None = Field(
         default=None,

@@ -195,7 +195,8 @@ async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path, 
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
         story = f"包工头拖欠工资{uuid.uuid4().hex[:6]}，电话打不通。"
-        body = intake_body(caller={"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}, description=story)
+        body = intake_body(caller={"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}, description=story,
+                           category="legal_aid")  # the identity card number only comes with a legal-aid application
         app = create_app(settings)
         async with build_worker(env.client, settings, engine, task_queue=settings.temporal_task_queue):
             async with app.router.lifespan_context(app):

@@ -295,6 +295,28 @@ class AuditEntry(SQLModel, table=True):
     recorded_at: datetime = _utc_column(nullable=False)
 
 
+# -- Who read a caller's data -----------------------------------------------------------------
+
+
+class CallerDataRead(SQLModel, table=True):
+    """Someone was served a case's caller data unmasked (name and phone, or the identity card
+    number): who, in which role and region, which case, which fields, through which route, when.
+    Written before the answer leaves the API (`disputeflow.db.reads`); auditors read it at
+    `GET /audit/reads`. Holds no caller data itself."""
+
+    __tablename__ = "caller_data_reads"
+    __table_args__ = (Index("ix_caller_data_reads_case_read_at", "case_id", "read_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(max_length=40)
+    user_id: str = Field(index=True, max_length=64)
+    role: str = Field(max_length=32)
+    region_code: str = Field(max_length=6)
+    fields: str = Field(max_length=64)  # "name,phone" or "name,phone,id_number"
+    route: str = Field(max_length=120)  # the route's template, e.g. "GET /cases/{case_id}"; never a query string
+    read_at: datetime = _utc_column(nullable=False, index=True)
+
+
 # -- Intake bookkeeping ----------------------------------------------------------------------
 
 

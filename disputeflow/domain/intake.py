@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
@@ -18,13 +20,30 @@ PROVINCE_PREFIXES = frozenset(
 MAX_DESCRIPTION_CHARS = 2000
 
 
+def valid_id_number(value: str | None) -> str | None:
+    """A resident identity card number with its check digit verified, in its standard form; None for blank."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return ric.validate(value)
+    except StdnumValidationError as exc:
+        raise ValueError(f"not a valid resident identity card number: {exc}") from None
+
+
+# The identity card number where a rule needs it (a legal-aid application: open_legal_aid,
+# assess_eligibility). Never event data: it lives in the case's state, encrypted in Temporal.
+IdNumber = Annotated[SingleLine, AfterValidator(valid_id_number)]
+
+
 class Caller(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: single_line(min_length=1, max_length=50) = Field(examples=["张三"])
     phone: SingleLine = Field(description="Mainland number; stored in E.164 form", examples=["13800138000"])
     id_number: SingleLine | None = Field(
-        default=None, description="Resident identity card number (checked digit verified)"
+        default=None, description="Resident identity card number (check digit verified). Only for a legal-aid "
+                                  "application (category `legal_aid`); otherwise give it when the application is "
+                                  "opened (`open_legal_aid`, `assess_eligibility`)"
     )
 
     @field_validator("phone")
@@ -41,12 +60,7 @@ class Caller(BaseModel):
     @field_validator("id_number")
     @classmethod
     def _id_number(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        try:
-            return ric.validate(value)
-        except StdnumValidationError as exc:
-            raise ValueError(f"not a valid resident identity card number: {exc}") from None
+        return valid_id_number(value)
 
 
 class Intake(BaseModel):
