@@ -57,14 +57,15 @@ def check(state: CaseState, request: a.ActionRequest) -> None:
     request.command.guard(state, request.actor)
 
 
-def offered(view: CaseView, actor: a.Actor) -> list[str]:
+def offered(actor: a.Actor, *, case_id: str, stage: Stage, closed: bool, mediator_id: str | None,
+            region_code: str) -> list[str]:
     """The command types `actor` may try on this case now: those `check` lets past its role, scope
-    and stage rules. A command's own guard (which needs its fields) still decides when it is sent."""
+    and stage rules (from a case's view, or its detail as the API shows it). A command's own guard,
+    which needs its fields and the whole state, still decides when it is sent."""
     found = []
     for kind, command in a.COMMAND_TYPES.items():
         try:
-            _check_door(view.case_id, view.closed_at is not None or view.stage is Stage.closed, view.stage,
-                        view.mediator.id if view.mediator else None, view.intake.region_code, command, actor)
+            _check_door(case_id, closed or stage is Stage.closed, stage, mediator_id, region_code, command, actor)
         except Refused:
             continue
         found.append(kind)
