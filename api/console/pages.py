@@ -186,7 +186,7 @@ INTAKE_FIELDS = ("channel", "caller.name", "caller.phone", "caller.id_number", "
 
 def _intake_page(request: Request, me: Actor, values: dict[str, Any], errors: dict[str, str], status: int = 200,
                  key: str | None = None) -> Response:
-    return render(request, "intake.html", status_code=status, values=values, errors=errors,
+    return render(request, "intake.html", status_code=status, canonical=f"{PREFIX}/intake", values=values, errors=errors,
                   key=key or uuid.uuid4().hex, channels=list(Channel), categories=list(Category),
                   dispute_types=list(DisputeType), urgencies=list(Urgency), groups=list(SpecialGroup))
 
@@ -349,7 +349,7 @@ def _case_page(request: Request, me: Actor, case: CaseDetail, *, status: int = 2
                                      else _due_state(c.due_at, c.breached, now=now))} for c in case.clocks]
     tasks = [{"task": t, "state": _due_state(t.due_at, now=now)} for t in case.tasks]
     flash = session_of(request).pop("flash") or {}
-    return render(request, "case.html", status_code=status, case=case, forms=forms, clocks=clocks, tasks=tasks,
+    return render(request, "case.html", status_code=status, canonical=f"{PREFIX}/cases/{case.case_id}", case=case, forms=forms, clocks=clocks, tasks=tasks,
                   open_form=open_form, form_errors=form_errors or {}, form_values=form_values_ or {},
                   refusal=refusal, notice=notice or flash.get("notice"), duplicates=flash.get("duplicates", []),
                   can_audit=me.role in (Role.auditor, Role.supervisor))
@@ -417,7 +417,7 @@ async def _audit_page(request: Request, case_id: str, me: Actor, session: Sessio
     runs = await history.fetch_case_history(await temporal.client(), case_id)
     entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
     check = audit.compare_with_source(case_id, entries, history.projected_events(runs))
-    return render(request, "audit.html", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
+    return render(request, "audit.html", canonical=f"{PREFIX}/cases/{case_id}/audit", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
                   replay=replay, temporal_ui=_temporal_ui_link(request, case_id))
 
 
