@@ -148,6 +148,7 @@ class SessionCookies:
                 session.changed = True  # a forged or expired cookie: replaced by an empty session
         scope["console_session"] = session
         secure = request.url.scheme == "https"
+        began = time.perf_counter()
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -155,6 +156,7 @@ class SessionCookies:
                 headers.setdefault("Content-Security-Policy", CONSOLE_POLICY)
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["Referrer-Policy"] = "same-origin"
+                headers["Server-Timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.1f}"
                 headers.setdefault("Cache-Control", "no-store")
                 if session.changed and serializer is not None:
                     attributes = "Path=/console; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
