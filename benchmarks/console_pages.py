@@ -92,7 +92,8 @@ async def main() -> int:
             ("board (supervisor, province)", "supervisor", "/console/board", None),
             ("board (supervisor, city)", "city_supervisor", "/console/board", None),
             ("board live tables (every second)", "supervisor", "/console/board/live", None),
-            ("compliance CSV", "supervisor", "/console/board/compliance.csv", None),
+            ("compliance CSV (by city, 8 weeks)", "supervisor", "/console/board/compliance.csv", None),
+            ("compliance CSV (by county, 8 weeks)", "supervisor", "/console/board/compliance.csv?group_by=6", None),
         ]
         transport = httpx.ASGITransport(app=app)
         print(f"{total} cases in the read model ({args.database_url}); {args.requests} timed requests per page\n")

@@ -81,9 +81,11 @@ class Console:
         return context
 
 
-async def sign_in(page: Page, console: Console, user_id: str) -> None:
+async def sign_in(page: Page, console: Console, user_id: str, check: bool = False) -> None:
     await page.goto(f"{console.origin}/")
     await expect(page.locator("h1")).to_have_text("登录")
+    if check:
+        await accessible(page, "sign-in page")
     await page.get_by_test_id(f"signin-{user_id}").click()
     await expect(page.get_by_test_id("who")).to_be_visible()
 
@@ -173,7 +175,7 @@ CARRIED = Carried()
 async def test_operator_registers_a_call(console: Console) -> None:
     context = await console.context()
     page = await context.new_page()
-    await sign_in(page, console, "op-1")
+    await sign_in(page, console, "op-1", check=True)
     await expect(page.locator("h1")).to_have_text("登记来电")
     await accessible(page, "intake form")
     await shot(page, "operator", "1-intake")
@@ -268,6 +270,7 @@ async def test_mediator_works_their_case_and_another_cannot_see_it(console: Cons
     assert case_id not in await page.content()
     await page.goto(f"{console.origin}/console/cases")
     assert case_id not in await page.content()
+    await accessible(page, "case list")
     response = await page.goto(f"{console.origin}/console/cases/{case_id}")
     assert response is not None and response.status == 404
     await expect(page.get_by_test_id("error-detail")).to_have_text(f"case {case_id} not found")
@@ -364,6 +367,32 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
     assert await page.evaluate("window.__sameDocument") is True
     await shot(page, "supervisor", "2-breach-appeared")
 
+    # Someone asks to extend the escalation's deadline; the supervisor finds the request in the
+    # inbox and approves it on the case page.
+    with Session(console.engine) as session:
+        clock = session.exec(select(ClockRecord).where(ClockRecord.case_id == case_id,
+                                                       ClockRecord.status == "running")).first()
+    assert clock is not None
+    async with httpx.AsyncClient(base_url=console.origin) as http:
+        asked = await http.post(f"/cases/{case_id}/actions/request_extension",
+                                headers={"Authorization": f"Bearer {token}"},
+                                json={"clock_id": clock.clock_id.split(":", 1)[1], "reason": "当事人住院",
+                                      "by": {"amount": 2, "unit": "calendar_hours"}})
+    assert asked.status_code == 200, asked.text
+    await page.goto(f"{console.origin}/console/inbox")
+    await page.locator(f"tr[data-case='{case_id}']").filter(has_text="extension").get_by_role("link").click()
+    await expect(page.get_by_test_id("extension-requests")).to_contain_text("当事人住院")
+    decide = page.locator("details[data-action=decide_extension]")
+    await decide.locator("summary").click()
+    await decide.locator("[name='approve']").select_option("true")
+    await decide.locator("[name='reason']").fill("情况属实")
+    await accessible(page, "case page (supervisor)")
+    await page.get_by_test_id("do-decide_extension").click()
+    await expect(page.get_by_test_id("notice")).to_have_text("已办理。")
+    await expect(page.get_by_test_id("extension-requests")).to_have_count(0)
+    await shot(page, "supervisor", "3-extension-approved")
+
+    await page.goto(f"{console.origin}/console/board")
     csv = await page.request.get(f"{console.origin}/console/board/compliance.csv")
     assert csv.status == 200 and (await csv.text()).startswith("clock,region_code,period,")
     assert page.locator("figure.chart svg") is not None
@@ -377,7 +406,7 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
     await page.get_by_test_id("do-record_return_visit").click()
     await expect(page.get_by_test_id("stage")).to_have_text("已结案")
     await expect(page.get_by_test_id("no-actions")).to_be_visible()
-    await shot(page, "supervisor", "3-closed")
+    await shot(page, "supervisor", "4-closed")
     await context.close()
     assert console.left == []
 

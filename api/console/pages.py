@@ -482,12 +482,14 @@ def board_live(request: Request, me: Me, session: SessionDep, region: str | None
 
 
 @board_pages.get("/board/compliance.csv")
-def board_csv(me: Me, session: SessionDep, weeks: int = 8) -> Response:
+def board_csv(me: Me, session: SessionDep, weeks: int = 8, group_by: int = 4) -> Response:
+    """The chart's figures per ISO week, by city (`group_by=6`: by county, 2: by province)."""
     today = datetime.now(SHANGHAI).date()
     start = today - timedelta(weeks=max(1, min(weeks, 53)) - 1)
     region = scoped_region(me, None)
+    level = group_by if group_by in (2, 4, 6) else 4
     rows = reports.compliance(session, start=start - timedelta(days=start.weekday()), end=today, period="week",
-                              region_prefix=region, group_by_region_level=6)
+                              region_prefix=region, group_by_region_level=level)  # type: ignore[arg-type]
     return Response(reports.compliance_csv(rows).encode(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="compliance-{region}-{today:%Y%m%d}.csv"'})
 
