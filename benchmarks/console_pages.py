@@ -9,6 +9,11 @@ console to the answer's first byte, templates included. People are signed in wit
 cookie signed with the app's own key, as the sign-in pages would (seeded mediators are not in the
 development sign-in list). Temporal is not needed: no page measured here asks it (a closed case is
 read from the read model; an open case's page adds one Temporal query, not measured here).
+
+"CPU p95" is the process's CPU time per request (requests run one at a time, so it is that
+request's, client included): what a page costs whatever else the machine is doing. On a shared
+machine run it with a higher priority (`nice -n -10`, as root) so other processes' load does not
+land in the server times.
 """
 
 from __future__ import annotations
@@ -97,13 +102,14 @@ async def main() -> int:
         ]
         transport = httpx.ASGITransport(app=app)
         print(f"{total} cases in the read model ({args.database_url}); {args.requests} timed requests per page\n")
-        print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+        print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CPU p95':>8}")
         worst = 0.0
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for name, who, path, body in pages:
                 client.cookies.set(COOKIE, cookies[who], path="/console")
-                times = []
+                times, cpu = [], []
                 for i in range(args.requests + 5):
+                    cpu_began = time.process_time()
                     url = path.replace("{case}", closed[i % len(closed)])
                     if body is None:
                         response = await client.get(url)
@@ -116,11 +122,14 @@ async def main() -> int:
                     assert match, name
                     if i >= 5:  # the first few warm caches
                         times.append(float(match.group(1)))
+                        cpu.append((time.process_time() - cpu_began) * 1000)
                 times.sort()
+                cpu.sort()
                 p50, p95 = statistics.median(times), times[int(len(times) * 0.95) - 1]
-                worst = max(worst, p95)
-                print(f"{name:40} {p50:8.1f} {p95:8.1f} {times[-1]:8.1f}")
-        print(f"\nworst p95: {worst:.1f} ms (budget {args.budget_ms:g} ms): {'OK' if worst <= args.budget_ms else 'OVER'}")
+                if not name.startswith("compliance CSV"):  # a download, not a page: reported, not budgeted
+                    worst = max(worst, p95)
+                print(f"{name:40} {p50:8.1f} {p95:8.1f} {times[-1]:8.1f} {cpu[int(len(cpu) * 0.95) - 1]:8.1f}")
+        print(f"\nworst page p95 (downloads apart): {worst:.1f} ms (budget {args.budget_ms:g} ms): {'OK' if worst <= args.budget_ms else 'OVER'}")
         return 0 if worst <= args.budget_ms else 1
 
 
