@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv chromium axe worker api bench clean
+.PHONY: run test venv chromium cjk-fonts axe worker api bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-venv: $(STAMP) chromium axe
+venv: $(STAMP) chromium cjk-fonts axe
 
 ## Debian's Chromium, for the browser test of the docs pages (tests/test_docs_browser.py); installed
 ## as root with apt-get when missing. `make run` does not need it. Without it that test skips, or
@@ -29,6 +29,15 @@ chromium:
 	    echo "note: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):" \
 	      "the docs browser test will skip (fail under CI=true)" >&2; \
 	  fi; \
+	fi
+
+## Chinese fonts, so that the console's screenshots (test-artifacts/console/) show Chinese rather
+## than empty boxes; the tests pass without them.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+cjk-fonts:
+	@if [ ! -e $(CJK_FONT) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null 2>&1 \
+	    || echo "note: fonts-noto-cjk not installed: the console's screenshots will show boxes for Chinese" >&2; \
 	fi
 
 ## axe-core (from npm, at install time; never a CDN) for the console's accessibility checks in
@@ -49,7 +58,7 @@ run: $(STAMP)
 	$(BIN)/python -m disputeflow.stack
 
 ## Create the environment and run the test suite.
-test: $(STAMP) chromium axe
+test: $(STAMP) chromium cjk-fonts axe
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 worker: $(STAMP)
