@@ -270,7 +270,8 @@ async def assert_the_web_ui_decodes_through_the_api(settings: Settings) -> None:
     keys = settings.data_dir / "keys"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in keys.iterdir()} == {
-        "payload-keys.json": 0o600, "token-signing-key.pem": 0o600}
+        "payload-keys.json": 0o600, "token-signing-key.pem": 0o600,
+        "console-session.key": 0o600}  # made when the console is first used (above)
 
 
 def test_the_dev_servers_web_ui_decodes_through_the_apis_codec_endpoint() -> None:
