@@ -188,14 +188,14 @@ async def test_operator_registers_a_call(console: Console) -> None:
     await page.keyboard.press("Tab")
     assert await page.evaluate("document.activeElement.id") == "caller-phone"
     await page.keyboard.type("1234567")  # not a phone number
-    await expect(page.get_by_test_id("phone-live")).to_contain_text("not a valid phone number")  # as it is typed
+    await expect(page.get_by_test_id("phone-live")).to_contain_text("不是有效的电话号码")  # as it is typed
     await page.locator("#description").fill(description)
     await page.locator("#dispute-type").select_option("labour_wages")
     await page.locator("#g-migrant_worker").check()
     await page.get_by_test_id("register").focus()
     await page.keyboard.press("Enter")
     # The error beside the field, and nothing typed lost.
-    await expect(page.get_by_test_id("error-caller.phone")).to_contain_text("not a valid phone number")
+    await expect(page.get_by_test_id("error-caller.phone")).to_contain_text("不是有效的电话号码")
     assert await page.locator("#caller-phone").get_attribute("aria-invalid") == "true"
     await expect(page.locator("#caller-name")).to_have_value("张三")
     await expect(page.locator("#caller-phone")).to_have_value("1234567")
@@ -304,7 +304,7 @@ async def test_mediator_works_their_case_and_another_cannot_see_it(console: Cons
     await form.locator("[name='reason']").fill("当事人出差")
     await form.evaluate("f => f.noValidate = true")
     await page.get_by_test_id("do-request_extension").click()
-    await expect(page.get_by_test_id("error-by.amount")).to_be_visible()
+    await expect(page.get_by_test_id("error-by.amount")).to_have_text("须大于 0")
     await expect(page.locator("details[data-action=request_extension] [name='reason']")).to_have_value("当事人出差")
     await accessible(page, "case page with a form error")
     await shot(page, "mediator", "3-form-error")

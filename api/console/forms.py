@@ -119,15 +119,44 @@ def nest(form: dict[str, Any], fields: list[FormField]) -> dict[str, Any]:
     return data
 
 
-def errors_by_field(error: ValidationError, *, drop: int = 0) -> dict[str, str]:
-    """`{dotted field: message}` for each error (`drop` leading loc parts, e.g. a body's name)."""
+# Chinese for the validation errors people meet, by pydantic's error type (and, for the intake
+# model's own checks, by what the message is about); anything else is shown as the model says it.
+_BY_TYPE = {"missing": "msg.required", "string_too_long": "msg.too_long", "greater_than_equal": "msg.at_least",
+            "greater_than": "msg.more_than", "less_than_equal": "msg.at_most", "enum": "msg.choose",
+            "literal_error": "msg.choose", "bool_parsing": "msg.choose", "int_parsing": "msg.number",
+            "float_parsing": "msg.number", "string_pattern_mismatch": "msg.pattern"}
+_BY_TEXT = (("phone number", "msg.phone"), ("identity card", "msg.id_number"), ("province-level prefix", "msg.region"))
+
+
+def _in_words(item: dict[str, Any], language: str) -> str:
+    from api.console.web import translate
+
+    message = item["msg"].removeprefix("Value error, ")
+    if language == "en":
+        return message
+    ctx = item.get("ctx") or {}
+    key = _BY_TYPE.get(item["type"])
+    if item["type"] == "string_too_short":
+        key = "msg.required" if ctx.get("min_length") == 1 else "msg.too_short"
+    if item["type"] == "value_error":
+        key = next((k for text, k in _BY_TEXT if text in message), None)
+    if key is None:
+        return message
+    limit = ctx.get("ge", ctx.get("gt", ctx.get("le")))
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)
+    values = {"min": ctx.get("min_length"), "max": ctx.get("max_length"), "limit": limit}
+    return translate(language, key, **values)
+
+
+def errors_by_field(error: ValidationError, *, drop: int = 0, language: str = "en") -> dict[str, str]:
+    """`{dotted field: message}` for each error (`drop` leading loc parts, e.g. a body's name), in
+    `language` where the catalogue has the words."""
     found: dict[str, str] = {}
     for item in error.errors(include_input=False, include_url=False):
         loc = [str(p) for p in item["loc"][drop:] if not (isinstance(p, str) and p.startswith("function-"))]
-        # A union member's name or a literal tag in the loc is noise for a person.
         name = ".".join(p for p in loc if not p.isdigit()) or "_form"
-        message = item["msg"].removeprefix("Value error, ")
-        found.setdefault(name, message)
+        found.setdefault(name, _in_words(item, language))
     return found
 
 

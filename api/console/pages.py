@@ -226,7 +226,7 @@ async def intake_submit(request: Request, me: Me, engine: EngineDep, session: Se
     try:
         intake = Intake.model_validate(_intake_input(values))
     except ValidationError as error:
-        return _intake_page(request, me, values, errors_by_field(error), status=422, key=key)
+        return _intake_page(request, me, values, errors_by_field(error, language=language_of(request)), status=422, key=key)
     try:
         case, _created = await cases.register_case(
             intake, key=key, actor=me, engine=engine, session=session, temporal=temporal,
@@ -254,7 +254,8 @@ async def intake_check(request: Request, me: Me, session: SessionDep) -> JSONRes
     try:
         normalised = Caller.model_validate({"name": "-", "phone": phone}).phone
     except ValidationError as error:
-        return JSONResponse({"valid": False, "message": errors_by_field(error).get("phone", ""), "duplicates": []})
+        return JSONResponse({"valid": False, "message": errors_by_field(error, language=language).get("phone", ""),
+                             "duplicates": []})
     found = await asyncio.to_thread(queries.open_cases_of_caller, session, phone=normalised,
                                     region_prefix=me.region_code, exclude="")
     return JSONResponse({"valid": True, "message": "", "duplicates": [
@@ -317,7 +318,7 @@ def _case_list(request: Request, me: Me, session: Session, *, stage: str | None,
         try:
             normalised = Caller.model_validate({"name": "-", "phone": str(phone)[:32]}).phone
         except ValidationError as error:
-            errors["phone"] = errors_by_field(error).get("phone", "")
+            errors["phone"] = errors_by_field(error, language=language_of(request)).get("phone", "")
     text = str(text).strip()[:100] or None if text else None
     page = queries.CasePage(items=[], next_cursor=None)
     if not errors:
@@ -376,7 +377,7 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
         command = command_type.model_validate({**nest(values, fields), "type": kind})
     except ValidationError as error:
         case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
-        return _case_page(request, me, case, status=422, open_form=kind, form_errors=errors_by_field(error),
+        return _case_page(request, me, case, status=422, open_form=kind, form_errors=errors_by_field(error, language=language_of(request)),
                           form_values_=values)
     try:
         await cases.act(case_id, command, request_id=request_id, actor=me, session=session, temporal=temporal)
