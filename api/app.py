@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
+from api.console.pages import create_console
 from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.jobs import JobRegistry
@@ -117,7 +119,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
                    supervision.router, erasure.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
+    # The console: pages for people, over the same services, sharing this app's state.
+    app.mount("/console", create_console(app.state))
+    app.add_route("/", _to_console, include_in_schema=False)
     return app
+
+
+async def _to_console(_request: Request) -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=307)
 
 
 async def _open_database(settings: Settings) -> Engine | None:

@@ -207,6 +207,26 @@ class Settings(BaseSettings):
         description="The API's address as people reach it, for the links in webhook deliveries; "
                     "unset: http://DISPUTEFLOW_API_HOST:DISPUTEFLOW_API_PORT",
     )
+    # The console (/console): sign-in through the organisation's OpenID Connect provider. Without an
+    # issuer the console offers a development sign-in that lists the reference staff instead.
+    console_oidc_issuer: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ISSUER"),
+        description="OpenID Connect issuer; its /.well-known/openid-configuration is read on first sign-in",
+    )
+    console_oidc_client_id: str | None = Field(default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_CLIENT_ID"))
+    console_oidc_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_CLIENT_SECRET"))
+    console_oidc_scope: str = Field(default="openid profile", validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_SCOPE"))
+    console_oidc_role_claim: str = Field(default="role", validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ROLE_CLAIM"))
+    console_oidc_region_claim: str = Field(default="region",
+                                           validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_REGION_CLAIM"))
+    console_oidc_role_map: dict[str, str] = Field(
+        default_factory=dict, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ROLE_MAP"),
+        description='JSON: the provider\'s role names to disputeflow\'s, e.g. {"12348-mediators": "mediator"}; '
+                    "a role not in the map is taken as it is",
+    )
+    console_session_hours: float = Field(default=10, gt=0, le=24,
+                                         validation_alias=_env("DISPUTEFLOW_CONSOLE_SESSION_HOURS"))
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 
