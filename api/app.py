@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,9 +21,10 @@ from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
 from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
+from api.middleware import RequestContext
 from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
-from disputeflow import history
+from disputeflow import history, logs, metrics, tracing
 from disputeflow import token_keys
 from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
@@ -82,16 +84,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clock = clock
         app.state.settings = settings or get_settings()
+        if settings is None:  # the process's app (uvicorn api.app:app); an app a test builds logs as the test does
+            logs.setup(app.state.settings.log_format, app.state.settings.log_level)
         app.state.payload_codec = codec_for(app.state.settings)  # unusable payload keys stop start-up
         app.state.token_verifier = token_keys.Verifier(app.state.settings)  # so do unusable token keys
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
+        stop_metrics = _start_metrics(app)
         warming = asyncio.create_task(_warm_up_replayer(app.state.temporal))  # in the background: start-up does not wait
         try:
             yield
         finally:
             warming.cancel()
+            stop_metrics()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -108,11 +114,34 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
+    app.add_middleware(RequestContext)  # outermost: every answer has its request id, log line and metrics
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
                    supervision.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
+    if settings is None and not tracing.enabled():  # the process's app: traced when OTEL_EXPORTER_OTLP_ENDPOINT is set
+        tracing.configure(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"), "disputeflow-api")
+    tracing.instrument_app(app)
     return app
+
+
+def _start_metrics(app: FastAPI) -> Callable[[], None]:
+    """The read-model figures join the API's metrics; served on their own port when one is set.
+    Returns what undoes both."""
+    settings: Settings = app.state.settings
+    collector = metrics.ReadModelCollector(lambda: getattr(app.state, "engine", None),
+                                           cache_seconds=settings.metrics_cache_seconds,
+                                           webhook_configured=settings.notify_webhook_url is not None)
+    metrics.REGISTRY.register(collector)
+    app.state.metrics_collector = collector
+    stop_server = metrics.serve(settings.metrics_host, settings.api_metrics_port) if settings.api_metrics_port else None
+
+    def stop() -> None:
+        if stop_server is not None:
+            stop_server()
+        metrics.REGISTRY.unregister(collector)
+
+    return stop
 
 
 async def _open_database(settings: Settings) -> Engine | None:

@@ -51,6 +51,7 @@ def settings_for(tmp_path: Path, temporal_address: str, task_queue: str) -> Sett
         _env_file=None, temporal_address=temporal_address, temporal_namespace="default",
         temporal_task_queue=task_queue, data_dir=tmp_path,
         database_url=f"sqlite:///{(tmp_path / 'disputeflow.db').as_posix()}",
+        api_metrics_port=0, worker_metrics_port=0,  # tests/test_metrics.py scrapes them on a whole stack
     )
 
 
