@@ -317,6 +317,8 @@ def test_stack_block_runs(block: Block, stack: tuple[Settings, RunningStack]) ->
     result = run_block(block, child_environment(settings), {
         "127.0.0.1:8000": f"127.0.0.1:{settings.api_port}",
         "127.0.0.1:8233": f"127.0.0.1:{settings.temporal_ui_port}",
+        "127.0.0.1:9464": f"127.0.0.1:{settings.api_metrics_port}",
+        "127.0.0.1:9465": f"127.0.0.1:{settings.worker_metrics_port}",
     })
     if "%{http_code}" in block.text:
         comments = " ".join(line.partition("#")[2] for line in block.text.splitlines()
@@ -407,3 +409,18 @@ def test_readme_first_case_is_run_against_the_stack() -> None:
     (first_case,) = [b for b in STACK_BLOCKS if rel(b.path) == "README.md"]
     assert "/cases" in first_case.text and "token" in first_case.text
 
+
+
+def test_metrics_table_is_the_code(tmp_path: Path) -> None:
+    from disputeflow import metrics
+    from disputeflow.db.engine import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    create_schema(engine)
+    names = set()
+    collector = metrics.ReadModelCollector(lambda: engine, cache_seconds=0)
+    for family in [*metrics.REGISTRY.collect(), *collector.collect()]:
+        names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    engine.dispose()
+    documented = {code(row[0]) for row in table(ROOT / "docs" / "operations.md", "Metrics")}
+    assert documented == names
