@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from disputeflow import logs
+
     args = build_parser().parse_args(argv)
+    logs.setup()  # what the commands' modules log: JSON lines unless on a terminal, on standard error
     return int(args.handler(args) or 0)
 
 

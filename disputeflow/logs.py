@@ -133,6 +133,7 @@ def setup(log_format: str | None = None, level: str | None = None, *, stream: Te
         uvicorn_logger.propagate = True
     # httpx logs every request's full URL at INFO (a test client's would carry query strings).
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))  # a line per migration, every start
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False

@@ -7,6 +7,7 @@ import argparse
 from sqlmodel import Session
 
 from disputeflow.cli import command
+from disputeflow.progress import Progress, bars_wanted
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def verify_audit(args: argparse.Namespace) -> int:
 
     engine = engine_for(get_settings().effective_database_url)
     with Session(engine) as session:
-        report = verify_chain(session, batch_size=args.batch_size)
+        with Progress(_entry_count(session), "verifying the audit chain", unit="entries") as bar:
+            report = verify_chain(session, batch_size=args.batch_size, on_batch=bar.update)
         if not report.ok:
             link = report.first_broken
             assert link is not None
@@ -54,6 +56,17 @@ def verify_audit(args: argparse.Namespace) -> int:
                 return 1
         print(f"audit chain intact: {report.checked} entries, head {report.head_hash or 'none (empty log)'}")
         return _check_cases(session, args.case) if args.case else 0
+
+
+def _entry_count(session: Session) -> int | None:
+    """The bar's end, only when a bar is drawn (counting a long log is not free)."""
+    from sqlmodel import func, select
+
+    from disputeflow.db.models import AuditEntry
+
+    if not bars_wanted():
+        return None
+    return session.exec(select(func.count()).select_from(AuditEntry)).one()
 
 
 def _check_cases(session: Session, case_ids: list[str]) -> int:

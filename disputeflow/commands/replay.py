@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from disputeflow.cli import command
+from disputeflow.progress import Progress
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -98,7 +99,16 @@ async def _replay(args: argparse.Namespace) -> int:
     def label(index: int) -> str:
         return labels[index] if index < len(labels) else ""
 
+    bar = Progress(None, "replaying", unit="histories")
+
     def progress(done: int, total: int | None, result: ReplayResult) -> None:
+        if bar.drawn:  # on a terminal: the bar, and only the histories that diverged above it
+            if total is not None:
+                bar.set_total(total)
+            bar.update()
+            if not result.ok:
+                bar.write(_describe(result, label(done - 1)))
+            return
         print(f"[{done}/{total if total is not None else '?'}] {_describe(result, label(done - 1))}", flush=True)
 
     if args.dir is not None:
@@ -113,6 +123,7 @@ async def _replay(args: argparse.Namespace) -> int:
     else:
         report = await history.replay_case(await _client(), args.case, on_progress=progress)
 
+    bar.close()
     diverged = [(index, result) for index, result in enumerate(report.results) if not result.ok]
     print(f"{len(report.results)} replayed, {len(diverged)} diverged")
     for index, result in diverged:

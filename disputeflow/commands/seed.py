@@ -7,6 +7,7 @@ import sys
 from datetime import datetime
 
 from disputeflow.cli import command
+from disputeflow.progress import Progress
 
 
 def _moment(text: str) -> datetime:
@@ -41,15 +42,26 @@ def seed(args: argparse.Namespace) -> int:
     settings = get_settings()
     url = args.database_url or settings.effective_database_url
     engine = make_engine(url)
+    bar = Progress(args.cases, "seeding", unit="cases")
+    seeded = 0
+
+    def progress(n: int) -> None:  # n: cases written so far
+        nonlocal seeded
+        if bar.drawn:
+            bar.update(n - seeded)
+            seeded = n
+        else:
+            print(f"  {n} cases", file=sys.stderr, flush=True)
+
     try:
         create_schema(engine)
         report = run(engine, cases=args.cases, seed=args.seed, now=args.now, days=args.days,
-                     policy_file=settings.policy_file,
-                     progress=lambda n: print(f"  {n} cases", file=sys.stderr, flush=True))
+                     policy_file=settings.policy_file, progress=progress)
     except SeedError as exc:
         print(f"not seeded: {exc}", file=sys.stderr)
         return 1
     finally:
+        bar.close()
         engine.dispose()
     print(report.summary())
     return 0

@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -264,10 +264,12 @@ def _columns_match(doc: Any, case_id: str, event_seq: int, event_type: str, reco
     )
 
 
-def verify_chain(session: Session, *, batch_size: int = 1000) -> ChainReport:
+def verify_chain(session: Session, *, batch_size: int = 1000,
+                 on_batch: Callable[[int], None] | None = None) -> ChainReport:
     """Walk the whole log in id order, `batch_size` rows at a time, recomputing every hash.
 
-    Stops at the first broken link. Memory use does not grow with the log.
+    Stops at the first broken link. Memory use does not grow with the log. `on_batch(n)` is told
+    after each batch how many entries it checked (a progress bar).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
@@ -306,6 +308,8 @@ def verify_chain(session: Session, *, batch_size: int = 1000) -> ChainReport:
                 )
             checked += 1
             prev_id, prev_hash, head = entry_id, row_hash, row_hash
+        if on_batch is not None:
+            on_batch(len(rows))
         if len(rows) < batch_size:
             return ChainReport(ok=True, checked=checked, head_hash=head)
 
