@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -184,18 +183,19 @@ def test_repository_paths_in_backticks_exist(path: Path) -> None:
 def test_commands_named_in_the_text_exist(path: Path) -> None:
     """`disputeflow ...` in running text (not in a block): the subcommand exists and, where options
     are given, the command line parses (placeholders such as CASE stand for any value)."""
-    from disputeflow.cli import build_parser
+    import click
 
-    parser = build_parser()
-    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    from disputeflow import cli
+
+    subcommands = cli.commands()
     for span in re.findall(r"`(?:\.venv/bin/)?disputeflow ([^`]+)`", prose_with_code_spans(path)):
         argv = shlex.split(span.replace("[", "").replace("]", ""))
         assert argv[0] in subcommands, f"{rel(path)}: `disputeflow {span}`: no such command"
         if len(argv) > 1:
             try:
-                parser.parse_args(argv)
-            except SystemExit:
-                pytest.fail(f"{rel(path)}: `disputeflow {span}` does not parse")
+                cli.check(argv)
+            except click.ClickException as error:
+                pytest.fail(f"{rel(path)}: `disputeflow {span}` does not parse: {error.format_message()}")
 
 
 def test_nothing_refers_to_documents_this_repository_does_not_have() -> None:
