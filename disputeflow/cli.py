@@ -84,13 +84,16 @@ def check(argv: list[str]) -> None:
     """Parse a command line as `disputeflow` would, without running it: `click.UsageError` (or
     `BadParameter`) when it does not parse."""
     _load_commands()
-    ctx = app.make_context("disputeflow", list(argv), resilient_parsing=False)
-    command: click.Command = app
-    while isinstance(command, click.Group):
-        name, command, args = command.resolve_command(ctx, _unparsed(ctx))
-        if command is None:
-            raise click.UsageError(f"no such command {name!r}")
-        ctx = command.make_context(name, args, parent=ctx)
+    try:
+        ctx = app.make_context("disputeflow", list(argv), resilient_parsing=False)
+        command: click.Command = app
+        while isinstance(command, click.Group):
+            name, command, args = command.resolve_command(ctx, _unparsed(ctx))
+            if command is None:
+                raise click.UsageError(f"no such command {name!r}")
+            ctx = command.make_context(name, args, parent=ctx)
+    except click.exceptions.Exit:  # --help: it parses (and printed the help)
+        return
 
 
 def _unparsed(ctx: click.Context) -> list[str]:

@@ -46,6 +46,7 @@ def test_a_wrong_command_line_exits_2_and_says_why(argv: list[str], capsys: pyte
 def test_check_parses_without_running() -> None:
     cli.check(["replay", "--dir", "tests/histories"])
     cli.check(["db", "upgrade", "--sql"])
+    cli.check(["db", "--help"])
     cli.check(["verify-audit", "--case", "A", "--case", "B", "--expect-head", "abc"])
     with pytest.raises(click.UsageError):
         cli.check(["db", "downgrade"])
