@@ -3,8 +3,8 @@
 One request is followed through the API (FastAPI's instrumentation), the Temporal client call it
 makes, the workflow and its activities (the SDK's `TracingInterceptor`, on the client and so on
 the workers built on it): one trace id throughout. Spans carry ids and route templates, never a
-caller's data (the FastAPI instrumentation's span names are route templates; query strings and
-headers are not recorded).
+caller's data (the FastAPI instrumentation's span names are route templates; the query string is
+taken out of the URL attributes, headers are not recorded).
 """
 
 from __future__ import annotations
@@ -60,7 +60,31 @@ def instrument_app(app: Any) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider, excluded_urls="health")
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider, excluded_urls="health",
+                                       server_request_hook=_without_query)
+
+
+# Where the ASGI instrumentation puts the URL, query string included (`?phone=`, `?q=` would put a
+# caller's number or name in the trace).
+_URL_ATTRIBUTES = ("http.url", "url.full")
+_TARGET_ATTRIBUTES = ("http.target",)
+_QUERY_ATTRIBUTES = ("url.query",)
+
+
+def _without_query(span: Any, scope: dict[str, Any]) -> None:
+    """Overwrite the request span's URL attributes with the path alone (no query string)."""
+    if span is None or not span.is_recording():
+        return
+    present = dict(getattr(span, "attributes", None) or {})
+    for key in _URL_ATTRIBUTES:
+        if key in present:
+            span.set_attribute(key, str(present[key]).split("?", 1)[0])
+    for key in _TARGET_ATTRIBUTES:
+        if key in present:
+            span.set_attribute(key, scope.get("path", ""))
+    for key in _QUERY_ATTRIBUTES:
+        if key in present:
+            span.set_attribute(key, "")
 
 
 def shutdown() -> None:

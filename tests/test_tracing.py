@@ -64,6 +64,9 @@ async def test_one_request_is_one_trace_through_api_workflow_and_activities(
                 response = await http.post("/cases", json=WAGE_ARREARS_CALL, timeout=30,
                                            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "trace-1"})
                 assert response.status_code == 201, response.text
+                listing = await http.get("/cases", params={"phone": "13800138000", "q": "张三"},
+                                         headers={"Authorization": f"Bearer {token}"})
+                assert listing.status_code == 200, listing.text
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not any(s.name.startswith("RunActivity:")
                                                           for s in spans.get_finished_spans()):
@@ -77,7 +80,8 @@ async def test_one_request_is_one_trace_through_api_workflow_and_activities(
     assert "StartWorkflow:CaseWorkflowV2" in in_trace, names
     assert "RunWorkflow:CaseWorkflowV2" in in_trace, names
     assert any(name.startswith("RunActivity:") for name in in_trace), names
-    # Ids and names only: nothing the caller said.
+    # Ids and names only: nothing the caller said, not even from a listing's query string.
+    assert any(s.name == "GET /cases" for s in finished), names
     for span in finished:
         text = repr(dict(span.attributes or {}))
-        assert "13800138000" not in text and "张三" not in text
+        assert "13800138000" not in text and "张三" not in text and "%E5%BC%A0" not in text, text
