@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv chromium worker api bench clean
+.PHONY: run test test-cache-off venv chromium worker api bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,17 @@ chromium:
 run: $(STAMP)
 	$(BIN)/python -m disputeflow.stack
 
-## Create the environment and run the test suite.
+## Create the environment and run the test suite; then, unless PYTEST_ARGS picked tests, the
+## workflow and fault tests again with the worker's workflow cache off (test-cache-off).
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@if [ -z "$(strip $(PYTEST_ARGS))" ]; then $(MAKE) --no-print-directory test-cache-off; fi
+
+## The workflow tests and the fault suite with no workflow cache in the worker: every workflow task
+## replays the case from its history, so a step that does not replay fails here.
+CACHE_OFF_TESTS := tests/workflows tests/faults
+test-cache-off: $(STAMP)
+	DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS=0 $(BIN)/python -m pytest -q $(CACHE_OFF_TESTS)
 
 worker: $(STAMP)
 	$(BIN)/python worker.py
@@ -47,6 +55,11 @@ api: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/breach_lateness.py
+
+# Read-model routes at 100,000 cases: SQLite in a temporary folder; add e.g.
+# SCALE_ARGS='--postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale' for PostgreSQL too.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/read_model_scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

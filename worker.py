@@ -57,6 +57,8 @@ class LogContext(Interceptor):
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
     activities = CaseActivities(engine, settings.policy_file)
+    cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
+    cache = {} if cached is None else {"max_cached_workflows": cached}
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
@@ -67,6 +69,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         # On SIGTERM running activities may finish (and report) before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
         interceptors=[LogContext()],
+        **cache,
     )
 
 

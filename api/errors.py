@@ -21,7 +21,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -234,14 +234,26 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     return _unavailable("the database is unavailable")
 
 
+def _naming_the_request(handler: Callable[[Request, Exception], Awaitable[JSONResponse]]):
+    """An action's error answers name its request id (`Idempotency-Key`), as its results do: a
+    caller who sent no key can then retry a 503 with the one it was given, which acts at most once
+    (the first delivery may still reach the case)."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        request_id = getattr(request.state, "request_id", None)
+        if request_id is not None and "Idempotency-Key" not in response.headers:
+            response.headers["Idempotency-Key"] = request_id
+        return response
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(IntakeKeyReused, _intake_key_reused)
-    app.add_exception_handler(history.CaseNotFound, _no_history)
-    app.add_exception_handler(history.HistoryIncomplete, _history_incomplete)
-    app.add_exception_handler(history.HistoryUndecryptable, _history_undecryptable)
-    app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
-    app.add_exception_handler(RPCError, _rpc_error)
-    app.add_exception_handler(WorkflowUpdateFailedError, _update_failed)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    for exc_type, handler in ((ApiError, _api_error), (RequestValidationError, _validation_error),
+                              (IntakeKeyReused, _intake_key_reused), (history.CaseNotFound, _no_history),
+                              (history.HistoryIncomplete, _history_incomplete),
+                              (history.HistoryUndecryptable, _history_undecryptable),
+                              (TemporalUnavailable, _temporal_unavailable), (RPCError, _rpc_error),
+                              (WorkflowUpdateFailedError, _update_failed), (OperationalError, _database_unavailable)):
+        app.add_exception_handler(exc_type, _naming_the_request(handler))

@@ -88,7 +88,8 @@ class Stack:
     def __init__(self, folder: Path) -> None:
         self.api_port = free_port()
         self.env = dict(os.environ, DISPUTEFLOW_DATA_DIR=str(folder), TEMPORAL_DEV_PORT=str(free_port()),
-                        TEMPORAL_UI_PORT=str(free_port()), DISPUTEFLOW_API_PORT=str(self.api_port))
+                        TEMPORAL_UI_PORT=str(free_port()), DISPUTEFLOW_API_PORT=str(self.api_port),
+                        DISPUTEFLOW_API_METRICS_PORT=str(free_port()), DISPUTEFLOW_WORKER_METRICS_PORT=str(free_port()))
         self.process: subprocess.Popen | None = None
 
     def settings(self) -> Settings:

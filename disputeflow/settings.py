@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         default=30.0, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS"),
         description="on SIGTERM, how long the worker lets running activities finish before cancelling them",
     )
+    worker_max_cached_workflows: int | None = Field(
+        default=None, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS"),
+        description="workflows the worker keeps in memory between tasks; unset: the SDK's default (1000); 0: none, "
+        "so every task replays the case's history (CI runs the workflow tests so too)",
+    )
 
     metrics_host: str = Field(
         default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_METRICS_HOST"),

@@ -190,6 +190,7 @@ async def test_make_run_starts_stops_and_restarts_on_the_same_data(tmp_path: Pat
         assert str(tmp_path / "data") in output
         children = children_of(first.process.pid)
         assert len(children) == 3, children  # dev server, worker, API
+        await assert_the_web_ui_decodes_through_the_api(settings)
         probe = await start_probe_workflow(settings)
         first.process.send_signal(signal.SIGINT)
         assert await wait_exit(first) == 0, first.output()
@@ -226,6 +227,28 @@ def test_a_taken_port_fails_fast(tmp_path: Path) -> None:
     assert f"port {settings.api_port} (API) is already in use" in stack.output()
     assert not settings.temporal_db_file.exists()  # nothing was started
 
+
+
+async def assert_the_web_ui_decodes_through_the_api(settings: Settings) -> None:
+    """The dev server's Web UI is told the API's codec endpoint, the API admits the UI's origin
+    there, and the data folder with its keys is its owner's alone."""
+    import stat
+
+    import httpx
+
+    api, ui = f"http://127.0.0.1:{settings.api_port}", f"http://127.0.0.1:{settings.temporal_ui_port}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        ui_settings = (await http.get(f"{ui}/api/v1/settings")).json()
+        assert ui_settings["Codec"]["Endpoint"] == f"{api}/codec", ui_settings
+        preflight = await http.options(f"{api}/codec/decode", headers={
+            "Origin": ui, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace"})
+        assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == ui
+    assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
+    keys = settings.data_dir / "keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in keys.iterdir()} == {
+        "payload-keys.json": 0o600, "token-signing-key.pem": 0o600}
 
 
 def test_the_dev_servers_web_ui_decodes_through_the_apis_codec_endpoint() -> None:

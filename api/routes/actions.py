@@ -16,7 +16,7 @@ to retry.
 
 from typing import Annotated, Any
 
-from fastapi import Body, Response
+from fastapi import Body, Request, Response
 from pydantic import BaseModel, ConfigDict, create_model
 
 from api import cases
@@ -64,6 +64,7 @@ def _add_route(command_type: str) -> None:
     async def endpoint(
         case_id: CaseIdPath,
         body: Annotated[body_type, body_param],  # type: ignore[valid-type]
+        request: Request,
         response: Response,
         actor: ActorDep,
         session: SessionDep,
@@ -72,6 +73,7 @@ def _add_route(command_type: str) -> None:
     ) -> CaseDetail:
         request_id = idempotency_key or cases.new_request_id()
         response.headers["Idempotency-Key"] = request_id
+        request.state.request_id = request_id  # for an error's answer too (api.errors)
         cmd = command.model_validate({**body.model_dump(), "type": command_type})
         return await cases.act(case_id, cmd, request_id=request_id, actor=actor, session=session, temporal=temporal)
 

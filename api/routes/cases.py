@@ -135,7 +135,9 @@ def list_cases(
     opened_from: DayQuery = None,
     opened_to: DayQuery = None,
     q: Annotated[single_line(min_length=1, max_length=100) | None,
-                 Query(description="Text in the description or the caller's name", examples=["工资"])] = None,
+                 Query(description="Text in the description or the caller's name; a phone number (7 digits or more, "
+                                   "spaces and dashes allowed) searches the callers' phones by prefix instead",
+                       examples=["工资"])] = None,
     phone: Annotated[single_line(max_length=32) | None,
                      Query(description="The caller's phone number, any usual form", examples=["138 0013 8000"])] = None,
     cursor: Annotated[single_line(max_length=200) | None, Query()] = None,

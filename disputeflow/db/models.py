@@ -91,6 +91,7 @@ class CaseRecord(SQLModel, table=True):
     __table_args__ = (
         # Listings: newest first, keyset paging on (opened_at, case_id) (migration 0003).
         Index("ix_cases_opened_at_case_id", "opened_at", "case_id"),
+        Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),  # a stage's cases, newest first
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
     )
@@ -192,13 +193,15 @@ class ComplianceCount(SQLModel, table=True):
     write of a clock (`disputeflow.db.compliance`); read by `disputeflow.db.reports.compliance`."""
 
     __tablename__ = "compliance_counts"
-    __table_args__ = (Index("ix_compliance_counts_kind_first_day", "kind", "first_day"),)
+    # Keyed, and on SQLite stored (WITHOUT ROWID), in the order reports read them: a range of periods
+    # of one kind is one contiguous run of rows.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     kind: str = Field(primary_key=True, max_length=5)  # day | week | month
-    period: str = Field(primary_key=True, max_length=10)  # 2026-11-05 | 2026-W45 | 2026-11
+    first_day: date = Field(sa_column=Column(Date, primary_key=True))  # of the day, week or month
     clock: str = Field(primary_key=True, max_length=64)
     region_code: str = Field(primary_key=True, max_length=6)
-    first_day: date = Field(sa_column=Column(Date, nullable=False))
+    period: str = Field(max_length=10)  # 2026-11-05 | 2026-W45 | 2026-11
     last_day: date = Field(sa_column=Column(Date, nullable=False))
     week: str | None = Field(default=None, max_length=8)  # day rows: their ISO week and month, to fold
     month: str | None = Field(default=None, max_length=7)  # days into the partial weeks and months of a range

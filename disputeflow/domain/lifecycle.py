@@ -45,8 +45,9 @@ def open_case(case_id: str, intake: Intake, policy: CasePolicy, now: datetime, c
         policy_fingerprint=policy.fingerprint,
     )
     changes.start_stage_clocks(state, now, cal)
-    if intake.urgency == "emergency":
-        changes.notify(state, event, "emergency_registered", Role.supervisor, None, summary=intake.description[:200])
+    if intake.urgency == "emergency":  # the case number and kind only: the story stays with the case
+        changes.notify(state, event, "emergency_registered", Role.supervisor, None,
+                       dispute_type=intake.dispute_type.value, region_code=intake.region_code)
     return state
 
 
