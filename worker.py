@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.runtime import Runtime
+from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case import CaseActivities
@@ -40,6 +43,22 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        from disputeflow import logs
+
+        info = activity.info()
+        with logs.bind(workflow_id=info.workflow_id, case_id=logs.case_id_of(info.workflow_id)):
+            return await self.next.execute_activity(input)
+
+
+class LogContext(Interceptor):
+    """Every log line an activity writes, from whatever module, carries its workflow and case id."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(super().intercept_activity(next))
+
+
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
     activities = CaseActivities(engine, settings.policy_file)
     cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
@@ -54,6 +73,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         workflow_runner=workflow_runner(),
         # On SIGTERM running activities may finish (and report) before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        interceptors=[LogContext()],
         **cache,
     )
 
@@ -88,13 +108,13 @@ async def ensure_retention_schedule(client: Client, task_queue: str) -> bool:
     return True
 
 
-async def _connect_with_retry(settings: Settings) -> Client:
+async def _connect_with_retry(settings: Settings, runtime: Runtime | None = None) -> Client:
     from disputeflow.temporal import connect
 
     delay = 0.5
     while True:
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except Exception as exc:  # noqa: BLE001 - the server may still be starting
             log.warning("Temporal at %s not reachable yet (%s); retrying", settings.effective_temporal_address, exc)
             await asyncio.sleep(delay)
@@ -106,8 +126,11 @@ async def main() -> None:
     from disputeflow.db.engine import write_session
     from disputeflow.db.reference import seed_reference
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from disputeflow import logs, tracing
+
     settings = get_settings()
+    logs.setup(settings.log_format, settings.log_level)
+    tracing.configure(settings.otlp_endpoint, "disputeflow-worker")
     engine = engine_for(settings.effective_database_url)
     with write_session(engine) as session:
         mediators, lawyers = seed_reference(session, settings.reference_file)
@@ -115,7 +138,17 @@ async def main() -> None:
     from disputeflow.temporal import data_converter
 
     data_converter(settings)  # unusable payload keys stop the worker here, not in a retry loop
-    client = await _connect_with_retry(settings)
+    from disputeflow.temporal import metrics_runtime
+
+    try:
+        runtime = metrics_runtime(settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken: run the cases without the metrics
+        log.error("worker metrics unavailable on %s:%d: %s", settings.metrics_host, settings.worker_metrics_port, exc)
+        runtime = None
+    else:
+        if runtime is not None:
+            log.info("worker metrics on http://%s:%d/metrics", settings.metrics_host, settings.worker_metrics_port)
+    client = await _connect_with_retry(settings, runtime)
     worker = build_worker(client, settings, engine)
     await ensure_retention_schedule(client, settings.temporal_task_queue)
     stop = asyncio.Event()
@@ -126,6 +159,7 @@ async def main() -> None:
     async with worker, notification_sender(settings, engine, stop):
         await stop.wait()
     log.info("worker stopped")
+    tracing.shutdown()
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -24,9 +25,10 @@ from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
 from api.jobs import JobRegistry
 from api.limits import RateLimiter
+from api.middleware import RequestContext
 from api.routes import actions, audit, cases, codec, erasure, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
-from disputeflow import history
+from disputeflow import history, logs, metrics, tracing
 from disputeflow import token_keys
 from disputeflow.codec import codec_for
 from disputeflow.db.engine import engine_for
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clock = clock
         app.state.settings = settings or get_settings()
+        if settings is None:  # the process's app (uvicorn api.app:app); an app a test builds logs as the test does
+            logs.setup(app.state.settings.log_format, app.state.settings.log_level)
         app.state.payload_codec = codec_for(app.state.settings)  # unusable payload keys stop start-up
         app.state.token_verifier = token_keys.Verifier(app.state.settings)  # so do unusable token keys
         app.state.temporal = TemporalGateway(app.state.settings)
@@ -93,12 +97,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         app.state.engine = await _open_database(app.state.settings)
         app.state.rate_limiter = RateLimiter.from_settings(app.state.settings)
         app.state.jobs = JobRegistry()
+        stop_metrics = _start_metrics(app)
         warming = asyncio.create_task(_warm_up_replayer(app.state.temporal))  # in the background: start-up does not wait
         try:
             yield
         finally:
             warming.cancel()
             await app.state.jobs.close()
+            stop_metrics()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -115,6 +121,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
+    app.add_middleware(RequestContext)  # outermost: every answer has its request id, log line and metrics
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
                    supervision.router, erasure.router, audit.router, codec.router, health.router):
         app.include_router(router)
@@ -122,11 +129,33 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     # The console: pages for people, over the same services, sharing this app's state.
     app.mount("/console", create_console(app.state))
     app.add_route("/", _to_console, include_in_schema=False)
+    if settings is None and not tracing.enabled():  # the process's app: traced when OTEL_EXPORTER_OTLP_ENDPOINT is set
+        tracing.configure(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"), "disputeflow-api")
+    tracing.instrument_app(app)
     return app
 
 
 async def _to_console(_request: Request) -> RedirectResponse:
     return RedirectResponse("/console/", status_code=307)
+
+
+def _start_metrics(app: FastAPI) -> Callable[[], None]:
+    """The read-model figures join the API's metrics; served on their own port when one is set.
+    Returns what undoes both."""
+    settings: Settings = app.state.settings
+    collector = metrics.ReadModelCollector(lambda: getattr(app.state, "engine", None),
+                                           cache_seconds=settings.metrics_cache_seconds,
+                                           webhook_configured=settings.notify_webhook_url is not None)
+    metrics.REGISTRY.register(collector)
+    app.state.metrics_collector = collector
+    stop_server = metrics.serve(settings.metrics_host, settings.api_metrics_port) if settings.api_metrics_port else None
+
+    def stop() -> None:
+        if stop_server is not None:
+            stop_server()
+        metrics.REGISTRY.unregister(collector)
+
+    return stop
 
 
 async def _open_database(settings: Settings) -> Engine | None:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api import limits
 from api.errors import ApiError, Forbidden, NotAuthenticated, error_responses
-from disputeflow import token_keys
+from disputeflow import logs, token_keys
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.enums import Role
 from disputeflow.settings import Settings
@@ -121,7 +121,10 @@ def current_actor(
 ) -> Actor:
     if credentials is None:
         raise NotAuthenticated("send a bearer token: Authorization: Bearer <token>")
-    return decode_token(credentials.credentials, token_verifier(request))
+    actor = decode_token(credentials.credentials, token_verifier(request))
+    case_id = request.path_params.get("case_id")
+    logs.update(user_id=actor.user_id, case_id=case_id, workflow_id=f"case-{case_id}" if case_id else None)
+    return actor
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

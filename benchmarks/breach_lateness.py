@@ -54,6 +54,7 @@ from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Se
 from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker import build_worker
 from disputeflow.pinning import PolicyPins
+from disputeflow.progress import Progress
 from workflows.case import CaseWorkflowV2
 
 CLOCK = "emergency_response"
@@ -164,16 +165,21 @@ async def run_phase(client: Client, engine: Engine, phase: Phase, *, pins: Polic
         await asyncio.gather(*starts)
         phase.start_seconds = time.monotonic() - began
 
+    bar_seen = [0]
     opener = asyncio.create_task(open_cases())
+    bar = Progress(phase.count, f"{phase.label}: breaches seen", unit="cases")  # on a terminal only
     try:
         while time.monotonic() < deadline:
             await asyncio.to_thread(poll_breached, engine, phase)
+            bar.update(len(phase.seen_breached) - bar_seen[0])
+            bar_seen[0] = len(phase.seen_breached)
             if phase.complete and opener.done():
                 break
             await asyncio.sleep(poll)
         if opener.done():
             opener.result()  # a failed start is an error, not a slow result
     finally:
+        bar.close()
         opener.cancel()
     collect_events(engine, phase)
 

@@ -42,6 +42,7 @@ from disputeflow.domain.intake import Intake
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings
 from disputeflow.temporal import connect
+from disputeflow.progress import Progress
 from workflows.case import CaseWorkflowV2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,24 +67,29 @@ def percentile(values: list[float], p: float) -> float:
     return math.nan if not ordered else ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-async def bounded(concurrency: int, jobs: list) -> list[float]:
-    """Run the coroutine factories in `jobs`, `concurrency` at a time; each one's seconds."""
+async def bounded(concurrency: int, jobs: list, description: str = "running") -> list[float]:
+    """Run the coroutine factories in `jobs`, `concurrency` at a time; each one's seconds. A
+    progress bar on a terminal (`disputeflow.progress`), nothing in CI."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def timed(job) -> float:
-        async with gate:
-            began = time.perf_counter()
-            await job()
-            return time.perf_counter() - began
+    with Progress(len(jobs), description) as bar:
+        async def timed(job) -> float:
+            async with gate:
+                began = time.perf_counter()
+                await job()
+                took = time.perf_counter() - began
+            bar.update()
+            return took
 
-    return await asyncio.gather(*(timed(job) for job in jobs))
+        return await asyncio.gather(*(timed(job) for job in jobs))
 
 
 class Stack:
     def __init__(self, folder: Path) -> None:
         self.api_port = free_port()
         self.env = dict(os.environ, DISPUTEFLOW_DATA_DIR=str(folder), TEMPORAL_DEV_PORT=str(free_port()),
-                        TEMPORAL_UI_PORT=str(free_port()), DISPUTEFLOW_API_PORT=str(self.api_port))
+                        TEMPORAL_UI_PORT=str(free_port()), DISPUTEFLOW_API_PORT=str(self.api_port),
+                        DISPUTEFLOW_API_METRICS_PORT=str(free_port()), DISPUTEFLOW_WORKER_METRICS_PORT=str(free_port()))
         self.process: subprocess.Popen | None = None
 
     def settings(self) -> Settings:
@@ -141,7 +147,7 @@ async def raw_starts(stack: Stack, n: int, concurrency: int, label: str) -> floa
         return start
 
     began = time.perf_counter()
-    await bounded(concurrency, [job(i) for i in range(n)])
+    await bounded(concurrency, [job(i) for i in range(n)], f"raw starts {label}")
     return n / (time.perf_counter() - began)
 
 
@@ -155,7 +161,7 @@ async def intakes(http: httpx.AsyncClient, token: str, n: int, concurrency: int)
         return post
 
     began = time.perf_counter()
-    latencies = await bounded(concurrency, [job(i) for i in range(n)])
+    latencies = await bounded(concurrency, [job(i) for i in range(n)], f"raw starts {label}")
     return n / (time.perf_counter() - began), latencies
 
 

@@ -202,6 +202,33 @@ class Settings(BaseSettings):
         "so every task replays the case's history (CI runs the workflow tests so too)",
     )
 
+    metrics_host: str = Field(
+        default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_METRICS_HOST"),
+        description="Address the API's and the worker's Prometheus endpoints listen on (not the API's port: "
+                    "a reverse proxy in front of the API never exposes them)",
+    )
+    api_metrics_port: int = Field(
+        default=9464, ge=0, le=65535, validation_alias=_env("DISPUTEFLOW_API_METRICS_PORT"),
+        description="Port of the API's /metrics (HTTP and read-model figures); 0: none",
+    )
+    worker_metrics_port: int = Field(
+        default=9465, ge=0, le=65535, validation_alias=_env("DISPUTEFLOW_WORKER_METRICS_PORT"),
+        description="Port of the worker's /metrics (the Temporal SDK's worker and workflow metrics); 0: none",
+    )
+    metrics_cache_seconds: float = Field(
+        default=15.0, ge=0, validation_alias=_env("DISPUTEFLOW_METRICS_CACHE_SECONDS"),
+        description="How long the read-model figures of a scrape are reused before they are queried again",
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", validation_alias=_env("DISPUTEFLOW_LOG_FORMAT"),
+        description="auto: readable lines on a terminal, JSON lines otherwise",
+    )
+    log_level: str = Field(default="INFO", validation_alias=_env("DISPUTEFLOW_LOG_LEVEL"))
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP collector for traces (e.g. http://127.0.0.1:4318); unset: no tracing",
+    )
+
     public_url: AnyHttpUrl | None = Field(
         default=None, validation_alias=_env("DISPUTEFLOW_PUBLIC_URL"),
         description="The API's address as people reach it, for the links in webhook deliveries; "

@@ -239,6 +239,7 @@ class Stack:
             [
                 sys.executable, "-m", "uvicorn", "api.app:app",
                 "--host", settings.api_host, "--port", str(settings.api_port),
+                "--no-access-log",  # it prints query strings (?phone=); the API logs requests by route template
             ],
             env,
         )
@@ -250,7 +251,12 @@ class Stack:
 
     def _check_ports_free(self) -> None:
         """Fail fast on a taken port: otherwise the readiness check could find someone else's server."""
-        wanted = [("API", self.settings.api_host, self.settings.api_port, "DISPUTEFLOW_API_PORT")]
+        s = self.settings
+        wanted = [("API", s.api_host, s.api_port, "DISPUTEFLOW_API_PORT")]
+        if s.api_metrics_port:
+            wanted.append(("API metrics", s.metrics_host, s.api_metrics_port, "DISPUTEFLOW_API_METRICS_PORT"))
+        if s.worker_metrics_port:
+            wanted.append(("worker metrics", s.metrics_host, s.worker_metrics_port, "DISPUTEFLOW_WORKER_METRICS_PORT"))
         if self.settings.embedded_temporal:
             wanted += [
                 ("Temporal dev server", "127.0.0.1", self.settings.temporal_dev_port, "TEMPORAL_DEV_PORT"),
@@ -322,6 +328,11 @@ class Stack:
             lines.append(f"  Temporal Web UI  http://127.0.0.1:{s.temporal_ui_port}")
         else:
             lines.append(f"  Temporal         {s.temporal_address} (namespace {s.temporal_namespace})")
+        metrics_host = _client_host(s.metrics_host)
+        if s.api_metrics_port:
+            lines.append(f"  API metrics      http://{metrics_host}:{s.api_metrics_port}/metrics")
+        if s.worker_metrics_port:
+            lines.append(f"  Worker metrics   http://{metrics_host}:{s.worker_metrics_port}/metrics")
         lines += [
             f"  Data folder      {s.data_dir}",
             f"  Database         {make_url(s.effective_database_url).render_as_string(hide_password=True)}",

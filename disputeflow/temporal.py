@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RetryConfig, TLSConfig
 
 from disputeflow.codec import EncryptionCodec, codec_for
@@ -92,8 +93,14 @@ def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> 
                                failure_converter_class=EncryptedFailureConverter)
 
 
-async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
-    """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s)."""
+async def connect(settings: Settings, *, retry_config: RetryConfig | None = None,
+                  runtime: Runtime | None = None) -> Client:
+    """`retry_config`: how long a call retries an unreachable server (default: the SDK's, ~10 s).
+    `runtime`: the SDK runtime (the worker's exports Prometheus metrics; default: the SDK's).
+    With tracing configured (`disputeflow.tracing`), the client and the workers built on it carry
+    the OpenTelemetry interceptor, so a trace runs from a request through its workflow and activities."""
+    from disputeflow import tracing
+
     return await Client.connect(
         settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
@@ -101,7 +108,20 @@ async def connect(settings: Settings, *, retry_config: RetryConfig | None = None
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         retry_config=retry_config,
+        interceptors=tracing.temporal_interceptors(),
+        runtime=runtime,
     )
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """An SDK runtime that serves the SDK's worker and workflow metrics in Prometheus format on
+    `DISPUTEFLOW_METRICS_HOST:DISPUTEFLOW_WORKER_METRICS_PORT`; None when the port is 0."""
+    if not settings.worker_metrics_port:
+        return None
+    host = f"[{settings.metrics_host}]" if ":" in settings.metrics_host else settings.metrics_host
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=f"{host}:{settings.worker_metrics_port}", counters_total_suffix=True,
+        durations_as_seconds=True)))
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -184,18 +183,19 @@ def test_repository_paths_in_backticks_exist(path: Path) -> None:
 def test_commands_named_in_the_text_exist(path: Path) -> None:
     """`disputeflow ...` in running text (not in a block): the subcommand exists and, where options
     are given, the command line parses (placeholders such as CASE stand for any value)."""
-    from disputeflow.cli import build_parser
+    import click
 
-    parser = build_parser()
-    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    from disputeflow import cli
+
+    subcommands = cli.commands()
     for span in re.findall(r"`(?:\.venv/bin/)?disputeflow ([^`]+)`", prose_with_code_spans(path)):
         argv = shlex.split(span.replace("[", "").replace("]", ""))
         assert argv[0] in subcommands, f"{rel(path)}: `disputeflow {span}`: no such command"
         if len(argv) > 1:
             try:
-                parser.parse_args(argv)
-            except SystemExit:
-                pytest.fail(f"{rel(path)}: `disputeflow {span}` does not parse")
+                cli.check(argv)
+            except click.ClickException as error:
+                pytest.fail(f"{rel(path)}: `disputeflow {span}` does not parse: {error.format_message()}")
 
 
 def test_nothing_refers_to_documents_this_repository_does_not_have() -> None:
@@ -317,6 +317,8 @@ def test_stack_block_runs(block: Block, stack: tuple[Settings, RunningStack]) ->
     result = run_block(block, child_environment(settings), {
         "127.0.0.1:8000": f"127.0.0.1:{settings.api_port}",
         "127.0.0.1:8233": f"127.0.0.1:{settings.temporal_ui_port}",
+        "127.0.0.1:9464": f"127.0.0.1:{settings.api_metrics_port}",
+        "127.0.0.1:9465": f"127.0.0.1:{settings.worker_metrics_port}",
     })
     if "%{http_code}" in block.text:
         comments = " ".join(line.partition("#")[2] for line in block.text.splitlines()
@@ -407,3 +409,18 @@ def test_readme_first_case_is_run_against_the_stack() -> None:
     (first_case,) = [b for b in STACK_BLOCKS if rel(b.path) == "README.md"]
     assert "/cases" in first_case.text and "token" in first_case.text
 
+
+
+def test_metrics_table_is_the_code(tmp_path: Path) -> None:
+    from disputeflow import metrics
+    from disputeflow.db.engine import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    create_schema(engine)
+    names = set()
+    collector = metrics.ReadModelCollector(lambda: engine, cache_seconds=0)
+    for family in [*metrics.REGISTRY.collect(), *collector.collect()]:
+        names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    engine.dispose()
+    documented = {code(row[0]) for row in table(ROOT / "docs" / "operations.md", "Metrics")}
+    assert documented == names

@@ -120,7 +120,7 @@ def served_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApi]:
     data_dir = tmp_path_factory.mktemp("docs-browser")
     port = free_port()
     settings = Settings(_env_file=None, data_dir=data_dir, temporal_address=f"127.0.0.1:{free_port()}",
-                        api_port=port)
+                        api_port=port, api_metrics_port=0)
     log = data_dir / "uvicorn.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -81,7 +81,7 @@ def settings_for(tmp_path: Path, temporal_address: str, database_url: str | None
         temporal_task_queue=task_queue or f"nobody-polls-{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path,
         database_url=database_url,
-        **more,
+        **({"api_metrics_port": 0} | more),
     )
 
 

@@ -43,6 +43,8 @@ def stack_settings(data_dir: Path) -> Settings:
         api_port=free_port(),
         temporal_dev_port=free_port(),
         temporal_ui_port=free_port(),
+        api_metrics_port=free_port(),
+        worker_metrics_port=free_port(),
     )
 
 
@@ -144,7 +146,8 @@ def survivors(process_groups: set[int]) -> list[int]:
 
 
 def assert_all_stopped(settings: Settings, process_groups: set[int]) -> None:
-    for port in (settings.api_port, settings.temporal_dev_port, settings.temporal_ui_port):
+    for port in (settings.api_port, settings.temporal_dev_port, settings.temporal_ui_port,
+                 settings.api_metrics_port, settings.worker_metrics_port):
         assert port_is_free("127.0.0.1", port), f"port {port} still taken"
     assert survivors(process_groups) == []
 

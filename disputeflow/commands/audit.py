@@ -2,40 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
+import click
 from sqlmodel import Session
 
 from disputeflow.cli import command
+from disputeflow.progress import Progress, bars_wanted
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--expect-head",
-        metavar="HASH",
-        help="a head hash printed by an earlier run: fail unless the chain still contains it "
-        "(catches a truncated or rewritten tail, which the chain alone cannot)",
-    )
-    parser.add_argument("--batch-size", type=int, default=1000, help="entries read per query (default 1000)")
-    parser.add_argument(
-        "--case",
-        metavar="CASE",
-        action="append",
-        default=[],
-        help="also hold this case's entries against its Temporal history (repeatable): catches an entry "
-        "rewritten with every later hash recomputed",
-    )
-
-
-@command("verify-audit", "Verify the audit log's hash chain: exit 0 if intact, 1 at the first broken link.", _configure)
-def verify_audit(args: argparse.Namespace) -> int:
+@command("verify-audit", "Verify the audit log's hash chain: exit 0 if intact, 1 at the first broken link.")
+@click.option("--expect-head", metavar="HASH",
+              help="a head hash printed by an earlier run: fail unless the chain still contains it "
+                   "(catches a truncated or rewritten tail, which the chain alone cannot)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="entries read per query")
+@click.option("--case", "case", metavar="CASE", multiple=True,
+              help="also hold this case's entries against its Temporal history (repeatable): catches an entry "
+                   "rewritten with every later hash recomputed")
+def verify_audit(args: SimpleNamespace) -> int:
     from disputeflow.db.audit import entry_with_hash, verify_chain
     from disputeflow.db.engine import engine_for
     from disputeflow.settings import get_settings
 
     engine = engine_for(get_settings().effective_database_url)
     with Session(engine) as session:
-        report = verify_chain(session, batch_size=args.batch_size)
+        with Progress(_entry_count(session), "verifying the audit chain", unit="entries") as bar:
+            report = verify_chain(session, batch_size=args.batch_size, on_batch=bar.update)
         if not report.ok:
             link = report.first_broken
             assert link is not None
@@ -53,7 +46,18 @@ def verify_audit(args: argparse.Namespace) -> int:
                 )
                 return 1
         print(f"audit chain intact: {report.checked} entries, head {report.head_hash or 'none (empty log)'}")
-        return _check_cases(session, args.case) if args.case else 0
+        return _check_cases(session, list(args.case)) if args.case else 0
+
+
+def _entry_count(session: Session) -> int | None:
+    """The bar's end, only when a bar is drawn (counting a long log is not free)."""
+    from sqlmodel import func, select
+
+    from disputeflow.db.models import AuditEntry
+
+    if not bars_wanted():
+        return None
+    return session.exec(select(func.count()).select_from(AuditEntry)).one()
 
 
 def _check_cases(session: Session, case_ids: list[str]) -> int:

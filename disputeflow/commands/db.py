@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-from disputeflow.cli import command
+import click
 
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("current", help="the revision the database (DATABASE_URL) is at, and the newest")
-    upgrade = actions.add_parser("upgrade", help="apply the migrations not yet applied (the API and the "
-                                                 "worker also do at start-up)")
-    upgrade.add_argument("--sql", action="store_true", help="print the SQL instead, for a DBA to run")
-    revision = actions.add_parser("revision", help="write a new migration from what models.py changed")
-    revision.add_argument("message", help="what changed, e.g. 'clocks: ended_at'")
+from disputeflow.cli import command, group
 
 
-@command("db", "The database schema: where it stands, bring it up to date, or write a new migration.",
-         _configure)
-def db(args: argparse.Namespace) -> int:
+db_group = group("db", "The database schema: where it stands, bring it up to date, or write a new migration.")
+
+
+@command("current", "The revision the database (DATABASE_URL) is at, and the newest.", parent=db_group,
+         action="current")
+def current(args: SimpleNamespace) -> int:
+    return db(args)
+
+
+@command("upgrade", "Apply the migrations not yet applied (the API and the worker also do at start-up).",
+         parent=db_group, action="upgrade")
+@click.option("--sql", is_flag=True, help="print the SQL instead, for a DBA to run")
+def upgrade(args: SimpleNamespace) -> int:
+    return db(args)
+
+
+@command("revision", "Write a new migration from what models.py changed. MESSAGE: what changed, "
+                     "e.g. 'clocks: ended_at'.", parent=db_group, action="revision")
+@click.argument("message")
+def revision(args: SimpleNamespace) -> int:
+    return db(args)
+
+
+def db(args: SimpleNamespace) -> int:
     from alembic import command as alembic
 
     from disputeflow.db import migrate

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
+
+import click
 
 from disputeflow.cli import command
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["add", "list"],
-                        help="add: a new key that encrypts from now on (the old ones still decrypt); "
-                             "list: the key ids, oldest first")
-
-
-@command("payload-key", "Add or list the keys that encrypt Temporal payloads (the key file; never prints a key).",
-         _configure)
-def payload_key(args: argparse.Namespace) -> int:
+@command("payload-key", "Add or list the keys that encrypt Temporal payloads (the key file; never prints a key). "
+                        "ACTION add: a new key that encrypts from now on (the old ones still decrypt); "
+                        "list: the key ids, oldest first.")
+@click.argument("action", type=click.Choice(["add", "list"]))
+def payload_key(args: SimpleNamespace) -> int:
     from disputeflow.codec import PayloadKeyError, add_key, default_key_file, load_keys
     from disputeflow.settings import get_settings
 

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
+import click
 from sqlmodel import Session
 
-from disputeflow.cli import command
+from disputeflow.cli import command, group
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("parked", help="list them, oldest first, with the webhook's answer")
-    redeliver = actions.add_parser("redeliver", help="put them back in line (after fixing the gateway)")
-    which = redeliver.add_mutually_exclusive_group(required=True)
-    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="notification ids")
-    which.add_argument("--all", action="store_true", help="every parked notification")
+notifications_group = group("notifications",
+                            "Notifications the webhook refused for good: list them, or put them back in line.")
 
 
-@command("notifications", "Notifications the webhook refused for good: list them, or put them back in line.",
-         _configure)
-def notifications(args: argparse.Namespace) -> int:
+@command("parked", "List them, oldest first, with the webhook's answer.", parent=notifications_group,
+         action="parked", ids=(), all=False)
+def parked(args: SimpleNamespace) -> int:
+    return notifications(args)
+
+
+@command("redeliver", "Put them back in line (after fixing the gateway): IDs, or --all.", parent=notifications_group,
+         action="redeliver")
+@click.argument("ids", nargs=-1, type=int, metavar="[ID]...")
+@click.option("--all", "all", is_flag=True, help="every parked notification")
+def redeliver(args: SimpleNamespace) -> int:
+    if args.all and args.ids:
+        raise click.UsageError("give notification ids or --all, not both")
+    return notifications(args)
+
+
+def notifications(args: SimpleNamespace) -> int:
     from disputeflow.db import notifications as store
     from disputeflow.db.engine import engine_for
     from disputeflow.settings import get_settings

@@ -12,15 +12,18 @@ command runs, not when the CLI loads its commands, so `disputeflow verify-audit`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
 from collections.abc import Coroutine
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from disputeflow.cli import command
+from disputeflow.progress import Progress
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -75,21 +78,19 @@ def _data_converter() -> Any:
 # -- replay ------------------------------------------------------------------------------------
 
 
-def _configure_replay(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("case", nargs="?", metavar="CASE", help="a case id: replay every run of its workflow")
-    source.add_argument("--all", action="store_true", help="replay every case workflow run the server lists")
-    source.add_argument("--dir", type=Path, metavar="DIR",
-                        help="replay exported history files (*.json), e.g. tests/histories")
-
-
-@command("replay", "Replay case histories against today's workflow code: exit 0 if all replay, 1 if any diverges.",
-         _configure_replay)
-def replay(args: argparse.Namespace) -> int:
+@command("replay", "Replay case histories against today's workflow code: exit 0 if all replay, 1 if any diverges. "
+                   "Give one of CASE (every run of its workflow), --all or --dir.")
+@click.argument("case", required=False, metavar="[CASE]")
+@click.option("--all", "all", is_flag=True, help="replay every case workflow run the server lists")
+@click.option("--dir", "dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="replay exported history files (*.json), e.g. tests/histories")
+def replay(args: SimpleNamespace) -> int:
+    if sum((args.case is not None, args.all, args.dir is not None)) != 1:
+        raise click.UsageError("give exactly one of CASE, --all and --dir")
     return _checked(_replay(args))
 
 
-async def _replay(args: argparse.Namespace) -> int:
+async def _replay(args: SimpleNamespace) -> int:
     from disputeflow import history
 
     # Per history, in replay order, what names it besides its case: its file, when it came from one.
@@ -98,7 +99,16 @@ async def _replay(args: argparse.Namespace) -> int:
     def label(index: int) -> str:
         return labels[index] if index < len(labels) else ""
 
+    bar = Progress(None, "replaying", unit="histories")
+
     def progress(done: int, total: int | None, result: ReplayResult) -> None:
+        if bar.drawn:  # on a terminal: the bar, and only the histories that diverged above it
+            if total is not None:
+                bar.set_total(total)
+            bar.update()
+            if not result.ok:
+                bar.write(_describe(result, label(done - 1)))
+            return
         print(f"[{done}/{total if total is not None else '?'}] {_describe(result, label(done - 1))}", flush=True)
 
     if args.dir is not None:
@@ -113,6 +123,7 @@ async def _replay(args: argparse.Namespace) -> int:
     else:
         report = await history.replay_case(await _client(), args.case, on_progress=progress)
 
+    bar.close()
     diverged = [(index, result) for index, result in enumerate(report.results) if not result.ok]
     print(f"{len(report.results)} replayed, {len(diverged)} diverged")
     for index, result in diverged:
@@ -130,22 +141,16 @@ def _describe(result: ReplayResult, label: str) -> str:
 # -- history -----------------------------------------------------------------------------------
 
 
-def _configure_history(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("case", metavar="CASE", help="the case id")
-    parser.add_argument(
-        "--out", type=Path, metavar="FILE",
-        help="write the JSON to FILE instead of standard output and print its SHA-256; a case that "
-             "continued as new writes run 1 to FILE and run N to FILE's name with .runN before the suffix",
-    )
-
-
-@command("history", "Export a case's Temporal history: the JSON of `temporal workflow show --output json`.",
-         _configure_history)
-def export_history(args: argparse.Namespace) -> int:
+@command("history", "Export a case's Temporal history: the JSON of `temporal workflow show --output json`.")
+@click.argument("case", metavar="CASE")
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
+              help="write the JSON to FILE instead of standard output and print its SHA-256; a case that "
+                   "continued as new writes run 1 to FILE and run N to FILE's name with .runN before the suffix")
+def export_history(args: SimpleNamespace) -> int:
     return _checked(_export(args))
 
 
-async def _export(args: argparse.Namespace) -> int:
+async def _export(args: SimpleNamespace) -> int:
     from disputeflow import history
 
     # As the server keeps it: payloads encrypted (the replayer and the Web UI's codec endpoint read them).
@@ -168,18 +173,14 @@ async def _export(args: argparse.Namespace) -> int:
 # -- timeline ----------------------------------------------------------------------------------
 
 
-def _configure_timeline(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("case", metavar="CASE", help="the case id")
-    parser.add_argument("--json", action="store_true", help="print the entries as a JSON array")
-
-
-@command("timeline", "Print what happened to a case, read from its Temporal history: who did what, and every clock.",
-         _configure_timeline)
-def print_timeline(args: argparse.Namespace) -> int:
+@command("timeline", "Print what happened to a case, read from its Temporal history: who did what, and every clock.")
+@click.argument("case", metavar="CASE")
+@click.option("--json", "json", is_flag=True, help="print the entries as a JSON array")
+def print_timeline(args: SimpleNamespace) -> int:
     return _checked(_timeline(args))
 
 
-async def _timeline(args: argparse.Namespace) -> int:
+async def _timeline(args: SimpleNamespace) -> int:
     from disputeflow import history
     from disputeflow.domain.calendar import SHANGHAI
 

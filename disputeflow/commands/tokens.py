@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
+from types import SimpleNamespace
+
+import click
 
 from disputeflow.cli import command
 from disputeflow.domain.enums import Role
@@ -12,34 +14,21 @@ from disputeflow.domain.enums import Role
 HUMAN_ROLES = [r.value for r in Role if r is not Role.system]  # the system role has no tokens
 
 
-def _region(value: str) -> str:
+def _region(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not re.fullmatch(r"\d{2}(\d{2}){0,2}", value):
-        raise argparse.ArgumentTypeError(f"a region is 2, 4 or 6 digits of an administrative code, got {value!r}")
+        raise click.BadParameter(f"a region is 2, 4 or 6 digits of an administrative code, got {value!r}")
     return value
 
 
-def _hours(value: str) -> float:
-    try:
-        hours = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {value!r}") from None
-    if not 0 < hours:
-        raise argparse.ArgumentTypeError("hours must be more than 0")
-    return hours
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--user", required=True, help="user id, e.g. med-370102-01 (the token's sub)")
-    parser.add_argument("--role", required=True, choices=HUMAN_ROLES)
-    parser.add_argument("--region", required=True, type=_region,
-                        help="the user's scope: 2, 4 or 6 digits of an administrative code, e.g. 3701")
-    parser.add_argument("--name", help="display name")
-    parser.add_argument("--hours", type=_hours,
-                        help="lifetime (default: DISPUTEFLOW_TOKEN_TTL_HOURS, 12; at most DISPUTEFLOW_TOKEN_MAX_TTL_HOURS)")
-
-
-@command("token", "Print a bearer token for the API (signed with the token signing key).", _configure)
-def token(args: argparse.Namespace) -> int:
+@command("token", "Print a bearer token for the API (signed with the token signing key).")
+@click.option("--user", required=True, help="user id, e.g. med-370102-01 (the token's sub)")
+@click.option("--role", required=True, type=click.Choice(HUMAN_ROLES))
+@click.option("--region", required=True, callback=_region,
+              help="the user's scope: 2, 4 or 6 digits of an administrative code, e.g. 3701")
+@click.option("--name", help="display name")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True),
+              help="lifetime (default: DISPUTEFLOW_TOKEN_TTL_HOURS, 12; at most DISPUTEFLOW_TOKEN_MAX_TTL_HOURS)")
+def token(args: SimpleNamespace) -> int:
     from api.auth import TokenTooLong, issue_token
     from disputeflow.settings import get_settings
     from disputeflow.token_keys import TokenKeyError
@@ -54,8 +43,8 @@ def token(args: argparse.Namespace) -> int:
 
 
 @command("token-keys", "Print the public JWKS of the token signing key (for DISPUTEFLOW_TOKEN_JWKS_FILE or a "
-         "JWKS URL on the API hosts).", lambda parser: None)
-def token_keys(args: argparse.Namespace) -> int:
+         "JWKS URL on the API hosts).")
+def token_keys(args: SimpleNamespace) -> int:
     import json
 
     from disputeflow.settings import get_settings

@@ -268,12 +268,13 @@ def count_entries(session: Session) -> int:
     return session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
 
 
-def verify_chain(session: Session, *, batch_size: int = 1000,
-                 progress: Callable[[int], None] | None = None) -> ChainReport:
+def verify_chain(session: Session, *, batch_size: int = 1000, progress: Callable[[int], None] | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> ChainReport:
     """Walk the whole log in id order, `batch_size` rows at a time, recomputing every hash.
 
-    Stops at the first broken link. Memory use does not grow with the log. `progress`, if given,
-    is called with the number of entries checked so far after each batch.
+    Stops at the first broken link. Memory use does not grow with the log. After each batch,
+    `progress` is told how many entries were checked so far (a job's progress) and `on_batch` how
+    many this batch checked (a progress bar).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
@@ -314,6 +315,8 @@ def verify_chain(session: Session, *, batch_size: int = 1000,
             prev_id, prev_hash, head = entry_id, row_hash, row_hash
         if progress is not None:
             progress(checked)
+        if on_batch is not None:
+            on_batch(len(rows))
         if len(rows) < batch_size:
             return ChainReport(ok=True, checked=checked, head_hash=head)
 

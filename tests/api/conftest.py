@@ -54,6 +54,7 @@ def settings_for(tmp_path: Path, temporal_address: str, task_queue: str) -> Sett
         # The tests call as a handful of users, far faster than people do; test_limits tightens them.
         rate_limit_per_minute=1_000_000, rate_limit_search_per_minute=1_000_000,
         rate_limit_expensive_per_minute=1_000_000,
+        api_metrics_port=0, worker_metrics_port=0,  # tests/test_metrics.py scrapes them on a whole stack
     )
 
 

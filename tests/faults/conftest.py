@@ -319,6 +319,7 @@ async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         _env_file=None, data_dir=data, policy_file=write_fast_policy(folder, EMERGENCY_SECONDS),
         temporal_dev_port=free_port(), temporal_ui_port=free_port(), api_port=free_port(),
         temporal_task_queue="fault-suite-cases",
+        api_metrics_port=free_port(), worker_metrics_port=free_port(),  # not the defaults another stack may hold
     )
     env = child_environment(settings)
     temporal_argv = [
