@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(BodySizeLimit)
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
-    for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
+    for router in (cases.intake_router, cases.router, actions.router, cases.drill_router, inbox.router, notifications.router,
                    supervision.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
