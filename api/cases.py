@@ -294,12 +294,13 @@ async def drill(case_id: str, command: a.Command | None, *, actor: a.Actor, sess
     request = (a.ActionRequest(request_id=f"drill-{new_request_id()}", actor=actor, command=command)
                if command is not None else None)
     inp = DrillRequest(now=now, request=request, horizon_days=horizon_days)
+    handle = _handle(await temporal.client(), case_id)
     try:
-        result = await _handle(await temporal.client(), case_id).query(
-            "drill", inp, result_type=DrillAnswer, rpc_timeout=QUERY_TIMEOUT)
-    except WorkflowQueryFailedError as exc:
-        if "drill" in str(exc) and ("unknown" in str(exc).lower() or "not registered" in str(exc).lower()
-                                    or "known queries" in str(exc).lower()):
+        result = await handle.query("drill", inp, result_type=DrillAnswer, rpc_timeout=QUERY_TIMEOUT)
+    except WorkflowQueryFailedError:
+        # The failure's message may be encrypted (payload codec): ask the workflow's type instead.
+        described = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+        if described.workflow_type != "CaseWorkflowV2":
             raise TransitionRefused(
                 f"case {case_id} still runs on the legacy workflow type, which cannot answer a drill; "
                 "its deadlines are shown on the case") from None
