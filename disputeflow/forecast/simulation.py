@@ -38,7 +38,6 @@ import random
 import time as wall
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -377,7 +376,6 @@ class Simulation:
                 # turns at the GIL of a busy machine make one of them wait past the 2 s deadlock
                 # timeout, which fails its task (and, on the test server, can lose an update).
                 max_concurrent_workflow_tasks=self.workflow_tasks, debug_mode=self.inline,
-                activity_executor=ThreadPoolExecutor(max_workers=2),
             )
             async with worker:
                 await self._drive(env, env.client, period_start, offset)

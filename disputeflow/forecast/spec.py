@@ -130,7 +130,7 @@ class ForecastSpec(BaseModel):
     sweep: Sweep | None = None
     # A back-test: the period's real arrivals, (registered instant, category, dispute type, urgency),
     # used instead of drawing from `arrivals` (whose rates then only describe them).
-    exact_arrivals: list[tuple[str, Category, DisputeType, Urgency]] | None = None
+    exact_arrivals: list[tuple[str, Category, DisputeType, Urgency]] | None = Field(default=None, max_length=100_000)
 
     @model_validator(mode="after")
     def _complete(self) -> ForecastSpec:
