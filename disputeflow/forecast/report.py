@@ -16,6 +16,7 @@ from statistics import mean
 from pydantic import BaseModel
 
 from disputeflow.domain.clocks import Clock, ClockStatus
+from disputeflow.domain.policy import BreachAction
 from disputeflow.forecast.simulation import Scenario, SimResult
 from disputeflow.forecast.spec import ForecastSpec
 
@@ -93,6 +94,7 @@ class ClockForecast(BaseModel):
 class WeekBacklog(BaseModel):
     week: int  # 0: the start; n: after n weeks
     open_cases: float
+    stages: dict[str, float] = {}  # open cases by stage
     open_clocks: dict[str, float]
     overdue_clocks: dict[str, float]
 
@@ -123,6 +125,9 @@ def build(result: SimResult) -> Forecast:
     spec = result.spec
     end = result.period_end + timedelta(days=result.offset_days)
     levels: list[LevelForecast] = []
+    # Windows that lapse by design (a refusal's review window) are not deadlines staff can meet.
+    windows = {c.name for s in result.scenarios for case in s.cases for c in case.clocks
+               if BreachAction.lapse in c.on_breach}
     by_level: dict[int, list[Scenario]] = {}
     for s in result.scenarios:
         by_level.setdefault(s.level, []).append(s)
@@ -143,14 +148,16 @@ def build(result: SimResult) -> Forecast:
         for w in range(len(scenarios[0].weekly)):
             snaps = [s.weekly[w] for s in scenarios if w < len(s.weekly)]
             clock_names = sorted({n for snap in snaps for n in snap["clocks"]})
+            stage_names = sorted({n for snap in snaps for n in snap["stages"]})
             weeks.append(WeekBacklog(
                 week=snaps[0]["week"], open_cases=mean(x["open_cases"] for x in snaps),
+                stages={n: mean(x["stages"].get(n, 0) for x in snaps) for n in stage_names},
                 open_clocks={n: mean(x["clocks"].get(n, {}).get("open", 0) for x in snaps) for n in clock_names},
                 overdue_clocks={n: mean(x["clocks"].get(n, {}).get("overdue", 0) for x in snaps) for n in clock_names}))
         levels.append(LevelForecast(level=level, cases=mean(sum(1 for c in s.cases if c.started) for s in scenarios),
                                     clocks=rows, backlog=weeks))
     reaches: dict[str, int | None] = {}
-    for name in sorted({r.clock for lv in levels for r in lv.clocks}):
+    for name in sorted({r.clock for lv in levels for r in lv.clocks} - windows):
         reaches[name] = next((lv.level for lv in levels for r in lv.clocks
                               if r.clock == name and r.compliance is not None and r.compliance >= spec.target), None)
     notes = [
@@ -158,6 +165,9 @@ def build(result: SimResult) -> Forecast:
         "clocks rated as in /supervision/compliance; a clock not yet due at the end is not rated",
         "simulated people act at fixed times of each working day (office hours), soonest due first",
     ]
+    if windows:
+        notes.append(f"{', '.join(sorted(windows))}: a window that lapses by design, not a deadline; "
+                     "no staffing level is sought for it")
     if result.offset_days:
         notes.append(f"simulated {abs(result.offset_days)} days {'later' if result.offset_days > 0 else 'earlier'} "
                      "on the period's own calendar, shifted by whole weeks (the test server starts at today and "
@@ -176,7 +186,7 @@ def text(forecast: Forecast, clocks: list[str] | None = None) -> str:
     lines.append(f"Forecast for region {spec.region_code}, {spec.weeks} weeks from {spec.start}, "
                  f"{forecast.role} levels {[lv.level for lv in forecast.levels]}, target {forecast.target:.0%}")
     lines.append(f"{forecast.cases_simulated} cases simulated, {forecast.actions} actions, "
-                 f"in {forecast.seconds:.1f} s")
+                 f"in {forecast.seconds:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in forecast.timings.items()) + ")")
     names = clocks or sorted({r.clock for lv in forecast.levels for r in lv.clocks})
     for lv in forecast.levels:
         lines.append(f"\n{forecast.role}s: {lv.level}  (cases a run: {lv.cases:.0f})")
@@ -190,6 +200,9 @@ def text(forecast: Forecast, clocks: list[str] | None = None) -> str:
         last = lv.backlog[-1] if lv.backlog else None
         if last:
             lines.append("  backlog (open cases) by week: " + ", ".join(f"{b.open_cases:.0f}" for b in lv.backlog))
+            lines.append("  of them in mediation: " + ", ".join(f"{b.stages.get('mediation', 0):.0f}" for b in lv.backlog))
+            lines.append("  mediation deadlines overdue: " + ", ".join(
+                f"{b.overdue_clocks.get('mediation_conclusion', 0):.0f}" for b in lv.backlog))
     lines.append("\nCompliance against staffing level (each # is 5%):")
     for name in names:
         lines.append(f"  {name}")
