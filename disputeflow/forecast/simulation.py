@@ -83,6 +83,7 @@ UPDATE_TIMEOUT_SECONDS = 5.0
 # answers and time stops skipping. So nobody acts on a case whose next alarm is this close to the
 # tick (it is acted on an hour later, as a busy person would); the real server has no such race.
 ALARM_MARGIN = timedelta(minutes=5)
+EMERGENCY_PICKUP = timedelta(minutes=15)  # an emergency is triaged this long after the call, day or night
 UPDATE_ATTEMPTS = 4
 
 
@@ -413,16 +414,23 @@ class Simulation:
         cursor = 0
         week_done = -1
         self.sem = asyncio.Semaphore(self.concurrency)
+        # Each emergency is started at its call (so that its case is there to see) and triaged a little later.
+        emergencies = sorted({at for c in pending if c.facts.urgency is Urgency.emergency
+                              for at in (c.registered_at, c.registered_at + EMERGENCY_PICKUP)})
         for day_index, day in enumerate(days):
             week = day_index // 7
             if week != week_done:
                 await self._sleep_until(env, shanghai(day, time(0, 0)) + offset)
                 self._backlog(week, await env.get_current_time())
                 week_done = week
-            if not self.target_cal.is_working_day(day):
-                continue
-            for k, at in enumerate(TICKS):
-                await self._sleep_until(env, shanghai(day, at) + offset)
+            day_start = shanghai(day, time(0, 0)) + offset
+            ticks: list[tuple[datetime, int | None]] = []
+            if self.target_cal.is_working_day(day):
+                ticks += [(shanghai(day, at) + offset, k) for k, at in enumerate(TICKS)]
+            # Emergencies are answered day and night by the operator on duty.
+            ticks += [(at, None) for at in emergencies if day_start <= at < day_start + timedelta(days=1)]
+            for at, k in sorted(ticks, key=lambda x: x[0]):
+                await self._sleep_until(env, at)
                 now = await env.get_current_time()
                 t = wall.monotonic()
                 starting = []
@@ -432,7 +440,8 @@ class Simulation:
                 await asyncio.gather(*(self._start(client, c) for c in starting))
                 self.timings["starts"] += wall.monotonic() - t
                 t = wall.monotonic()
-                jobs = [job for s in self.world.scenarios for job in self._plan(s, k, now)]
+                jobs = [job for s in self.world.scenarios
+                        for job in (self._plan(s, k, now) if k is not None else self._plan_emergencies(s, now))]
                 await asyncio.gather(*jobs)
                 self.timings["actions"] += wall.monotonic() - t
             self.progress((day_index + 1) / len(days), f"{day.isoformat()}")
@@ -494,6 +503,17 @@ class Simulation:
         if task.kind == "hold_mediation_session" and case.last_session_at is not None:
             at = max(at, case.last_session_at + timedelta(days=o.session_interval_days))
         return at <= now
+
+    def _plan_emergencies(self, s: Scenario, now: datetime) -> list:
+        """Out of the office ticks: the operator on duty triages the emergencies waiting, nothing else."""
+        jobs = []
+        for case in s.cases:
+            if (case.started and not case.closed and not case.lost and case.facts.urgency is Urgency.emergency
+                    and case.stage is Stage.triage and not self._alarm_near(case, now)):
+                task = next((t for t in case.tasks if t.kind == "triage"), None)
+                if task is not None:
+                    jobs.append(self._do(s, case, task, now))
+        return jobs
 
     def _plan(self, s: Scenario, tick: int, now: datetime) -> list:
         n = len(TICKS)

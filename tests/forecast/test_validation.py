@@ -49,3 +49,17 @@ def test_a_load_that_overflows_misses_them_and_piles_up(result) -> None:
     assert escalations.started > _clock(result, 10, "escalation_response")[0].started
     assert result.reaches_target["mediation_conclusion"] == 10
     assert result.lost == 0 and result.cases_simulated == 2 * lv.cases
+
+
+def test_emergencies_are_answered_at_night_too() -> None:
+    """Two threats of violence, at 22:10 on a Tuesday and 03:00 on a Saturday: the operator on duty
+    triages each a quarter of an hour after the call, inside its one-hour deadline."""
+    spec = ForecastSpec(
+        region_code="370102", start=date(2027, 3, 1), weeks=1, runs=1, seed=3,
+        arrivals=[{"category": "dispute", "per_week": 0}],
+        exact_arrivals=[("2027-03-02T22:10:00+08:00", "dispute", "neighbours", "emergency"),
+                        ("2027-03-06T03:00:00+08:00", "dispute", "neighbours", "emergency")],
+    )
+    (level,) = forecast(spec, policy_file=DEFAULT_POLICY_FILE).levels
+    row = next(r for r in level.clocks if r.clock == "emergency_response")
+    assert (row.started, row.rated, row.compliance) == (2, 2, 1.0)
