@@ -122,8 +122,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
     app.add_middleware(RequestContext)  # outermost: every answer has its request id, log line and metrics
-    for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
-                   supervision.router, erasure.router, audit.router, codec.router, health.router):
+    for router in (cases.intake_router, cases.router, actions.router, cases.drill_router, inbox.router,
+                   notifications.router, supervision.router, erasure.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
     # The console: pages for people, over the same services, sharing this app's state.

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from temporalio.client import (
     Client,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
@@ -38,6 +39,7 @@ from disputeflow.domain import actions as a
 from disputeflow.domain import lifecycle
 from disputeflow.domain.calendar import BusinessCalendar
 from disputeflow.domain.case import CaseView
+from disputeflow.domain.drills import DrillAnswer, DrillRequest
 from disputeflow.domain.intake import Intake
 from disputeflow.pinning import PolicyPins
 from workflows.case import REFUSED, CaseWorkflowV2
@@ -276,3 +278,37 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
         raise ActionAccepted(case_id, request_id, ACT_TIMEOUT_SECONDS) from None
     return CaseDetail.from_view(view, actor=actor)
+
+
+# -- Drills ------------------------------------------------------------------------------------
+
+
+async def drill(case_id: str, command: a.Command | None, *, actor: a.Actor, session: Session,
+                temporal: TemporalGateway, now: datetime, horizon_days: int) -> DrillAnswer:
+    """Ask the case's workflow what its clocks will do, if nobody acts and after `command`, without
+    doing it: a query, which records nothing. A refused action is 409 with the rule's words; a
+    closed case, or one still on the legacy workflow type (which has no drill), is 409 too."""
+    ref = await locate(case_id, actor, session=session, temporal=temporal)
+    if command is not None:
+        await _check_named_person(command, ref, session)
+    request = (a.ActionRequest(request_id=f"drill-{new_request_id()}", actor=actor, command=command)
+               if command is not None else None)
+    inp = DrillRequest(now=now, request=request, horizon_days=horizon_days)
+    handle = _handle(await temporal.client(), case_id)
+    try:
+        result = await handle.query("drill", inp, result_type=DrillAnswer, rpc_timeout=QUERY_TIMEOUT)
+    except WorkflowQueryFailedError:
+        # The failure's message may be encrypted (payload codec): ask the workflow's type instead.
+        described = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+        if described.workflow_type != "CaseWorkflowV2":
+            raise TransitionRefused(
+                f"case {case_id} still runs on the legacy workflow type, which cannot answer a drill; "
+                "its deadlines are shown on the case") from None
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise TransitionRefused(f"case {case_id} is closed; its clocks have ended") from None
+        raise
+    if result.refused is not None:
+        raise TransitionRefused(result.refused)
+    return result

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         workflow_id_for,
     )
     from disputeflow.domain import actions as a
-    from disputeflow.domain import lifecycle
+    from disputeflow.domain import drills, lifecycle
     from disputeflow.domain.calendar import BusinessCalendar
     from disputeflow.domain.case import CaseState, CaseView, PersonWanted
     from disputeflow.domain.policy import CasePolicy
@@ -117,6 +117,14 @@ class CaseWorkflowV2:
     @workflow.query
     def view(self) -> CaseView:
         return lifecycle.view(self._state)
+
+    @workflow.query
+    def drill(self, inp: drills.DrillRequest) -> drills.DrillAnswer:
+        """What the case's clocks will do if nobody acts, and after a proposed action: a dry run on a
+        copy of the state (a query records nothing in the history). From the caller's `now`, or the
+        workflow's own time if that is later."""
+        now = max(inp.now, workflow.now())
+        return drills.answer(self._state, self._cal, now, inp.request, horizon=timedelta(days=inp.horizon_days))
 
     # -- After every change ---------------------------------------------------------------
 

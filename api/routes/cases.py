@@ -17,6 +17,8 @@ from api.read_log import ReadLog, ReadLogDep
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
 from disputeflow.domain.actions import Actor
+from disputeflow.domain import actions as a
+from disputeflow.domain.drills import DrillAnswer
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
 from disputeflow.domain.text import single_line
@@ -244,3 +246,43 @@ async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, te
     detail = await cases.case_detail(case_id, actor, session=session, temporal=temporal)
     await read_log.arecord([detail])
     return detail
+
+
+
+drill_router = router_for(Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor, tags=["cases"])
+
+
+class DrillBody(BaseModel):
+    """An optional action, as the action routes take it plus its `type`; without one, only "if nobody acts"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: a.Command | None = None
+    horizon_days: int = Field(default=366, ge=1, le=3660, description="How far ahead to look")
+
+
+@drill_router.post(
+    "/cases/{case_id}/drill",
+    response_model=DrillAnswer,
+    summary="Clock drill: what the deadlines will do, if nobody acts and if you act",
+    description=(
+        "Every warning, breach, automatic escalation and lapse still to come, with its instant, in order, "
+        "computed by the rules the case's workflow runs, on a copy of its state (`if_nobody_acts`). With an "
+        "`action` (a body of an action route plus its `type`), the same after that action done now "
+        "(`if_you_act`), without doing it: a drill writes nothing and records nothing in the case's history. "
+        "A mediator or lawyer the case waits for is assumed found at once. **409** with the rule's words "
+        "when you could not do the action now, when the case is closed, or when it still runs on the legacy "
+        "workflow type."
+    ),
+    responses=error_responses(404, 409),
+    openapi_extra={"requestBody": {"content": {"application/json": {"examples": {
+        "if_nobody_acts": {"value": {}},
+        "extension": {"value": {"action": {"type": "extend_clock", "clock_id": "mediation_conclusion-2",
+                                           "by": {"amount": 15, "unit": "calendar_days"}, "reason": "案情复杂"}}},
+    }}}}},
+)
+async def drill_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep, now: NowDep,
+                     body: DrillBody | None = None) -> DrillAnswer:
+    body = body or DrillBody()
+    return await cases.drill(case_id, body.action, actor=actor, session=session, temporal=temporal, now=now,
+                             horizon_days=body.horizon_days)

@@ -9,19 +9,24 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from fastapi import Query, Response
+import threading
+import uuid
+from pathlib import Path as FilePath
+
+from fastapi import Path, Query, Response
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.auth import REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import SessionDep
-from api.errors import InvalidQuery
+from api.deps import SessionDep, SettingsDep
+from api.errors import ApiError, InvalidQuery, TransitionRefused, error_responses
 from disputeflow.db import reports
 from disputeflow.db.reports import ClockRow, ComplianceRow
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.enums import Role, Stage
 from disputeflow.domain.text import single_line
+from disputeflow.forecast import Forecast, ForecastSpec, forecast
 
 router = router_for(Role.supervisor, prefix="/supervision", tags=["supervisors"])
 
@@ -125,3 +130,85 @@ def compliance_csv(
     filename = f"compliance-{figures.region}-{figures.start:%Y%m%d}-{figures.end:%Y%m%d}.csv"
     return Response(reports.compliance_csv(figures.rows).encode(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# -- Staffing forecasts ------------------------------------------------------------------------------
+
+MAX_FORECAST_CASES = 20_000  # cases one forecast may simulate (all levels and runs): minutes of CPU
+
+
+class ForecastJob(BaseModel):
+    job_id: str
+    status: Literal["running", "done", "failed"]
+    progress: float  # 0..1, simulated days done
+    cases: int  # cases it simulates, about
+    started_at: datetime
+    detail: str | None = None
+    result: Forecast | None = None
+
+
+class _Jobs:
+    """Forecasts of this API process, run one at a time in a thread (each starts its own test
+    server and takes both cores for seconds to minutes). Kept in memory: a restart forgets them."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[str, ForecastJob]] = {}  # job id -> (owner, job)
+        self.lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return any(job.status == "running" for _, job in self.jobs.values())
+
+
+JOBS = _Jobs()
+
+
+class ForecastNotFound(ApiError):
+    """Unknown, or started by someone else: the two answer alike."""
+
+    status_code = 404
+
+
+def _run_forecast(job: ForecastJob, spec: ForecastSpec, policy_file: FilePath) -> None:
+    def progress(fraction: float, what: str) -> None:
+        job.progress = round(fraction, 3)
+
+    try:
+        job.result = forecast(spec, policy_file=policy_file, progress=progress)
+        job.status, job.progress = "done", 1.0
+    except Exception as exc:  # noqa: BLE001 - reported on the job
+        job.status, job.detail = "failed", f"{type(exc).__name__}: {exc}"[:500]
+
+
+@router.post("/forecast", response_model=ForecastJob, status_code=202, summary="Start a staffing forecast",
+             description=(
+                 "Runs the real case workflow over simulated weeks, on a private Temporal test server (never "
+                 "the real cases or namespace), with simulated staff acting at the given capacity, and reports "
+                 "per clock the forecast compliance (with its spread over runs), lateness, backlog per week and "
+                 "the staffing level reaching the target. **202** with a job: poll `GET /supervision/forecast/"
+                 "{job_id}` for its progress and result. One forecast at a time (**409** while one runs); at most "
+                 f"{MAX_FORECAST_CASES} simulated cases. The region must be inside yours."),
+             responses=error_responses(409))
+def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -> ForecastJob:
+    scoped_region(actor, spec.region_code)  # 403 outside the supervisor's region
+    cases = round(spec.cases_per_run() * spec.runs * len(spec.levels()))
+    if cases > MAX_FORECAST_CASES:
+        raise InvalidQuery("body", f"this forecast would simulate about {cases} cases; at most "
+                                   f"{MAX_FORECAST_CASES} (fewer runs, levels or weeks)")
+    with JOBS.lock:
+        if JOBS.busy():
+            raise TransitionRefused("a forecast is already running on this API; try again when it is done")
+        job = ForecastJob(job_id=uuid.uuid4().hex, status="running", progress=0.0, cases=cases,
+                          started_at=datetime.now(timezone.utc))
+        JOBS.jobs[job.job_id] = (actor.user_id, job)
+    threading.Thread(target=_run_forecast, args=(job, spec, settings.policy_file), daemon=True,
+                     name=f"forecast-{job.job_id[:8]}").start()
+    return job
+
+
+@router.get("/forecast/{job_id}", response_model=ForecastJob, summary="A staffing forecast: progress and result",
+            responses=error_responses(404))
+def forecast_job(job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], actor: ActorDep) -> ForecastJob:
+    found = JOBS.jobs.get(job_id)
+    if found is None or found[0] != actor.user_id:
+        raise ForecastNotFound(f"forecast {job_id} not found")
+    return found[1]
