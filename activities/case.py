@@ -9,10 +9,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from sqlalchemy.exc import DataError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from disputeflow.contracts import ChoosePersonInput, FindPersonInput, PinPolicyInput, Projection
-from disputeflow.db import cases, reference
+from disputeflow.contracts import ChoosePersonInput, FindPersonInput, PinPolicyInput, Projection, ProjectionRefusal
+from disputeflow.db import cases, notifications, reference
 from disputeflow.db.engine import is_sqlite, write_session
 from disputeflow.db.models import Lawyer, Mediator
 from disputeflow.domain.case import Assignee
@@ -22,6 +24,9 @@ from disputeflow.pinning import PolicyPins
 
 def _assignee(person: Mediator | Lawyer | None) -> Assignee | None:
     return None if person is None else Assignee(id=person.id, name=person.name, region_code=person.region_code)
+
+
+PROJECTION_REFUSED = "ProjectionRefused"
 
 
 class CaseActivities:
@@ -67,10 +72,27 @@ class CaseActivities:
 
     @activity.defn
     def project_case(self, projection: Projection) -> int:
-        """Write the case, its tasks, clocks, new events, notifications and audit entries in one transaction."""
+        """Write the case, its tasks, clocks, new events, notifications and audit entries in one transaction.
+
+        A database that refuses the data itself (PostgreSQL's DataError: a NUL in a text column, a
+        value out of range) will refuse it on every retry: that fails at once, non-retryable, naming
+        only the kind of refusal. Anything else (the database down, locked) is retried."""
+        try:
+            with self._write_lock, write_session(self._engine) as session:
+                return cases.apply_projection(session, projection, now=datetime.now(timezone.utc))
+        except DataError as exc:
+            raise ApplicationError(f"the read model refuses this case's data ({type(exc.orig).__name__})",
+                                   type=PROJECTION_REFUSED, non_retryable=True) from None
+
+    @activity.defn
+    def report_projection_refused(self, refusal: ProjectionRefusal) -> None:
+        """Tell the case's supervisors, by the case number alone, that it cannot reach the read model."""
         with self._write_lock, write_session(self._engine) as session:
-            return cases.apply_projection(session, projection, now=datetime.now(timezone.utc))
+            notifications.add_system_notice(
+                session, case_id=refusal.case_id, region_code=refusal.region_code, kind="read_model_refused",
+                key=f"{refusal.case_id}:{refusal.event_seq}:read_model_refused", payload={"reason": refusal.reason},
+                now=datetime.now(timezone.utc))
 
     def all(self) -> list:
         return [self.pin_case_policy, self.choose_mediator, self.choose_lawyer, self.find_mediator,
-                self.find_lawyer, self.project_case]
+                self.find_lawyer, self.project_case, self.report_projection_refused]

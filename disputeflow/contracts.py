@@ -89,3 +89,12 @@ class Projection(BaseModel):
 
 def workflow_id_for(case_id: str) -> str:
     return f"case-{case_id}"
+
+
+class ProjectionRefusal(BaseModel):
+    """A case whose snapshots the read model refuses for good: reported to its region's supervisors."""
+
+    case_id: str
+    region_code: str
+    event_seq: int  # the case's last event when it was refused
+    reason: str  # the kind of refusal, never the data

@@ -16,16 +16,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.case import CaseActivities
+    from activities.case import PROJECTION_REFUSED, CaseActivities
     from disputeflow.contracts import (
         CaseResult,
         CaseStart,
         ChoosePersonInput,
         FindPersonInput,
         Projection,
+        ProjectionRefusal,
         workflow_id_for,
     )
     from disputeflow.domain import actions as a
@@ -204,7 +205,21 @@ class CaseWorkflowV2:
         return projection
 
     async def _write(self, projection: Projection) -> None:
-        await workflow.execute_activity_method(CaseActivities.project_case, projection, **_ACTIVITY)
+        try:
+            await workflow.execute_activity_method(CaseActivities.project_case, projection, **_ACTIVITY)
+        except ActivityError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == PROJECTION_REFUSED):
+                raise
+            # The read model will never take this case's data: the case says so on its timeline and to
+            # its supervisors, once, and goes on (its deadlines do not depend on the read model).
+            state = self._state
+            if lifecycle.read_model_refused(state, workflow.now(), cause.message):
+                await workflow.execute_activity_method(
+                    CaseActivities.report_projection_refused,
+                    ProjectionRefusal(case_id=state.case_id, region_code=state.intake.region_code,
+                                      event_seq=state.timeline[-1].seq, reason=cause.message),
+                    **_ACTIVITY)
 
     def _index(self) -> None:
         """Keep Temporal's own search attributes in step, so its UI and CLI can filter cases."""

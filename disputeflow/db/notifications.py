@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from disputeflow.db.engine import is_sqlite, write_session
 from disputeflow.db.models import CaseRecord, NotificationAck, NotificationParked, OutboxMessage
+from disputeflow.domain.enums import Role
 
 MAX_PAGE = 100
 
@@ -241,3 +242,14 @@ def undelivered(session: Session) -> tuple[int, datetime | None]:
             OutboxMessage.sent_at.is_(None), ~exists().where(NotificationParked.outbox_id == OutboxMessage.id))
     ).one()
     return count, oldest
+
+
+def add_system_notice(session: Session, *, case_id: str, region_code: str, kind: str, key: str,
+                      payload: dict, now: datetime) -> bool:
+    """A notice to the region's supervisors that does not come from a case's own snapshot (the read
+    model refuses it); written once per `key`. True if it was new."""
+    if session.exec(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)).first() is not None:
+        return False
+    session.add(OutboxMessage(dedupe_key=key, case_id=case_id, kind=kind, recipient_role=Role.supervisor.value,
+                              region_code=region_code, payload=payload, created_at=now))
+    return True

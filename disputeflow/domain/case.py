@@ -128,6 +128,7 @@ class CaseState(BaseModel):
     clocks_started: int = 0
     extension_requests: list[ExtensionRequest] = Field(default_factory=list)  # pending only
     wanted: PersonWanted | None = None  # a person the case waits for the workflow to find
+    read_model_refused: str | None = None  # why the read model refuses this case's snapshots, once reported
     timeline: list[CaseEvent] = Field(default_factory=list)
     outbox: list[Notification] = Field(default_factory=list)  # not yet projected
     projected_seq: int = 0  # the last event the read model has

@@ -132,6 +132,16 @@ def fill(state: CaseState, wanted: PersonWanted, found: Assignee | None, now: da
     return True
 
 
+def read_model_refused(state: CaseState, now: datetime, reason: str) -> bool:
+    """The read model refuses the case's snapshots for good: record it on the case's timeline, once.
+    True the first time (the caller reports it), False after."""
+    if state.read_model_refused is not None:
+        return False
+    state.read_model_refused = reason
+    changes.emit(state, "read_model_refused", now, None, reason=reason)
+    return True
+
+
 def view(state: CaseState) -> CaseView:
     return CaseView(
         case_id=state.case_id, stage=state.stage, phase=state.phase, opened_at=state.opened_at,
