@@ -14,7 +14,7 @@ from disputeflow import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_COMMAND = {"token", "token-keys", "replay", "history", "timeline", "verify-audit", "db", "notifications",
-                 "payload-key", "seed"}
+                 "payload-key", "seed", "forecast"}
 
 
 def test_every_command_is_there_with_its_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +63,7 @@ def test_shell_completion_scripts_and_answers() -> None:
     answer = subprocess.run([sys.executable, "-m", "disputeflow"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
     assert "verify-audit" in answer.stdout, answer.stderr
+
+
+def test_the_forecast_command_refuses_a_malformed_staff_option_as_a_usage_error() -> None:
+    assert cli.main(["forecast", "--staff", "mediator=four"]) == 2
