@@ -10,7 +10,12 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `CaseNotFound` (unknown, or outside the caller's scope)     | 404                      |
 | `ActionAccepted` (taken up by the case, not finished yet)   | 202 + `Location`         |
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
-| `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
+| `IntakeKeyReused`, `InvalidQuery`, bad input, a body that   | 422                      |
+| is not UTF-8 JSON                                           |                          |
+| an intake a rule refuses (`RULE_ERRORS`: an identity-card   | 409                      |
+| number's check digit or birthplace)                         |                          |
+| a method the path does not have                             | 405 + `Allow` (all of    |
+|                                                             | the path's methods)      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
@@ -27,8 +32,10 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -136,19 +143,31 @@ class ErrorBody(BaseModel):
     detail: str | list[ErrorItem]
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for these status codes."""
-    described = {
-        400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
-        401: "Missing, forged or expired bearer token",
-        403: "Your role may not use this route, or the region is outside your scope",
-        404: "No such case (or not one you may see)",
-        409: "The case refused the action; `detail` says why",
-        413: "Request body too large",
-        422: "Invalid input; `detail` names each offending field",
-        503: "Temporal (or the database) is unreachable; retry after `Retry-After` seconds",
-    }
-    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+
+ERROR_DESCRIPTIONS = {
+    400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
+    401: "Missing, forged or expired bearer token",
+    403: "Your role may not use this route, or the region is outside your scope",
+    404: "No such case (or not one you may see)",
+    409: "The case refused the action; `detail` says why",
+    410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
+    413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
+    422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
+    503: "Temporal (or the database, or the token issuer's keys) is unreachable, or the case's worker did not "
+         "answer in time; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these status codes, each with the one error model.
+    `descriptions` (keyed `e404=...`) says what a status means on a particular route."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entries[code] = {"model": ErrorBody, "description": descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])}
+        if code == 503:
+            entries[code]["headers"] = _RETRY_AFTER
+    return entries
 
 
 def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -185,6 +204,29 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return _json(422, _readable(exc.errors()))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors, in the API's shape. A body FastAPI could not even
+    decode (not UTF-8) is invalid input like any malformed JSON: 422, not FastAPI's bare 400. A
+    405 lists every method of the path in `Allow` (Starlette names only the first route's)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return _json(422, [{"loc": ["body"], "msg": "the body is not JSON encoded as UTF-8", "type": "json_invalid"}])
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+    return _json(exc.status_code, exc.detail, headers)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of `app` serves at `path` (HEAD with GET, as Starlette does)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        regex, served = getattr(context, "path_regex", None), context.methods
+        if regex is not None and served and regex.match(path):
+            methods |= served
+    return sorted(methods)
 
 
 async def _intake_key_reused(_request: Request, exc: Exception) -> JSONResponse:
@@ -236,6 +278,7 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntakeKeyReused, _intake_key_reused)
     app.add_exception_handler(history.CaseNotFound, _no_history)

@@ -33,7 +33,7 @@ from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, codec_for
 from disputeflow.domain.enums import Role
 
 CODEC_ROLES = (Role.auditor, Role.supervisor)
-router = router_for(*CODEC_ROLES, prefix="/codec", tags=["auditors"], responses=error_responses(400))
+router = router_for(*CODEC_ROLES, prefix="/codec", tags=["auditors"], responses=error_responses(400, 413))
 
 
 class CodecPayload(BaseModel):
