@@ -51,7 +51,7 @@ class CaseAudit(BaseModel):
     entries: list[AuditEntryPublic]
 
 
-@router.get("/cases/{case_id}/timeline", response_model=Timeline, summary="What happened, from Temporal's history",
+@router.get("/cases/{case_id}/timeline", operation_id="case_timeline", response_model=Timeline, summary="What happened, from Temporal's history",
             description="Who asked for what and whether it was done, when each clock's timer was set and fired, "
                         "every domain event, read from the case's workflow history (all runs).",
             responses=FROM_HISTORY)
@@ -62,7 +62,7 @@ async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDe
 
 
 @router.get(
-    "/cases/{case_id}/history",
+    "/cases/{case_id}/history", operation_id="case_history",
     summary="The raw workflow history (JSON export)",
     description="One run's history in the format of `temporal workflow show --output json` (loads with "
                 "`WorkflowHistory.from_json` and in the Temporal UI), payloads encrypted as Temporal stores them "
@@ -88,7 +88,7 @@ async def case_history(
                              "Content-Disposition": f'inline; filename="case-{case_id}-run{run or len(runs)}.json"'})
 
 
-@router.post("/cases/{case_id}/replay", response_model=ReplayVerdict,
+@router.post("/cases/{case_id}/replay", operation_id="case_replay", response_model=ReplayVerdict,
              summary="Check the history still replays under today's code",
              description="Replays every run with Temporal's Replayer; a divergence names the first event at which "
                          "today's code and the history part ways. Changes nothing.",
@@ -100,7 +100,7 @@ async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
-@router.get("/cases/{case_id}/audit", response_model=CaseAudit, summary="The case's audit-log entries",
+@router.get("/cases/{case_id}/audit", operation_id="case_audit", response_model=CaseAudit, summary="The case's audit-log entries",
             description="Every domain event of the case as recorded in the hash-chained audit log, in event order, "
                         "with the exact text each hash covers.")
 async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseAudit:
@@ -109,7 +109,7 @@ async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, 
     return CaseAudit(case_id=case_id, entries=[AuditEntryPublic.from_entry(e) for e in entries])
 
 
-@router.get("/cases/{case_id}/audit/check", response_model=audit.SourceComparison,
+@router.get("/cases/{case_id}/audit/check", operation_id="case_audit_check", response_model=audit.SourceComparison,
             summary="Hold the case's audit log against Temporal's history",
             description="Compares every audit entry of the case with the domain event its workflow history says "
                         "was projected. The hash chain proves the log was not changed after writing unless every "

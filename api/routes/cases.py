@@ -14,6 +14,7 @@ from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowD
 from api.errors import InvalidQuery, error_responses
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
+from disputeflow.domain.actions import COMMAND_TYPES
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
 from disputeflow.domain.text import single_line
@@ -62,6 +63,13 @@ INTAKE_EXAMPLES = {
     },
 }
 
+# Where a registered case leads (OpenAPI links): its page, every action, and the auditors' views, each
+# with the new case's number, so that a client (or a stateful test) follows a case from registration on.
+CASE_OPERATIONS = ["get_case", *(f"act_{kind}" for kind in COMMAND_TYPES),
+                   "case_timeline", "case_history", "case_replay", "case_audit", "case_audit_check"]
+CASE_LINKS = {operation: {"operationId": operation, "parameters": {"case_id": "$response.body#/case_id"},
+                          "description": "The case just registered"} for operation in CASE_OPERATIONS}
+
 # Old enough for any record, and far from the limits of datetime arithmetic.
 DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
 
@@ -81,7 +89,9 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
         "**503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case number may have "
         "been used up: numbers are unique, not gapless)."
     ),
-    responses={200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key"},
+    responses={201: {"description": "The case, as it opens", "links": CASE_LINKS},
+               200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key",
+                     "links": CASE_LINKS},
                **error_responses(413)},
 )
 async def register_case(
@@ -166,6 +176,7 @@ def list_cases(
         "(`source: read_model`). A case outside your scope answers 404, like an unknown one."
     ),
     responses=error_responses(404),
+    operation_id="get_case",
 )
 async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseDetail:
     return await cases.case_detail(case_id, actor, session=session, temporal=temporal)
