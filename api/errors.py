@@ -10,9 +10,10 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `CaseNotFound` (unknown, or outside the caller's scope)     | 404                      |
 | `ActionAccepted` (taken up by the case, not finished yet)   | 202 + `Location`         |
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
-| `IntakeKeyReused`, `InvalidQuery`, bad input, a body that   | 422                      |
+| `InvalidQuery`, bad input, a body that                      | 422                      |
 | is not UTF-8 JSON                                           |                          |
-| an intake a rule refuses (`RULE_ERRORS`: an identity-card   | 409                      |
+| `IntakeKeyReused` (same key, another body), an intake a     | 409                      |
+| rule refuses (`RULE_ERRORS`: an identity-card               |                          |
 | number's check digit or birthplace)                         |                          |
 | a method the path does not have                             | 405 + `Allow` (all of    |
 |                                                             | the path's methods)      |
@@ -42,6 +43,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.temporal_gateway import TemporalUnavailable
 from disputeflow import history
 from disputeflow.db.intake import IntakeKeyReused
+from disputeflow.domain.intake import ID_NUMBER_RULE
+
+# Validation errors that are not malformed input but a rule of the world the request runs into
+# (a well-formed identity-card number whose check digit is wrong): 409 with the reason, when they
+# are all that is wrong with the request.
+RULE_ERRORS = frozenset({ID_NUMBER_RULE})
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +152,15 @@ class ErrorBody(BaseModel):
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
-ERROR_DESCRIPTIONS = {
+ERROR_DESCRIPTIONS: dict[int | str, str] = {
     400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
     401: "Missing, forged or expired bearer token",
     403: "Your role may not use this route, or the region is outside your scope",
     404: "No such case (or not one you may see)",
     409: "The case refused the action; `detail` says why",
+    "409-intake": "The Idempotency-Key was already used with a different body, or a rule refuses the call as "
+                  "given (an identity-card number whose check digit or birthplace code does not hold together); "
+                  "`detail` says which",
     410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
     413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
     422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
@@ -203,7 +213,10 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _json(422, _readable(exc.errors()))
+    errors = exc.errors()
+    if errors and all(e.get("type") in RULE_ERRORS for e in errors):
+        return _json(409, "; ".join(e.get("msg", "refused") for e in errors))
+    return _json(422, _readable(errors))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -230,7 +243,8 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 async def _intake_key_reused(_request: Request, exc: Exception) -> JSONResponse:
-    return _json(422, str(exc))
+    # Well-formed, but it conflicts with what the key already stands for: 409, like any refusal.
+    return _json(409, str(exc))
 
 
 async def _no_history(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,12 +11,13 @@ from pydantic import ValidationError
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
 from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
-from api.errors import InvalidQuery, error_responses
+from api.errors import ERROR_DESCRIPTIONS, InvalidQuery, error_responses
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
 from disputeflow.domain.actions import COMMAND_TYPES
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
+from disputeflow.domain.patterns import PHONE_PATTERN
 from disputeflow.domain.text import single_line
 
 intake_router = router_for(Role.operator, Role.supervisor, tags=["intake"])
@@ -84,7 +85,7 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
         "this moment. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai day, a counter per "
         "region and day).\n\n"
         "**Idempotency-Key** (recommended): a retry with the same key and the same body answers **200** with "
-        "the same case instead of registering a second one; the same key with a different body is **422**. "
+        "the same case instead of registering a second one; the same key with a different body is **409**. "
         "Without a key every request registers a new case.\n\n"
         "**503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case number may have "
         "been used up: numbers are unique, not gapless)."
@@ -92,7 +93,7 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
     responses={201: {"description": "The case, as it opens", "links": CASE_LINKS},
                200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key",
                      "links": CASE_LINKS},
-               **error_responses(413)},
+               **error_responses(409, 413, e409=ERROR_DESCRIPTIONS["409-intake"])},
 )
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
@@ -146,8 +147,9 @@ def list_cases(
     opened_to: DayQuery = None,
     q: Annotated[single_line(min_length=1, max_length=100) | None,
                  Query(description="Text in the description or the caller's name", examples=["工资"])] = None,
-    phone: Annotated[single_line(max_length=32) | None,
-                     Query(description="The caller's phone number, any usual form", examples=["138 0013 8000"])] = None,
+    phone: Annotated[str | None, Query(max_length=32, json_schema_extra={"pattern": PHONE_PATTERN},
+                                       description="The caller's phone number, in any form intake accepts",
+                                       examples=["138 0013 8000"])] = None,
     cursor: Annotated[single_line(max_length=200) | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:

@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from disputeflow.domain.actions import ActionRequest, Ident, Note, Reason, Refer
 from disputeflow.domain.intake import Intake
+from disputeflow.domain.patterns import PHONE_PATTERN
 from disputeflow.domain.text import (
     MULTI_LINE_PATTERN,
     SINGLE_LINE_PATTERN,
@@ -123,7 +124,7 @@ def test_the_json_schema_shows_the_patterns_and_limits() -> None:
     intake = Intake.model_json_schema()
     caller = intake["$defs"]["Caller"]["properties"]
     assert caller["name"]["pattern"] == SINGLE_LINE_PATTERN and caller["name"]["maxLength"] == 50
-    assert caller["phone"]["pattern"] == SINGLE_LINE_PATTERN
+    assert caller["phone"]["pattern"] == PHONE_PATTERN  # its own, narrower (disputeflow.domain.patterns)
     assert intake["properties"]["description"]["pattern"] == MULTI_LINE_PATTERN
     assert intake["properties"]["description"]["maxLength"] == 2000
     refer = Refer.model_json_schema()["properties"]
@@ -134,8 +135,7 @@ def test_the_json_schema_shows_the_patterns_and_limits() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [("caller", "name"), ("caller", "phone"), ("caller", "id_number"), ("description",), ("counterparty",),
-     ("transfer_order_id",)],
+    [("caller", "name"), ("description",), ("counterparty",), ("transfer_order_id",)],
     ids=lambda p: ".".join(p),
 )
 def test_every_text_field_of_the_intake_is_checked(path: tuple[str, ...]) -> None:
@@ -146,6 +146,14 @@ def test_every_text_field_of_the_intake_is_checked(path: tuple[str, ...]) -> Non
         Intake.model_validate(body)
     [error] = caught.value.errors(include_input=False)
     assert error["loc"] == path and error["type"] == "text_character_refused"
+
+
+@pytest.mark.parametrize("field", ["phone", "id_number"])
+def test_the_caller_numbers_refuse_control_characters_by_their_patterns(field: str) -> None:
+    caller = {"name": "张三", "phone": "13800138000", field: "13800\x00138000"}
+    with pytest.raises(ValidationError) as caught:
+        Intake.model_validate({**WAGE_ARREARS_CALL, "caller": caller})
+    assert [e["loc"] for e in caught.value.errors()] == [("caller", field)]
 
 
 def test_the_action_aliases_are_the_checked_kinds() -> None:
