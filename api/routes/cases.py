@@ -150,7 +150,8 @@ def list_cases(
     phone: Annotated[str | None, Query(max_length=32, json_schema_extra={"pattern": PHONE_PATTERN},
                                        description="The caller's phone number, in any form intake accepts",
                                        examples=["138 0013 8000"])] = None,
-    cursor: Annotated[single_line(max_length=200) | None, Query()] = None,
+    cursor: Annotated[str | None, Query(pattern=queries.CURSOR_PATTERN,
+                                        description="`next_cursor` of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:
     if actor.role is Role.mediator:
