@@ -55,10 +55,18 @@ _UNIT_WORDS = {
 }
 
 
+def _target_json_schema(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what the validator says: working days are whole days."""
+    schema["anyOf"] = [
+        {"properties": {"unit": {"const": "working_days"}, "amount": {"type": "integer", "minimum": 1}}},
+        {"properties": {"unit": {"enum": ["calendar_hours", "calendar_days", "working_hours"]}}},
+    ]
+
+
 class Target(BaseModel):
     """A time budget, e.g. 7 working days."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_target_json_schema)
 
     amount: float = Field(gt=0, allow_inf_nan=False)
     unit: TimeUnit
