@@ -55,11 +55,19 @@ _UNIT_WORDS = {
 }
 
 
+# The most a person may ask for at once (an extension through the API): a year, in each unit. Beyond
+# it a deadline is no deadline, and the calendar would walk day by day to find its end.
+REQUEST_LIMITS = {"calendar_hours": 8784, "working_hours": 2000, "calendar_days": 366, "working_days": 250}
+
+
 def _target_json_schema(schema: dict[str, Any]) -> None:
-    """Say in the JSON schema what the validator says: working days are whole days."""
+    """Say in the JSON schema what the validators say: working days are whole days, and a target
+    asked for by a person (`RequestedTarget`) is at most a year."""
     schema["anyOf"] = [
-        {"properties": {"unit": {"const": "working_days"}, "amount": {"type": "integer", "minimum": 1}}},
-        {"properties": {"unit": {"enum": ["calendar_hours", "calendar_days", "working_hours"]}}},
+        {"properties": {"unit": {"const": unit},
+                        "amount": {"type": "integer", "minimum": 1, "maximum": limit} if unit == "working_days"
+                        else {"type": "number", "exclusiveMinimum": 0, "maximum": limit}}}
+        for unit, limit in REQUEST_LIMITS.items()
     ]
 
 
