@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Body, Query, Response
@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import CaseIdPath, CaseNumbersDep, Day, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ERROR_DESCRIPTIONS, InvalidQuery, error_responses
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
@@ -72,7 +72,7 @@ CASE_LINKS = {operation: {"operationId": operation, "parameters": {"case_id": "$
                           "description": "The case just registered"} for operation in CASE_OPERATIONS}
 
 # Old enough for any record, and far from the limits of datetime arithmetic.
-DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+DayQuery = Annotated[Day | None, Query()]
 
 
 @intake_router.post(
@@ -80,6 +80,7 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
     status_code=201,
     response_model=CaseDetail,
     summary="Register a call as a new case",
+    operation_id="register_case",
     description=(
         "Registers the call and opens its case: **201** with the case as it opens, its clocks running from "
         "this moment. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai day, a counter per "
@@ -125,6 +126,7 @@ def _normalised_phone(phone: str | None) -> str | None:
     "/cases",
     response_model=CasePage,
     summary="List and search cases",
+    operation_id="list_cases",
     description=(
         "From the read model, newest first. Mediators see the cases assigned to them; everyone else the "
         "cases of their region. Filters combine with AND. Paging: pass `next_cursor` back as `cursor` "
