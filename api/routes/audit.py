@@ -51,7 +51,8 @@ class CaseAudit(BaseModel):
     entries: list[AuditEntryPublic]
 
 
-@router.get("/cases/{case_id}/timeline", operation_id="case_timeline", response_model=Timeline, summary="What happened, from Temporal's history",
+@router.get("/cases/{case_id}/timeline", operation_id="case_timeline", response_model=Timeline,
+            summary="What happened, from Temporal's history",
             description="Who asked for what and whether it was done, when each clock's timer was set and fired, "
                         "every domain event, read from the case's workflow history (all runs).",
             responses=FROM_HISTORY)
@@ -100,7 +101,8 @@ async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
-@router.get("/cases/{case_id}/audit", operation_id="case_audit", response_model=CaseAudit, summary="The case's audit-log entries",
+@router.get("/cases/{case_id}/audit", operation_id="case_audit", response_model=CaseAudit,
+            summary="The case's audit-log entries",
             description="Every domain event of the case as recorded in the hash-chained audit log, in event order, "
                         "with the exact text each hash covers.")
 async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseAudit:
