@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv chromium worker api bench clean
+.PHONY: run test test-cache-off venv chromium cjk-fonts axe worker api bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-venv: $(STAMP) chromium
+venv: $(STAMP) chromium cjk-fonts axe
 
 ## Debian's Chromium, for the browser test of the docs pages (tests/test_docs_browser.py); installed
 ## as root with apt-get when missing. `make run` does not need it. Without it that test skips, or
@@ -31,13 +31,43 @@ chromium:
 	  fi; \
 	fi
 
+## Chinese fonts, so that the console's screenshots (test-artifacts/console/) show Chinese rather
+## than empty boxes; the tests pass without them.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+cjk-fonts:
+	@if [ ! -e $(CJK_FONT) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null 2>&1 \
+	    || echo "note: fonts-noto-cjk not installed: the console's screenshots will show boxes for Chinese" >&2; \
+	fi
+
+## axe-core (from npm, at install time; never a CDN) for the console's accessibility checks in
+## tests/test_console_browser.py. Without npm that check skips (fails under CI=true).
+AXE := $(VENV)/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(VENV)/axe-core && cd $(VENV)/axe-core && rm -f axe-core-*.tgz && \
+	  npm pack --silent axe-core@4 >/dev/null && tar -xzf axe-core-*.tgz --strip-components=1 package/axe.min.js package/LICENSE && \
+	  rm -f axe-core-*.tgz; \
+	else \
+	  echo "note: npm is missing: the console's accessibility checks will skip (fail under CI=true)" >&2; \
+	fi
+
 ## Run the whole stack: Temporal dev server (SQLite under var/), worker, API on 127.0.0.1:8000.
 run: $(STAMP)
 	$(BIN)/python -m disputeflow.stack
 
-## Create the environment and run the test suite.
-test: $(STAMP) chromium
+## Create the environment and run the test suite; then, unless PYTEST_ARGS picked tests, the
+## workflow and fault tests again with the worker's workflow cache off (test-cache-off).
+test: $(STAMP) chromium cjk-fonts axe
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@if [ -z "$(strip $(PYTEST_ARGS))" ]; then $(MAKE) --no-print-directory test-cache-off; fi
+
+## The workflow tests and the fault suite with no workflow cache in the worker: every workflow task
+## replays the case from its history, so a step that does not replay fails here.
+CACHE_OFF_TESTS := tests/workflows tests/faults
+test-cache-off: $(STAMP)
+	DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS=0 $(BIN)/python -m pytest -q $(CACHE_OFF_TESTS)
 
 worker: $(STAMP)
 	$(BIN)/python worker.py
@@ -47,6 +77,11 @@ api: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/breach_lateness.py
+
+# Read-model routes at 100,000 cases: SQLite in a temporary folder; add e.g.
+# SCALE_ARGS='--postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale' for PostgreSQL too.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/read_model_scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

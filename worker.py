@@ -18,16 +18,20 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case import CaseActivities
+from activities.retention import RetentionActivities
 from disputeflow.settings import Settings, get_settings
 from workflows.case import CaseWorkflowV2
 from workflows.legacy.case import CaseWorkflow
+from workflows.retention import SCHEDULE_ID, WORKFLOW_ID, RetentionSweepWorkflow
 
 log = logging.getLogger("disputeflow.worker")
 
 # Pure third-party modules the workflow code uses: import them once, not in every workflow run.
 PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "phonenumbers", "stdnum", "holidays", "sqlalchemy", "sqlmodel")
 # New cases start CaseWorkflowV2; cases started before it run on to their end as CaseWorkflow.
-WORKFLOWS = [CaseWorkflowV2, CaseWorkflow]
+CASE_WORKFLOWS = [CaseWorkflowV2, CaseWorkflow]
+WORKFLOWS = [*CASE_WORKFLOWS, RetentionSweepWorkflow]
+RETENTION_SWEEP_EVERY = timedelta(days=1)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -38,16 +42,50 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
     activities = CaseActivities(engine, settings.policy_file)
+    cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
+    cache = {} if cached is None else {"max_cached_workflows": cached}
+    retention = RetentionActivities(engine, settings.policy_file)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=WORKFLOWS,
-        activities=activities.all(),
+        activities=activities.all() + retention.all(),
         activity_executor=ThreadPoolExecutor(max_workers=16),
         workflow_runner=workflow_runner(),
         # On SIGTERM running activities may finish (and report) before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        **cache,
     )
+
+
+async def ensure_retention_schedule(client: Client, task_queue: str) -> bool:
+    """Create the daily retention sweep's Schedule unless it exists (every worker start asks; the
+    first creates it). True if this call created it. A server without schedules is logged, not fatal."""
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+    )
+    from temporalio.service import RPCError
+
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(RetentionSweepWorkflow.run, id=WORKFLOW_ID, task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=RETENTION_SWEEP_EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        return False
+    except RPCError as exc:
+        log.warning("could not create the retention sweep's schedule %r: %s", SCHEDULE_ID, exc.message)
+        return False
+    log.info("created the retention sweep's schedule %r (every %s)", SCHEDULE_ID, RETENTION_SWEEP_EVERY)
+    return True
 
 
 async def _connect_with_retry(settings: Settings) -> Client:
@@ -79,6 +117,7 @@ async def main() -> None:
     data_converter(settings)  # unusable payload keys stop the worker here, not in a retry loop
     client = await _connect_with_retry(settings)
     worker = build_worker(client, settings, engine)
+    await ensure_retention_schedule(client, settings.temporal_task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from api.auth import ensure_every_route_has_roles
 from api.body_limit import BodySizeLimit
+from api.console.pages import create_console
 from api.docs_policy import DocsPolicy
 from api.errors import install_error_handlers
-from api.routes import actions, audit, cases, codec, health, inbox, notifications, supervision
+from api.jobs import JobRegistry
+from api.limits import RateLimiter
+from api.routes import actions, audit, cases, codec, erasure, health, inbox, notifications, supervision
 from api.temporal_gateway import TemporalGateway
 from disputeflow import history
 from disputeflow import token_keys
@@ -46,7 +50,7 @@ scope answers 404, exactly like an unknown one.
 
 Errors: 401 (token missing, forged or expired), 403 (role), 404 (case), 409 (the case refused the
 action; `detail` says why), 413 (body over the limit), 422 (`detail` lists each offending field
-with its `loc`), 503 with `Retry-After` (Temporal or the database unreachable: retry).
+with its `loc`), 429 with `Retry-After` (your per-user rate limit), 503 with `Retry-After` (Temporal or the database unreachable: retry).
 """
 
 OPENAPI_TAGS = [
@@ -87,11 +91,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         app.state.temporal = TemporalGateway(app.state.settings)
         app.state.pins = PolicyPins(app.state.settings.policy_file)
         app.state.engine = await _open_database(app.state.settings)
+        app.state.rate_limiter = RateLimiter.from_settings(app.state.settings)
+        app.state.jobs = JobRegistry()
         warming = asyncio.create_task(_warm_up_replayer(app.state.temporal))  # in the background: start-up does not wait
         try:
             yield
         finally:
             warming.cancel()
+            await app.state.jobs.close()
             if app.state.engine is not None:
                 app.state.engine.dispose()
 
@@ -109,10 +116,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
     app.add_middleware(DocsPolicy)
     app.add_middleware(codec.CodecCORS)  # the Temporal Web UI calls /codec/* from its own origin
     for router in (cases.intake_router, cases.router, actions.router, inbox.router, notifications.router,
-                   supervision.router, audit.router, codec.router, health.router):
+                   supervision.router, erasure.router, audit.router, codec.router, health.router):
         app.include_router(router)
     ensure_every_route_has_roles(app)  # deny by default: a route without roles stops start-up
+    # The console: pages for people, over the same services, sharing this app's state.
+    app.mount("/console", create_console(app.state))
+    app.add_route("/", _to_console, include_in_schema=False)
     return app
+
+
+async def _to_console(_request: Request) -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=307)
 
 
 async def _open_database(settings: Settings) -> Engine | None:

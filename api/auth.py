@@ -34,6 +34,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
+from api import limits
 from api.errors import ApiError, Forbidden, NotAuthenticated, error_responses
 from disputeflow import token_keys
 from disputeflow.domain.actions import Actor
@@ -148,11 +149,16 @@ def allow(*roles: Role) -> Any:
     return Depends(RoleGuard(roles))
 
 
+def _rate_limit(request: Request, actor: ActorDep) -> None:
+    limits.enforce(request, actor)
+
+
 def router_for(*roles: Role, **kwargs: Any) -> APIRouter:
-    """A router every route of which requires a token with one of `roles`."""
+    """A router every route of which requires a token with one of `roles`, within the user's rate
+    limits (`api.limits`: 429 + Retry-After beyond them)."""
     kwargs.setdefault("responses", {})
-    kwargs["responses"] = {**error_responses(401, 403, 422, 503), **kwargs["responses"]}
-    return APIRouter(dependencies=[allow(*roles)], **kwargs)
+    kwargs["responses"] = {**error_responses(401, 403, 422, 429, 503), **kwargs["responses"]}
+    return APIRouter(dependencies=[allow(*roles), Depends(_rate_limit)], **kwargs)
 
 
 @dataclass(frozen=True)

@@ -118,13 +118,13 @@ async def case_detail(case_id: str, actor: a.Actor, *, session: Session, tempora
             view = None
         if view is not None:
             _ensure_in_scope(actor, _ref_of_view(view))
-            return CaseDetail.from_view(view)
+            return CaseDetail.from_view(view, actor=actor)
         if record is None:
             raise CaseNotAnswering(f"case {case_id} is still opening; try again in a moment")
     _ensure_in_scope(actor, CaseRef(record.case_id, record.region_code, record.mediator_id))
     rows = await asyncio.to_thread(queries.case_rows, session, case_id)
     assert rows is not None
-    return CaseDetail.from_rows(rows)
+    return CaseDetail.from_rows(rows, actor=actor)
 
 
 # -- Intake ------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
             await asyncio.to_thread(_release, engine, key, claim.case_id, actor.user_id)
         raise
     if claim.created:
-        detail = CaseDetail.from_view(opened_view(start))
+        detail = CaseDetail.from_view(opened_view(start), actor=actor)
         detail.possible_duplicates = await asyncio.to_thread(
             _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
     else:
@@ -275,4 +275,4 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
         raise _refusal(exc) from None
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
         raise ActionAccepted(case_id, request_id, ACT_TIMEOUT_SECONDS) from None
-    return CaseDetail.from_view(view)
+    return CaseDetail.from_view(view, actor=actor)

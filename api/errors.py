@@ -18,6 +18,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | a method the path does not have                             | 405 + `Allow` (all of    |
 |                                                             | the path's methods)      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
+| `api.limits.RateLimited` (a user's rate limit reached)      | 429 + `Retry-After`      |
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
@@ -27,7 +28,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -105,9 +106,10 @@ class InvalidQuery(ApiError):
 
     status_code = 422
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, where: str = "query") -> None:
         super().__init__(message)
         self.parameter = parameter
+        self.where = where  # "query" or "body"
 
 
 class CaseNotAnswering(ApiError):
@@ -159,11 +161,12 @@ ERROR_DESCRIPTIONS: dict[int | str, str] = {
     404: "No such case (or not one you may see)",
     409: "The case refused the action; `detail` says why",
     "409-intake": "The Idempotency-Key was already used with a different body, or a rule refuses the call as "
-                  "given (an identity-card number whose check digit or birthplace code does not hold together); "
-                  "`detail` says which",
+                  "given (an identity-card number whose check digit or birthplace code does not hold together, or "
+                  "one given on a call that is no legal-aid application); `detail` says which",
     410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
     413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
     422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
+    429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
     503: "Temporal (or the database, or the token issuer's keys) is unreachable, or the case's worker did not "
          "answer in time; retry after `Retry-After` seconds",
 }
@@ -175,7 +178,7 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
     entries: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         entries[code] = {"model": ErrorBody, "description": descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])}
-        if code == 503:
+        if code in (429, 503):
             entries[code]["headers"] = _RETRY_AFTER
     return entries
 
@@ -207,7 +210,7 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(body.model_dump(), status_code=202,
                             headers={"Location": f"/cases/{exc.case_id}", "Idempotency-Key": exc.request_id})
     if isinstance(exc, InvalidQuery):
-        return _json(422, [{"loc": ["query", exc.parameter], "msg": exc.detail, "type": "value_error"}])
+        return _json(422, [{"loc": [exc.where, *exc.parameter.split(".")], "msg": exc.detail, "type": "value_error"}])
     return _json(exc.status_code, exc.detail, exc.headers)
 
 
@@ -234,12 +237,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route of `app` serves at `path` (HEAD with GET, as Starlette does)."""
-    methods: set[str] = set()
+    matching = []
     for context in iter_route_contexts(app.routes):
         regex, served = getattr(context, "path_regex", None), context.methods
         if regex is not None and served and regex.match(path):
-            methods |= served
-    return sorted(methods)
+            matching.append((context.path_format, served))
+    # A literal path (`/cases/search`) is its own resource, though a template (`/cases/{case_id}`)
+    # would also match it: only the literal route's methods are the resource's.
+    literal = [(template, served) for template, served in matching if "{" not in template]
+    return sorted(set().union(*(served for _, served in literal or matching)))
 
 
 async def _intake_key_reused(_request: Request, exc: Exception) -> JSONResponse:
@@ -290,15 +296,27 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     return _unavailable("the database is unavailable")
 
 
+def _naming_the_request(handler: Callable[[Request, Exception], Awaitable[JSONResponse]]):
+    """An action's error answers name its request id (`Idempotency-Key`), as its results do: a
+    caller who sent no key can then retry a 503 with the one it was given, which acts at most once
+    (the first delivery may still reach the case)."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        request_id = getattr(request.state, "request_id", None)
+        if request_id is not None and "Idempotency-Key" not in response.headers:
+            response.headers["Idempotency-Key"] = request_id
+        return response
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(IntakeKeyReused, _intake_key_reused)
-    app.add_exception_handler(history.CaseNotFound, _no_history)
-    app.add_exception_handler(history.HistoryIncomplete, _history_incomplete)
-    app.add_exception_handler(history.HistoryUndecryptable, _history_undecryptable)
-    app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
-    app.add_exception_handler(RPCError, _rpc_error)
-    app.add_exception_handler(WorkflowUpdateFailedError, _update_failed)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    for exc_type, handler in ((ApiError, _api_error), (StarletteHTTPException, _http_error),
+                              (RequestValidationError, _validation_error),
+                              (IntakeKeyReused, _intake_key_reused), (history.CaseNotFound, _no_history),
+                              (history.HistoryIncomplete, _history_incomplete),
+                              (history.HistoryUndecryptable, _history_undecryptable),
+                              (TemporalUnavailable, _temporal_unavailable), (RPCError, _rpc_error),
+                              (WorkflowUpdateFailedError, _update_failed), (OperationalError, _database_unavailable)):
+        app.add_exception_handler(exc_type, _naming_the_request(handler))

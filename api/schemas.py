@@ -2,7 +2,13 @@
 
 A case's detail has one shape whether it comes from the live workflow (`source: "workflow"`) or
 from the read model (`source: "read_model"`: a closed case, or one whose workflow is gone); only
-the live source fills `progress` and the caller's identity-card number is never returned.
+the live source fills `progress`.
+
+The caller's name and phone are masked (`张*`, `138****8000`) for anyone not working the case, and
+the identity card number is returned only to the legal-aid officers of the case's region on its
+legal-aid stages: `disputeflow.privacy` decides, from the `actor` each builder takes (none: masked).
+Each built object remembers which caller fields it disclosed unmasked (`disclosed()`), for the read
+log (`disputeflow.db.reads`).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, model_serializer
 
 from disputeflow.db.models import (
     AuditEntry,
@@ -34,7 +40,9 @@ from disputeflow.domain.case import (
 )
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.enums import Category, Channel, DisputeType, FinalOutcome, Phase, Role, Stage, Urgency
+from disputeflow.domain.actions import Actor
 from disputeflow.domain.policy import Target, TimeUnit
+from disputeflow.privacy import ERASED, CaseFacts, mask_name, mask_phone, sees_caller, sees_id_number
 
 DESCRIPTION_EXCERPT_CHARS = 120
 
@@ -48,8 +56,47 @@ class Person(BaseModel):
 
 
 class CallerPublic(BaseModel):
-    name: str
-    phone: str
+    """The caller as the reader may see them: in full for the people working the case, else masked."""
+
+    name: str = Field(description="In full for the people working the case, else masked: `张*`")
+    phone: str = Field(description="In full (E.164) for the people working the case, else masked: `138****8000`")
+    id_number: str | None = Field(
+        default=None, description="The identity card number: only for the legal-aid officers of the case's "
+                                  "region on a legal-aid stage, and only when the caller gave it; absent otherwise")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_id(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("id_number") is None:
+            data.pop("id_number", None)
+        return data
+
+
+class _Discloses(BaseModel):
+    """A response part that may carry caller data unmasked: remembers which fields, for the read log."""
+
+    _disclosed: tuple[str, ...] = PrivateAttr(default=())
+
+    def disclosed(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(case id, fields) served unmasked by this object; empty if all was masked."""
+        return [(getattr(self, "case_id"), self._disclosed)] if self._disclosed else []
+
+
+def caller_for(actor: Actor | None, facts: CaseFacts, *, name: str, phone: str,
+               id_number: str | None = None) -> tuple[CallerPublic, tuple[str, ...]]:
+    """The caller as `actor` may see them, and the fields disclosed unmasked."""
+    disclosed: tuple[str, ...] = ()
+    if name == ERASED:  # erased: nothing of the caller is left to show
+        return CallerPublic(name=ERASED, phone=ERASED), ()
+    if sees_caller(actor, facts):
+        caller = CallerPublic(name=name, phone=phone)
+        disclosed = ("name", "phone")
+    else:
+        caller = CallerPublic(name=mask_name(name), phone=mask_phone(phone))
+    if id_number and sees_id_number(actor, facts):
+        caller.id_number = id_number
+        disclosed += ("id_number",)
+    return caller, disclosed
 
 
 class TaskPublic(BaseModel):
@@ -152,8 +199,8 @@ class CaseProgress(BaseModel):
 # -- Cases -------------------------------------------------------------------------------------
 
 
-class CaseSummary(BaseModel):
-    """One row of a listing."""
+class CaseSummary(_Discloses):
+    """One row of a listing. `caller_name` is masked for anyone not working the case."""
 
     case_id: str = Field(examples=["370102-20261130-0007"])
     stage: Stage
@@ -175,16 +222,20 @@ class CaseSummary(BaseModel):
     breached: bool
 
     @classmethod
-    def from_record(cls, row: CaseRecord) -> CaseSummary:
-        return cls(case_id=row.case_id, stage=Stage(row.stage), phase=Phase(row.phase), region_code=row.region_code,
+    def from_record(cls, row: CaseRecord, *, actor: Actor | None = None) -> CaseSummary:
+        caller, disclosed = caller_for(actor, CaseFacts(Stage(row.stage), row.region_code, row.mediator_id),
+                                       name=row.caller_name, phone=row.caller_phone)
+        summary = cls(case_id=row.case_id, stage=Stage(row.stage), phase=Phase(row.phase), region_code=row.region_code,
                    channel=Channel(row.channel), category=Category(row.category),
                    dispute_type=DisputeType(row.dispute_type), urgency=Urgency(row.urgency),
-                   special_groups=list(row.special_groups), caller_name=row.caller_name,
+                   special_groups=list(row.special_groups), caller_name=caller.name,
                    description_excerpt=row.description[:DESCRIPTION_EXCERPT_CHARS], mediator_id=row.mediator_id,
                    lawyer_id=row.lawyer_id, opened_at=row.opened_at, updated_at=row.updated_at,
                    closed_at=row.closed_at,
                    final_outcome=FinalOutcome(row.final_outcome) if row.final_outcome else None,
                    breached=row.breached)
+        summary._disclosed = tuple(f for f in disclosed if f == "name")
+        return summary
 
 
 class CasePage(BaseModel):
@@ -192,7 +243,7 @@ class CasePage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
-class CaseDetail(BaseModel):
+class CaseDetail(_Discloses):
     """A case as it stands now."""
 
     case_id: str = Field(examples=["370102-20261130-0007"])
@@ -235,15 +286,18 @@ class CaseDetail(BaseModel):
     )
 
     @classmethod
-    def from_view(cls, view: CaseView) -> CaseDetail:
+    def from_view(cls, view: CaseView, *, actor: Actor | None = None) -> CaseDetail:
         intake = view.intake
-        return cls(
+        caller, disclosed = caller_for(
+            actor, CaseFacts(view.stage, intake.region_code, view.mediator.id if view.mediator else None),
+            name=intake.caller.name, phone=intake.caller.phone, id_number=intake.caller.id_number)
+        detail = cls(
             case_id=view.case_id, source="workflow", stage=view.stage, phase=view.phase, opened_at=view.opened_at,
             stage_entered_at=view.stage_entered_at, closed_at=view.closed_at, final_outcome=view.final_outcome,
             region_code=intake.region_code, channel=intake.channel, category=intake.category,
             dispute_type=intake.dispute_type, urgency=intake.urgency,
             special_groups=[g.value for g in intake.special_groups],
-            caller=CallerPublic(name=intake.caller.name, phone=intake.caller.phone), description=intake.description,
+            caller=caller, description=intake.description,
             counterparty=intake.counterparty, transfer_order_id=intake.transfer_order_id,
             policy_version=view.policy_version, breached=view.breached, satisfaction=view.satisfaction,
             mediator=Person(id=view.mediator.id, name=view.mediator.name) if view.mediator else None,
@@ -255,17 +309,21 @@ class CaseDetail(BaseModel):
             timeline=[EventPublic.from_event(e) for e in view.timeline],
             extension_requests=[ExtensionRequestPublic.from_request(r) for r in view.extension_requests],
         )
+        detail._disclosed = disclosed
+        return detail
 
     @classmethod
-    def from_rows(cls, rows: CaseRows) -> CaseDetail:
+    def from_rows(cls, rows: CaseRows, *, actor: Actor | None = None) -> CaseDetail:
         r = rows.record
         summary = CaseSummary.from_record(r)
-        return cls(
+        caller, disclosed = caller_for(actor, CaseFacts(summary.stage, r.region_code, r.mediator_id),
+                                       name=r.caller_name, phone=r.caller_phone)
+        detail = cls(
             case_id=r.case_id, source="read_model", as_of=r.updated_at, stage=summary.stage, phase=summary.phase, opened_at=r.opened_at,
             stage_entered_at=_stage_entered_at(rows.events), closed_at=r.closed_at,
             final_outcome=summary.final_outcome, region_code=r.region_code, channel=summary.channel,
             category=summary.category, dispute_type=summary.dispute_type, urgency=summary.urgency,
-            special_groups=list(r.special_groups), caller=CallerPublic(name=r.caller_name, phone=r.caller_phone),
+            special_groups=list(r.special_groups), caller=caller,
             description=r.description, policy_version=r.policy_version, breached=r.breached,
             satisfaction=r.satisfaction,
             mediator=Person(id=r.mediator_id, name=rows.mediator_name) if r.mediator_id else None,
@@ -274,6 +332,8 @@ class CaseDetail(BaseModel):
             clocks=[ClockPublic.from_record(c) for c in rows.clocks],
             timeline=[EventPublic.from_record(e) for e in rows.events],
         )
+        detail._disclosed = disclosed
+        return detail
 
 
 def _stage_entered_at(events: list[CaseEventRecord]) -> datetime | None:
@@ -288,7 +348,7 @@ def _stage_entered_at(events: list[CaseEventRecord]) -> datetime | None:
 # -- Inbox -------------------------------------------------------------------------------------
 
 
-class InboxTask(BaseModel):
+class InboxTask(_Discloses):
     task: TaskPublic
     case_id: str
     stage: Stage
@@ -302,11 +362,13 @@ class InboxTask(BaseModel):
     opened_at: datetime
 
     @classmethod
-    def from_rows(cls, task: CaseTaskRecord, case: CaseRecord) -> InboxTask:
-        s = CaseSummary.from_record(case)
-        return cls(task=TaskPublic.from_record(task), case_id=s.case_id, stage=s.stage, region_code=s.region_code,
+    def from_rows(cls, task: CaseTaskRecord, case: CaseRecord, *, actor: Actor | None = None) -> InboxTask:
+        s = CaseSummary.from_record(case, actor=actor)
+        item = cls(task=TaskPublic.from_record(task), case_id=s.case_id, stage=s.stage, region_code=s.region_code,
                    category=s.category, dispute_type=s.dispute_type, urgency=s.urgency, caller_name=s.caller_name,
                    description_excerpt=s.description_excerpt, breached=s.breached, opened_at=s.opened_at)
+        item._disclosed = s._disclosed
+        return item
 
 
 class InboxPage(BaseModel):

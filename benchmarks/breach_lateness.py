@@ -41,6 +41,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from disputeflow.contracts import workflow_id_for
@@ -240,7 +241,8 @@ async def main(args: argparse.Namespace) -> int:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
         settings = Settings(policy_file=policy_file, data_dir=folder)
         env = await WorkflowEnvironment.start_local(
-            data_converter=data_converter(settings),  # payloads encrypted, as in production
+            # payloads encrypted, as in production; --plain-payloads measures the build without it
+            data_converter=pydantic_data_converter if args.plain_payloads else data_converter(settings),
             dev_server_existing_path=temporal_cli(),
             dev_server_database_filename=str(folder / "temporal.db"),
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
@@ -280,6 +282,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", type=int, default=3, help="baseline cases, each alone (default 3)")
     parser.add_argument("--baseline-interval", type=float, default=1.5,
                         help="seconds between baseline cases (default 1.5)")
+    parser.add_argument("--plain-payloads", action="store_true",
+                        help="do not encrypt payloads (to measure what encryption costs)")
     parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")
     parser.add_argument("--timeout", type=float, default=100.0,
                         help="give up waiting for breaches after this many seconds in all (default 100)")

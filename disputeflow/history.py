@@ -59,7 +59,7 @@ from disputeflow.domain.case import CaseEvent
 from disputeflow.domain.clocks import Clock, ClockStatus
 
 CASE_WORKFLOW_QUERY = " OR ".join(f'WorkflowType = "{workflow._Definition.must_from_class(w).name}"'
-                                  for w in worker.WORKFLOWS)
+                                  for w in worker.CASE_WORKFLOWS)
 _PAYLOADS = pydantic_data_converter.payload_converter
 
 
@@ -476,7 +476,7 @@ class _TimelineReader:
         request = attrs.accepted_request
         raw = _raw(request.input.args.payloads) or {}
         actor = _valid(Actor, raw.get("actor"))
-        command = raw.get("command") or {}
+        command = _without_personal_fields(raw.get("command") or {})
         entry = self._add(event, "action", _describe_action(actor, command, "pending"), actor=actor,
                           update_id=request.meta.update_id, request_id=raw.get("request_id"),
                           command=command, outcome="pending")
@@ -595,6 +595,14 @@ def _local(moment: datetime | str | None) -> str:
 
 def _who(actor: Actor | None) -> str:
     return "someone" if actor is None else f"{actor.user_id} ({actor.role.value})"
+
+
+# Command fields that carry a caller's personal data: the timeline says they were given, not what.
+PERSONAL_COMMAND_FIELDS = frozenset({"id_number"})
+
+
+def _without_personal_fields(command: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("***" if k in PERSONAL_COMMAND_FIELDS and v is not None else v) for k, v in command.items()}
 
 
 def _describe_action(actor: Actor | None, command: dict[str, Any], outcome: str, reason: str | None = None,

@@ -154,6 +154,18 @@ class Settings(BaseSettings):
         description="How long an Idempotency-Key of POST /cases stands for its case; then it is deleted",
     )
     max_body_bytes: int = Field(default=64 * 1024, validation_alias=_env("DISPUTEFLOW_MAX_BODY_BYTES"))
+    rate_limit_per_minute: int = Field(
+        default=240, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_PER_MINUTE"),
+        description="Requests per minute per user (token subject) on every route, in bursts of as many; then 429",
+    )
+    rate_limit_search_per_minute: int = Field(
+        default=30, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_SEARCH_PER_MINUTE"),
+        description="Of which listings and searches (GET /cases, POST /cases/search) per minute per user",
+    )
+    rate_limit_expensive_per_minute: int = Field(
+        default=6, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_EXPENSIVE_PER_MINUTE"),
+        description="Of which replays, history exports, timelines, audit checks and verifications per minute per user",
+    )
 
     notify_webhook_url: AnyHttpUrl | None = Field(
         default=None,
@@ -184,12 +196,37 @@ class Settings(BaseSettings):
         default=30.0, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_SHUTDOWN_GRACE_SECONDS"),
         description="on SIGTERM, how long the worker lets running activities finish before cancelling them",
     )
+    worker_max_cached_workflows: int | None = Field(
+        default=None, ge=0, validation_alias=_env("DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS"),
+        description="workflows the worker keeps in memory between tasks; unset: the SDK's default (1000); 0: none, "
+        "so every task replays the case's history (CI runs the workflow tests so too)",
+    )
 
     public_url: AnyHttpUrl | None = Field(
         default=None, validation_alias=_env("DISPUTEFLOW_PUBLIC_URL"),
         description="The API's address as people reach it, for the links in webhook deliveries; "
                     "unset: http://DISPUTEFLOW_API_HOST:DISPUTEFLOW_API_PORT",
     )
+    # The console (/console): sign-in through the organisation's OpenID Connect provider. Without an
+    # issuer the console offers a development sign-in that lists the reference staff instead.
+    console_oidc_issuer: AnyHttpUrl | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ISSUER"),
+        description="OpenID Connect issuer; its /.well-known/openid-configuration is read on first sign-in",
+    )
+    console_oidc_client_id: str | None = Field(default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_CLIENT_ID"))
+    console_oidc_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_CLIENT_SECRET"))
+    console_oidc_scope: str = Field(default="openid profile", validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_SCOPE"))
+    console_oidc_role_claim: str = Field(default="role", validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ROLE_CLAIM"))
+    console_oidc_region_claim: str = Field(default="region",
+                                           validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_REGION_CLAIM"))
+    console_oidc_role_map: dict[str, str] = Field(
+        default_factory=dict, validation_alias=_env("DISPUTEFLOW_CONSOLE_OIDC_ROLE_MAP"),
+        description='JSON: the provider\'s role names to disputeflow\'s, e.g. {"12348-mediators": "mediator"}; '
+                    "a role not in the map is taken as it is",
+    )
+    console_session_hours: float = Field(default=10, gt=0, le=24,
+                                         validation_alias=_env("DISPUTEFLOW_CONSOLE_SESSION_HOURS"))
     api_host: str = Field(default="127.0.0.1", validation_alias=_env("DISPUTEFLOW_API_HOST"))
     api_port: int = Field(default=8000, validation_alias=_env("DISPUTEFLOW_API_PORT"))
 

@@ -315,6 +315,7 @@ class Stack:
         lines = [
             "",
             "disputeflow is running. Ctrl-C stops everything.",
+            f"  Console          http://{host}:{s.api_port}/console/   (open this: sign in and work)",
             f"  API docs         http://{host}:{s.api_port}/docs",
         ]
         if s.embedded_temporal:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -53,6 +55,33 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
+class EncryptedFailureConverter(DefaultFailureConverterWithEncodedAttributes):
+    """Failures' message and stack trace travel in `encoded_attributes`, a payload the codec
+    encrypts (an exception's text may quote what it failed on, a caller's data among it).
+
+    Each is cut to a size Temporal keeps: the server replaces a pending activity's last failure
+    that is too large by "Failure exceeds size limit", which would leave operators nothing to read.
+    The message keeps its beginning, the stack trace its end (the frames nearest the error)."""
+
+    MESSAGE_CHARS = 1000
+    STACK_TRACE_CHARS = 1500
+
+    def to_failure(self, exception: BaseException, payload_converter: Any, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        if not failure.HasField("encoded_attributes"):
+            return
+        attributes = payload_converter.from_payloads([failure.encoded_attributes], None)[0]
+        message, trace = str(attributes.get("message") or ""), str(attributes.get("stack_trace") or "")
+        if len(message) <= self.MESSAGE_CHARS and len(trace) <= self.STACK_TRACE_CHARS:
+            return
+        if len(message) > self.MESSAGE_CHARS:
+            message = message[: self.MESSAGE_CHARS] + " [cut]"
+        if len(trace) > self.STACK_TRACE_CHARS:
+            trace = "[cut] " + trace[-self.STACK_TRACE_CHARS:]
+        failure.encoded_attributes.CopyFrom(
+            payload_converter.to_payloads([{"message": message, "stack_trace": trace}])[0])
+
+
 def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> DataConverter:
     """The one data converter of every process (worker, API, CLI, replay): pydantic JSON, then every
     payload encrypted with the payload keys (`disputeflow.codec`). Failures' messages and stack
@@ -60,7 +89,7 @@ def data_converter(settings: Settings, codec: EncryptionCodec | None = None) -> 
     Payloads and failures without the encryption (recorded before it) still decode. Raises
     `PayloadKeyError` for unusable keys."""
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec or codec_for(settings),
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+                               failure_converter_class=EncryptedFailureConverter)
 
 
 async def connect(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:

@@ -229,7 +229,8 @@ def _waiting_notifications(engine_url: str, count: int, age: timedelta) -> None:
 async def test_a_webhook_backlog_over_the_limits_degrades(tmp_path: Path, temporal_address: str,
                                                           worker_queue: str) -> None:
     settings = settings_for(tmp_path, temporal_address, task_queue=worker_queue,
-                            notify_webhook_url=f"http://{unused_address()}/hook", health_notify_backlog_max=3,
+                            notify_webhook_url=f"http://{unused_address()}/hook",
+                            notify_webhook_secret="test-webhook-signing-key-0123456789", health_notify_backlog_max=3,
                             health_notify_backlog_max_age_seconds=300)
     async with api(settings) as client:
         body = (await healthy(client)).json()

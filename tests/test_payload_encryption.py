@@ -7,6 +7,7 @@ phone, identity number and story. The auditors' routes (timeline, history, repla
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -181,7 +182,8 @@ def _forms(text: str) -> list[bytes]:
     return [text.encode(), escaped, text.encode("utf-16-le")]
 
 
-async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) -> None:
+async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     settings = settings_for(tmp_path, "unused", f"enc-{uuid.uuid4().hex[:6]}")
     converter = data_converter(settings)
     env = await WorkflowEnvironment.start_local(
@@ -193,7 +195,8 @@ async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) 
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
         story = f"包工头拖欠工资{uuid.uuid4().hex[:6]}，电话打不通。"
-        body = intake_body(caller={"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}, description=story)
+        body = intake_body(caller={"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}, description=story,
+                           category="legal_aid")  # the identity card number only comes with a legal-aid application
         app = create_app(settings)
         async with build_worker(env.client, settings, engine, task_queue=settings.temporal_task_queue):
             async with app.router.lifespan_context(app):
@@ -245,6 +248,26 @@ async def test_a_whole_case_leaves_nothing_personal_in_temporal(tmp_path: Path) 
                     keyless_report = await replay_histories([file])
                     assert not keyless_report.ok
                     assert "not among the configured payload keys" in (keyless_report.results[0].reason or "")
+
+                    # the auditors' commands, with the same settings (and so the same keys) as the stack
+                    for variable, value in {"TEMPORAL_ADDRESS": settings.effective_temporal_address,
+                                            "DISPUTEFLOW_DATA_DIR": str(tmp_path),
+                                            "DATABASE_URL": settings.effective_database_url}.items():
+                        monkeypatch.setenv(variable, value)
+                    get_settings.cache_clear()
+                    try:
+                        capsys.readouterr()
+                        assert await asyncio.to_thread(cli.main, ["timeline", case_id]) == 0
+                        assert "sent the case to mediation" in capsys.readouterr().out
+                        assert await asyncio.to_thread(cli.main, ["replay", case_id]) == 0
+                        assert "1 replayed, 0 diverged" in capsys.readouterr().out
+                        export = tmp_path / "export.json"
+                        assert await asyncio.to_thread(cli.main, ["history", case_id, "--out", str(export)]) == 0
+                        assert NAME.encode() not in export.read_bytes() and PHONE.encode() not in export.read_bytes()
+                        assert await asyncio.to_thread(cli.main, ["replay", "--dir", str(tmp_path)]) == 0
+                        assert await asyncio.to_thread(cli.main, ["verify-audit", "--case", case_id]) == 0
+                    finally:
+                        get_settings.cache_clear()
     finally:
         await env.shutdown()
 
@@ -287,3 +310,69 @@ def test_a_database_error_does_not_quote_the_row(tmp_path: Path) -> None:
         assert NAME not in str(error.value) and "hidden" in str(error.value)
     finally:
         engine.dispose()
+
+
+async def test_a_failing_projection_shows_temporal_no_caller_data(tmp_path: Path) -> None:
+    """The read model refuses new cases (a trigger): the new case's first projection fails and
+    retries. Its error (the INSERT with the row it tried to write) is what Temporal shows as the
+    pending activity's last failure, to anyone who can describe the workflow: it must quote nothing
+    of the caller."""
+    from datetime import UTC, datetime
+
+    from disputeflow.pinning import PolicyPins
+    from disputeflow.settings import DEFAULT_POLICY_FILE
+    from tests.workflows.conftest import OPERATOR as OPERATOR_ACTOR
+    from tests.workflows.conftest import make_intake
+    from workflows.case import CaseWorkflowV2
+
+    settings = settings_for(tmp_path, "unused", f"fail-{uuid.uuid4().hex[:6]}")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=installed_binary("temporal"), search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=data_converter(settings), dev_server_extra_args=["--headless"])
+    engine = engine_for(settings.effective_database_url)
+    try:
+        with write_session(engine) as session:
+            seed_reference(session, DEFAULT_REFERENCE_FILE)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TRIGGER refuse_cases BEFORE INSERT ON cases "
+                              "BEGIN SELECT RAISE(ABORT, 'the read model refuses'); END"))
+        case_id = f"T{uuid.uuid4().hex[:10]}"
+        story = f"邻居占用通道{uuid.uuid4().hex[:6]}"
+        intake = make_intake(caller={"name": NAME, "phone": PHONE, "id_number": ID_NUMBER}, description=story)
+        start = PolicyPins(DEFAULT_POLICY_FILE).start(case_id, intake, registered_at=datetime.now(UTC),
+                                                       registered_by=OPERATOR_ACTOR)
+        async with build_worker(env.client, settings, engine, task_queue=settings.temporal_task_queue):
+            await env.client.start_workflow(CaseWorkflowV2.run, start, id=workflow_id_for(case_id),
+                                            task_queue=settings.temporal_task_queue)
+            keyless = await Client.connect(env.client.service_client.config.target_host,
+                                           data_converter=pydantic_data_converter)
+            handle = keyless.get_workflow_handle(workflow_id_for(case_id))
+            failed = None
+            for _ in range(100):  # 10 s at most: the first attempt fails at once
+                pending = (await handle.describe()).raw_description.pending_activities
+                failed = next((a for a in pending if a.HasField("last_failure")), None)
+                if failed is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert failed is not None, "the projection did not fail"
+            shown = (await handle.describe()).raw_description.SerializeToString()
+            for secret in (NAME, PHONE, ID_NUMBER, story, "8613912345678"):
+                assert not any(form in shown for form in _forms(secret)), f"{secret!r} in the pending failure"
+            assert failed.last_failure.message == "Encoded failure"
+            error = await data_converter(settings).decode_failure(failed.last_failure)  # with the keys: readable
+            assert "the read model refuses" in str(error) and "parameters hidden" in str(error)
+            with engine.begin() as conn:  # the read model is back: the case is projected after all
+                conn.execute(text("DROP TRIGGER refuse_cases"))
+            for _ in range(200):
+                with engine.connect() as conn:
+                    if conn.execute(text("SELECT 1 FROM cases WHERE case_id = :c"), {"c": case_id}).first():
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the case was never projected")
+            decoded = await fetch_case_history(env.client, case_id)
+            assert any(e.kind == "case_opened" for e in timeline(decoded))
+            await env.client.get_workflow_handle(workflow_id_for(case_id)).terminate("test finished")
+    finally:
+        engine.dispose()
+        await env.shutdown()

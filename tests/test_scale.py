@@ -202,6 +202,8 @@ ROUTES: dict[str, Callable[[Session, dict], object]] = {
         s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(text=v["phone"])),
     "GET /cases?phone=": lambda s, v: queries.list_cases(
         s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(caller_phone=v["e164"])),
+    "GET /cases?stage=mediation&breached=true": lambda s, v: queries.list_cases(
+        s, scope=queries.Scope(region_prefix="37"), filters=queries.CaseFilters(stage="mediation", breached=True)),
     "GET /me/tasks, a mediator": lambda s, v: queries.open_tasks(s, assignee_id=v["mediator"]),
     "GET /me/tasks, a county's operators": lambda s, v: queries.open_tasks(s, role="operator",
                                                                           region_prefix="370211"),

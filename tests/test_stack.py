@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -174,6 +175,27 @@ def test_children_see_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monk
     assert Settings(_env_file=None) == settings
 
 
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+
+
+async def console_registers_and_sends_to_mediation(origin: str) -> None:
+    """What a newcomer does in the console of `make run` (tests/test_console_browser.py does it in a
+    browser): sign in from the development list, register a call, send it to mediation."""
+    async with httpx.AsyncClient(base_url=origin, follow_redirects=True, timeout=30) as browser:
+        signin = await browser.get("/")
+        assert signin.url.path == "/console/signin" and "signin-op-1" in signin.text
+        intake = await browser.post("/console/signin/dev", data={"csrf": _csrf(signin.text), "user_id": "op-1"})
+        assert intake.url.path == "/console/intake", intake.text[:500]
+        case = await browser.post("/console/intake", data={
+            "csrf": _csrf(intake.text), "idempotency_key": "stack-console-1", "channel": "hotline",
+            "caller.name": "张三", "caller.phone": "13800138000", "region_code": "370102", "category": "dispute",
+            "dispute_type": "labour_wages", "urgency": "normal", "description": "工地拖欠三个月工资。"})
+        assert case.status_code == 200 and case.url.path.startswith("/console/cases/370102-"), case.text[:500]
+        sent = await browser.post(f"{case.url.path}/act/send_to_mediation", data={"csrf": _csrf(case.text)})
+        assert sent.status_code == 200 and "med-370102-" in sent.text, sent.text[:500]
+
+
 async def test_make_run_starts_stops_and_restarts_on_the_same_data(tmp_path: Path) -> None:
     settings = stack_settings(tmp_path / "data")
 
@@ -183,10 +205,14 @@ async def test_make_run_starts_stops_and_restarts_on_the_same_data(tmp_path: Pat
         await wait_healthy(first, settings)
         output = await wait_banner(first)
         assert f"http://127.0.0.1:{settings.api_port}/docs" in output
+        urls = re.findall(r"http://\S+", output.split("disputeflow is running.")[-1])
+        assert urls[0] == f"http://127.0.0.1:{settings.api_port}/console/"  # the console first
+        await console_registers_and_sends_to_mediation(f"http://127.0.0.1:{settings.api_port}")
         assert f"http://127.0.0.1:{settings.temporal_ui_port}" in output
         assert str(tmp_path / "data") in output
         children = children_of(first.process.pid)
         assert len(children) == 3, children  # dev server, worker, API
+        await assert_the_web_ui_decodes_through_the_api(settings)
         probe = await start_probe_workflow(settings)
         first.process.send_signal(signal.SIGINT)
         assert await wait_exit(first) == 0, first.output()
@@ -223,6 +249,29 @@ def test_a_taken_port_fails_fast(tmp_path: Path) -> None:
     assert f"port {settings.api_port} (API) is already in use" in stack.output()
     assert not settings.temporal_db_file.exists()  # nothing was started
 
+
+
+async def assert_the_web_ui_decodes_through_the_api(settings: Settings) -> None:
+    """The dev server's Web UI is told the API's codec endpoint, the API admits the UI's origin
+    there, and the data folder with its keys is its owner's alone."""
+    import stat
+
+    import httpx
+
+    api, ui = f"http://127.0.0.1:{settings.api_port}", f"http://127.0.0.1:{settings.temporal_ui_port}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        ui_settings = (await http.get(f"{ui}/api/v1/settings")).json()
+        assert ui_settings["Codec"]["Endpoint"] == f"{api}/codec", ui_settings
+        preflight = await http.options(f"{api}/codec/decode", headers={
+            "Origin": ui, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace"})
+        assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == ui
+    assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
+    keys = settings.data_dir / "keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in keys.iterdir()} == {
+        "payload-keys.json": 0o600, "token-signing-key.pem": 0o600,
+        "console-session.key": 0o600}  # made when the console is first used (above)
 
 
 def test_the_dev_servers_web_ui_decodes_through_the_apis_codec_endpoint() -> None:

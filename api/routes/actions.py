@@ -16,12 +16,13 @@ to retry.
 
 from typing import Annotated, Any
 
-from fastapi import Body, Response
+from fastapi import Body, Request, Response
 from pydantic import BaseModel, ConfigDict, create_model
 
 from api import cases
 from api.auth import ActorDep, allow, router_for
 from api.deps import CaseIdPath, IdempotencyKey, SessionDep, TemporalDep
+from api.read_log import ReadLogDep
 from api.errors import ActionAcceptedBody, error_responses
 from api.schemas import CaseDetail
 from disputeflow.domain.actions import COMMAND_TYPES
@@ -64,16 +65,21 @@ def _add_route(command_type: str) -> None:
     async def endpoint(
         case_id: CaseIdPath,
         body: Annotated[body_type, body_param],  # type: ignore[valid-type]
+        request: Request,
         response: Response,
         actor: ActorDep,
         session: SessionDep,
         temporal: TemporalDep,
+        read_log: ReadLogDep,
         idempotency_key: IdempotencyKey = None,
     ) -> CaseDetail:
         request_id = idempotency_key or cases.new_request_id()
         response.headers["Idempotency-Key"] = request_id
+        request.state.request_id = request_id  # for an error's answer too (api.errors)
         cmd = command.model_validate({**body.model_dump(), "type": command_type})
-        return await cases.act(case_id, cmd, request_id=request_id, actor=actor, session=session, temporal=temporal)
+        detail = await cases.act(case_id, cmd, request_id=request_id, actor=actor, session=session, temporal=temporal)
+        await read_log.arecord([detail])
+        return detail
 
     endpoint.__name__ = f"act_{command_type}"
     router.add_api_route(

@@ -9,19 +9,21 @@ writes, and the database refuses UPDATE and DELETE on it.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Path, Query, Request, Response
+from sqlmodel import Session
 from pydantic import BaseModel, Field
 
 from api import cases
 from api.auth import ActorDep, allow, router_for
-from api.deps import CaseIdPath, SessionDep, TemporalDep
+from api.deps import CaseIdPath, EngineDep, NowDep, SessionDep, TemporalDep
 from api.errors import ApiError, error_responses
+from api.jobs import Job, jobs_of
 from api.schemas import AuditEntryPublic
 from disputeflow import history
-from disputeflow.db import audit
-from disputeflow.db.audit import ChainReport
+from disputeflow.db import audit, reads
 from disputeflow.domain.enums import Role
 
 router = router_for(Role.auditor, Role.supervisor, tags=["auditors"], responses=error_responses(404))
@@ -44,6 +46,25 @@ class ReplayVerdict(BaseModel):
     case_id: str
     ok: bool = Field(description="Every run replays under today's code")
     results: list[history.ReplayResult]
+
+
+class CallerDataReadPublic(BaseModel):
+    """Someone was served the case's caller data unmasked."""
+
+    case_id: str
+    user_id: str
+    role: Role
+    region_code: str = Field(description="The reader's region (their token's)")
+    fields: list[str] = Field(examples=[["name", "phone"]])
+    route: str = Field(examples=["GET /cases/{case_id}"])
+    read_at: datetime
+
+
+class CallerDataReadPage(BaseModel):
+    items: list[CallerDataReadPublic]
+    total: int
+    limit: int
+    offset: int
 
 
 class CaseAudit(BaseModel):
@@ -126,10 +147,58 @@ async def case_audit_check(case_id: CaseIdPath, actor: ActorDep, session: Sessio
     return audit.compare_with_source(case_id, entries, history.projected_events(runs))
 
 
-@router.get("/audit/verify", response_model=ChainReport, dependencies=[allow(Role.auditor)],
-            summary="Verify the whole audit chain",
-            description="Recomputes every hash of the audit log. Record `head_hash`: a later run that no longer "
-                        "contains it shows the tail was cut off or rewritten. Auditors only (the chain spans "
-                        "every region).")
-def verify_audit(session: SessionDep) -> ChainReport:
-    return audit.verify_chain(session)
+@router.post("/audit/verify", status_code=202, response_model=Job, dependencies=[allow(Role.auditor)],
+             summary="Verify the whole audit chain (a background job)",
+             description="Starts recomputing every hash of the audit log in the background and answers **202** with "
+                         "the job (`Location: /audit/jobs/{job_id}`); while a verification is running, answers with "
+                         "that one instead of starting another. Its result is the chain report: record `head_hash`, "
+                         "a later run that no longer contains it shows the tail was cut off or rewritten. Auditors "
+                         "only (the chain spans every region).")
+async def verify_audit(request: Request, response: Response, actor: ActorDep, engine: EngineDep,
+                       now: NowDep) -> Job:
+    registry = jobs_of(request)
+    job = registry.running("audit_verify")
+    if job is None:
+        def work(job: Job) -> dict:
+            def progress(checked: int) -> None:
+                job.done = checked
+            with Session(engine) as session:
+                job.total = audit.count_entries(session)
+                report = audit.verify_chain(session, progress=progress)
+            job.done = report.checked
+            return report.model_dump(mode="json")
+
+        job = registry.start("audit_verify", actor.user_id, now, work, clock=lambda: datetime.now(UTC))
+    response.headers["Location"] = f"/audit/jobs/{job.job_id}"
+    return job
+
+
+@router.get("/audit/jobs/{job_id}", response_model=Job, dependencies=[allow(Role.auditor)],
+            summary="A background job's progress and result",
+            description="`done` of `total` so far; once `status` is `done`, `result` holds the answer (for a "
+                        "verification, the chain report: `ok`, `checked`, `head_hash`, `first_broken`). Only the "
+                        "user who started the job sees it. Jobs live in the API process: a restart forgets them.")
+def audit_job(request: Request, actor: ActorDep,
+              job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]) -> Job:
+    return jobs_of(request).get(job_id, actor.user_id)
+
+
+@router.get("/audit/reads", response_model=CallerDataReadPage, dependencies=[allow(Role.auditor)],
+            summary="Who was shown a case's caller data in full",
+            description="Every answer that carried the case's caller name and phone (or identity card number) "
+                        "unmasked: who, in which role and region, which fields, through which route, when; newest "
+                        "first. The log holds no caller data. Auditors only, for cases in their region.")
+async def caller_data_reads(
+    actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+    case_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$", description="The case number")],
+    user_id: Annotated[str | None, Query(max_length=64, description="Only this reader")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> CallerDataReadPage:
+    await cases.locate(case_id, actor, session=session, temporal=temporal)
+    page = await asyncio.to_thread(reads.for_case, session, case_id, user_id=user_id, limit=limit, offset=offset)
+    return CallerDataReadPage(
+        items=[CallerDataReadPublic(case_id=r.case_id, user_id=r.user_id, role=Role(r.role), region_code=r.region_code,
+                                    fields=r.fields.split(","), route=r.route, read_at=r.read_at)
+               for r in page.items],
+        total=page.total, limit=limit, offset=offset)

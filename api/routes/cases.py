@@ -1,4 +1,4 @@
-"""Intake (POST /cases), listing and search (GET /cases), one case (GET /cases/{case_id})."""
+"""Intake (POST /cases), listing (GET /cases), search (POST /cases/search), one case (GET /cases/{case_id})."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Body, Query, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
 from api.deps import CaseIdPath, CaseNumbersDep, Day, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
-from api.errors import ERROR_DESCRIPTIONS, InvalidQuery, error_responses
+from api.errors import ERROR_DESCRIPTIONS, ApiError, InvalidQuery, error_responses
+from api.read_log import ReadLog, ReadLogDep
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
-from disputeflow.domain.actions import COMMAND_TYPES
+from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
 from disputeflow.domain.patterns import PHONE_PATTERN
@@ -99,13 +101,18 @@ DayQuery = Annotated[Day | None, Query()]
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
     response: Response, actor: ActorDep, engine: EngineDep, session: SessionDep, temporal: TemporalDep,
-    settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep,
+    settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep, read_log: ReadLogDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CaseDetail:
+    if intake.caller.id_number is not None and intake.category is not Category.legal_aid:
+        raise IdNumberNotAsked("the identity card number is asked only for a legal-aid application (category "
+                               "legal_aid); give it when the application is opened (open_legal_aid or "
+                               "assess_eligibility)")
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
                                               numbers=numbers, now=now,
                                               key_ttl=timedelta(hours=settings.intake_key_ttl_hours))
+    await read_log.arecord([case])
     response.headers["Location"] = f"/cases/{case.case_id}"
     if not created:
         response.status_code = 200
@@ -113,29 +120,92 @@ async def register_case(
     return case
 
 
-def _normalised_phone(phone: str | None) -> str | None:
+class IdNumberNotAsked(ApiError):
+    """A well-formed identity-card number on a call that is no legal-aid application: a rule (data
+    minimisation) refuses it, 409 with the reason."""
+
+    status_code = 409
+
+
+def _normalised_phone(phone: str | None, *, where: str = "query") -> str | None:
     if phone is None:
         return None
     try:
         return Caller.model_validate({"name": "-", "phone": phone}).phone
     except ValidationError:
-        raise InvalidQuery("phone", "not a valid phone number (mobile: 11 digits; landline: area code + number)") from None
+        raise InvalidQuery("phone", "not a valid phone number (mobile: 11 digits; landline: area code + number)",
+                           where=where) from None
+
+
+TextSearch = single_line(min_length=1, max_length=100)
+
+
+class CaseSearch(BaseModel):
+    """`POST /cases/search`: the filters of `GET /cases`, in a body, so that a caller's name or phone
+    number never appears in a URL (and so in no access log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage | None = None
+    phase: Phase | None = None
+    region: str | None = Field(default=None, pattern=REGION_PATTERN, description="Region code prefix: 2, 4 or 6 digits")
+    urgency: Urgency | None = None
+    category: Category | None = None
+    dispute_type: DisputeType | None = None
+    assignee: single_line(max_length=64) | None = Field(default=None, description="Mediator or lawyer id")
+    breached: bool | None = None
+    opened_from: Day | None = None
+    opened_to: Day | None = None
+    q: TextSearch | None = Field(default=None, description="Text in the description or the caller's name",
+                                 examples=["工资"])
+    phone: str | None = Field(default=None, max_length=32, json_schema_extra={"pattern": PHONE_PATTERN},
+                              description="The caller's phone number, in any form intake accepts",
+                              examples=["138 0013 8000"])
+    cursor: str | None = Field(default=None, pattern=queries.CURSOR_PATTERN, description="`next_cursor` of the page before")
+    limit: int = Field(default=50, ge=1, le=queries.MAX_PAGE)
+
+
+def _search(actor: Actor, session: Session, read_log: ReadLog, search: CaseSearch, *, where: str) -> CasePage:
+    if actor.role is Role.mediator:
+        scope = queries.Scope(mediator_id=actor.user_id)
+    else:
+        scope = queries.Scope(region_prefix=scoped_region(actor, search.region))
+    filters = queries.CaseFilters(
+        stage=search.stage, phase=search.phase, region_prefix=search.region, urgency=search.urgency,
+        category=search.category, dispute_type=search.dispute_type, assignee_id=search.assignee,
+        breached=search.breached, opened_from=search.opened_from, opened_to=search.opened_to, text=search.q,
+        caller_phone=_normalised_phone(search.phone, where=where),
+    )
+    try:
+        page = queries.list_cases(session, scope=scope, filters=filters, cursor=search.cursor, limit=search.limit)
+    except queries.InvalidCursor as exc:
+        raise InvalidQuery("cursor", str(exc), where=where) from None
+    items = [CaseSummary.from_record(r, actor=actor) for r in page.items]
+    read_log.record(items)
+    return CasePage(items=items, next_cursor=page.next_cursor)
+
+
+LISTING_NOTE = (
+    "From the read model, newest first. Mediators see the cases assigned to them; everyone else the "
+    "cases of their region. Filters combine with AND. Paging: pass `next_cursor` back as `cursor` "
+    "(stable while new cases arrive). `caller_name` is masked (`张*`) for anyone not working the case."
+)
 
 
 @router.get(
     "/cases",
     response_model=CasePage,
-    summary="List and search cases",
+    summary="List cases",
     operation_id="list_cases",
     description=(
-        "From the read model, newest first. Mediators see the cases assigned to them; everyone else the "
-        "cases of their region. Filters combine with AND. Paging: pass `next_cursor` back as `cursor` "
-        "(stable while new cases arrive)."
+        LISTING_NOTE + "\n\nSearching by the caller's phone number is `POST /cases/search`: a number in a URL "
+        "ends up in access logs. `phone` here is refused (422) and kept only to say so."
     ),
 )
 def list_cases(
     actor: ActorDep,
     session: SessionDep,
+    read_log: ReadLogDep,
     stage: Stage | None = None,
     phase: Phase | None = None,
     region: Annotated[str | None, Query(pattern=REGION_PATTERN, description="Region code prefix: 2, 4 or 6 digits",
@@ -147,29 +217,34 @@ def list_cases(
     breached: Annotated[bool | None, Query(description="Cases with (or without) a missed deadline")] = None,
     opened_from: DayQuery = None,
     opened_to: DayQuery = None,
-    q: Annotated[single_line(min_length=1, max_length=100) | None,
-                 Query(description="Text in the description or the caller's name", examples=["工资"])] = None,
-    phone: Annotated[str | None, Query(max_length=32, json_schema_extra={"pattern": PHONE_PATTERN},
-                                       description="The caller's phone number, in any form intake accepts",
-                                       examples=["138 0013 8000"])] = None,
+    q: Annotated[TextSearch | None,
+                 Query(description="Text in the description or the caller's name; a phone number (7 digits or more, "
+                                   "spaces and dashes allowed) searches the callers' phones by prefix instead. Prefer "
+                                   "`POST /cases/search`: a query string ends up in access logs",
+                       examples=["工资"])] = None,
+    phone: Annotated[str | None, Query(deprecated=True, include_in_schema=False)] = None,
     cursor: Annotated[str | None, Query(pattern=queries.CURSOR_PATTERN,
                                         description="`next_cursor` of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:
-    if actor.role is Role.mediator:
-        scope = queries.Scope(mediator_id=actor.user_id)
-    else:
-        scope = queries.Scope(region_prefix=scoped_region(actor, region))
-    filters = queries.CaseFilters(
-        stage=stage, phase=phase, region_prefix=region, urgency=urgency, category=category, dispute_type=dispute_type,
-        assignee_id=assignee, breached=breached, opened_from=opened_from, opened_to=opened_to, text=q,
-        caller_phone=_normalised_phone(phone),
-    )
-    try:
-        page = queries.list_cases(session, scope=scope, filters=filters, cursor=cursor, limit=limit)
-    except queries.InvalidCursor as exc:
-        raise InvalidQuery("cursor", str(exc)) from None
-    return CasePage(items=[CaseSummary.from_record(r) for r in page.items], next_cursor=page.next_cursor)
+    if phone is not None:
+        raise InvalidQuery("phone", "search by phone number with POST /cases/search, the number in the body")
+    search = CaseSearch(stage=stage, phase=phase, region=region, urgency=urgency, category=category,
+                        dispute_type=dispute_type, assignee=assignee, breached=breached, opened_from=opened_from,
+                        opened_to=opened_to, q=q, cursor=cursor, limit=limit)
+    return _search(actor, session, read_log, search, where="query")
+
+
+@router.post(
+    "/cases/search",
+    response_model=CasePage,
+    summary="Search cases (by phone number, name, text or any filter of GET /cases)",
+    description=LISTING_NOTE + "\n\nThe filters of `GET /cases` in the body, so that a caller's name or phone "
+                               "number never appears in a URL.",
+    responses=error_responses(413),
+)
+def search_cases(actor: ActorDep, session: SessionDep, read_log: ReadLogDep, search: CaseSearch) -> CasePage:
+    return _search(actor, session, read_log, search, where="body")
 
 
 @router.get(
@@ -178,11 +253,15 @@ def list_cases(
     summary="One case, as it stands now",
     description=(
         "An open case live from its workflow (`source: workflow`); a closed case from the read model "
-        "(`source: read_model`). A case outside your scope answers 404, like an unknown one."
+        "(`source: read_model`). A case outside your scope answers 404, like an unknown one. The caller's "
+        "name and phone are masked for anyone not working the case; each answer that shows them in full "
+        "is recorded in the read log (`GET /audit/reads`)."
     ),
     responses=error_responses(404),
     operation_id="get_case",
 )
-async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseDetail:
-    return await cases.case_detail(case_id, actor, session=session, temporal=temporal)
-
+async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+                   read_log: ReadLogDep) -> CaseDetail:
+    detail = await cases.case_detail(case_id, actor, session=session, temporal=temporal)
+    await read_log.arecord([detail])
+    return detail

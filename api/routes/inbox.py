@@ -8,6 +8,7 @@ from fastapi import Query
 
 from api.auth import ActorDep, router_for
 from api.deps import SessionDep
+from api.read_log import ReadLogDep
 from api.schemas import InboxPage, InboxTask
 from disputeflow.db import queries
 from disputeflow.domain.enums import Role
@@ -28,6 +29,7 @@ router = router_for(Role.operator, Role.mediator, Role.legal_aid_officer, Role.s
 def my_tasks(
     actor: ActorDep,
     session: SessionDep,
+    read_log: ReadLogDep,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> InboxPage:
@@ -36,5 +38,6 @@ def my_tasks(
     else:
         page = queries.open_tasks(session, role=actor.role.value, region_prefix=actor.region_code,
                                   limit=limit, offset=offset)
-    return InboxPage(items=[InboxTask.from_rows(task, case) for task, case in page.items], total=page.total,
-                     limit=limit, offset=offset)
+    items = [InboxTask.from_rows(task, case, actor=actor) for task, case in page.items]
+    read_log.record(items)
+    return InboxPage(items=items, total=page.total, limit=limit, offset=offset)

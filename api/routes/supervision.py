@@ -116,8 +116,11 @@ GroupQuery = Annotated[int, Query(ge=2, le=6, multiple_of=2,
 def compliance(
     actor: ActorDep, session: SessionDep, start: DayQuery = None, end: DayQuery = None,
     period: PeriodQuery = "month", region: RegionQuery = None, group_by: GroupQuery = 6,
-) -> Compliance:
-    return _compliance(actor, session, start, end, period, region, group_by)
+) -> Response:
+    # A year by county is thousands of rows: serialised once, by pydantic, rather than validated,
+    # converted and encoded again by the framework (the same JSON, a fraction of the time).
+    figures = _compliance(actor, session, start, end, period, region, group_by)
+    return Response(figures.model_dump_json(), media_type="application/json")
 
 
 @router.get(

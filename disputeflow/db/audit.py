@@ -21,14 +21,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -264,10 +264,16 @@ def _columns_match(doc: Any, case_id: str, event_seq: int, event_type: str, reco
     )
 
 
-def verify_chain(session: Session, *, batch_size: int = 1000) -> ChainReport:
+def count_entries(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+
+
+def verify_chain(session: Session, *, batch_size: int = 1000,
+                 progress: Callable[[int], None] | None = None) -> ChainReport:
     """Walk the whole log in id order, `batch_size` rows at a time, recomputing every hash.
 
-    Stops at the first broken link. Memory use does not grow with the log.
+    Stops at the first broken link. Memory use does not grow with the log. `progress`, if given,
+    is called with the number of entries checked so far after each batch.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
@@ -306,6 +312,8 @@ def verify_chain(session: Session, *, batch_size: int = 1000) -> ChainReport:
                 )
             checked += 1
             prev_id, prev_hash, head = entry_id, row_hash, row_hash
+        if progress is not None:
+            progress(checked)
         if len(rows) < batch_size:
             return ChainReport(ok=True, checked=checked, head_hash=head)
 
@@ -345,7 +353,8 @@ def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Seq
     says something other than the event the workflow projected, a missing entry or an invented one
     shows here, however consistent the chain.
     """
-    logged = {e.event_seq: e for e in entries}
+    # Negative event numbers are records made outside the workflow (an erasure): not in its history.
+    logged = {e.event_seq: e for e in entries if e.event_seq > 0}
     source = {int(event["seq"]): event for event in events}
     problems: list[Discrepancy] = []
     for seq in sorted(source.keys() | logged.keys()):

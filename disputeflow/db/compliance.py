@@ -140,7 +140,7 @@ class Counters:
         table = ComplianceCount.__table__
         insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
         statement = insert.on_conflict_do_update(
-            index_elements=["kind", "period", "clock", "region_code"],
+            index_elements=["kind", "first_day", "clock", "region_code"],
             set_={name: table.c[name] + insert.excluded[name] for name in COUNTS},
         )
         for start in range(0, len(rows), 2000):

@@ -91,6 +91,7 @@ class CaseRecord(SQLModel, table=True):
     __table_args__ = (
         # Listings: newest first, keyset paging on (opened_at, case_id) (migration 0003).
         Index("ix_cases_opened_at_case_id", "opened_at", "case_id"),
+        Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),  # a stage's cases, newest first
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
     )
@@ -192,13 +193,15 @@ class ComplianceCount(SQLModel, table=True):
     write of a clock (`disputeflow.db.compliance`); read by `disputeflow.db.reports.compliance`."""
 
     __tablename__ = "compliance_counts"
-    __table_args__ = (Index("ix_compliance_counts_kind_first_day", "kind", "first_day"),)
+    # Keyed, and on SQLite stored (WITHOUT ROWID), in the order reports read them: a range of periods
+    # of one kind is one contiguous run of rows.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     kind: str = Field(primary_key=True, max_length=5)  # day | week | month
-    period: str = Field(primary_key=True, max_length=10)  # 2026-11-05 | 2026-W45 | 2026-11
+    first_day: date = Field(sa_column=Column(Date, primary_key=True))  # of the day, week or month
     clock: str = Field(primary_key=True, max_length=64)
     region_code: str = Field(primary_key=True, max_length=6)
-    first_day: date = Field(sa_column=Column(Date, nullable=False))
+    period: str = Field(max_length=10)  # 2026-11-05 | 2026-W45 | 2026-11
     last_day: date = Field(sa_column=Column(Date, nullable=False))
     week: str | None = Field(default=None, max_length=8)  # day rows: their ISO week and month, to fold
     month: str | None = Field(default=None, max_length=7)  # days into the partial weeks and months of a range
@@ -290,6 +293,28 @@ class AuditEntry(SQLModel, table=True):
     prev_hash: str = Field(unique=True, max_length=64)  # unique: two entries cannot share a parent
     hash: str = Field(unique=True, max_length=64)
     recorded_at: datetime = _utc_column(nullable=False)
+
+
+# -- Who read a caller's data -----------------------------------------------------------------
+
+
+class CallerDataRead(SQLModel, table=True):
+    """Someone was served a case's caller data unmasked (name and phone, or the identity card
+    number): who, in which role and region, which case, which fields, through which route, when.
+    Written before the answer leaves the API (`disputeflow.db.reads`); auditors read it at
+    `GET /audit/reads`. Holds no caller data itself."""
+
+    __tablename__ = "caller_data_reads"
+    __table_args__ = (Index("ix_caller_data_reads_case_read_at", "case_id", "read_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(max_length=40)
+    user_id: str = Field(index=True, max_length=64)
+    role: str = Field(max_length=32)
+    region_code: str = Field(max_length=6)
+    fields: str = Field(max_length=64)  # "name,phone" or "name,phone,id_number"
+    route: str = Field(max_length=120)  # the route's template, e.g. "GET /cases/{case_id}"; never a query string
+    read_at: datetime = _utc_column(nullable=False, index=True)
 
 
 # -- Intake bookkeeping ----------------------------------------------------------------------

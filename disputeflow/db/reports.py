@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, text
+from sqlalchemy import and_, func, text, union_all
 from sqlmodel import Session, select
 
 from disputeflow.db import compliance as counters
@@ -296,52 +296,51 @@ def compliance(
     if group_by_region_level not in (2, 4, 6):
         raise ValueError(f"group_by_region_level must be 2, 4 or 6, got {group_by_region_level!r}")
     prefix = _check_region_prefix(region_prefix)
-    c = ComplianceCount
-    sums = [func.sum(getattr(c, name)) for name in counters.COUNTS]
+    c = ComplianceCount.__table__.c
     region = func.substr(c.region_code, 1, group_by_region_level)
     scope = [c.region_code.startswith(prefix, autoescape=True)] if prefix else []
+    parts = []
 
-    def grouped(kind: str, label: Any, first: date, last: date) -> list:
-        return list(session.exec(
-            select(c.clock, region, label, *sums)
-            .where(c.kind == kind, c.first_day >= first, c.first_day <= last, *scope)
-            .group_by(c.clock, region, label)
-        ))
+    def part(kind: str, label: Any, first: date, last: date) -> None:
+        parts.append(select(c.clock.label("clock"), region.label("region"), label.label("label"),
+                            *(c[name] for name in counters.COUNTS))
+                     .where(c.kind == kind, c.first_day >= first, c.first_day <= last, *scope))
 
     # The buckets of `period` wholly inside [start, end], as one run of first days.
     _, head_first, head_last = counters.bucket(period, start)
     whole_from = start if head_first == start else head_last + timedelta(days=1)
     _, tail_first, tail_last = counters.bucket(period, end)
     whole_to = tail_first if tail_last == end else tail_first - timedelta(days=1)  # first day of the last one
-    results = []
+    fold = c.week if period == "week" else c.month  # a day row's week or month
     if period == "day":
-        results += grouped("day", c.period, start, end)
+        part("day", c.period, start, end)
     elif whole_from <= whole_to:
-        results += grouped(period, c.period, whole_from, whole_to)
-        label = c.week if period == "week" else c.month
+        part(period, c.period, whole_from, whole_to)
         if start < whole_from:
-            results += grouped("day", label, start, whole_from - timedelta(days=1))
+            part("day", fold, start, whole_from - timedelta(days=1))
         last_whole_end = counters.bucket(period, whole_to)[2]
         if last_whole_end < end:
-            results += grouped("day", label, last_whole_end + timedelta(days=1), end)
+            part("day", fold, last_whole_end + timedelta(days=1), end)
     else:  # no whole bucket: the days, folded into their week or month
-        results += grouped("day", c.week if period == "week" else c.month, start, end)
-    totals: dict[tuple[str, str, str], list[int]] = {}
-    for clock, region_code, label, *values in results:
-        key = (clock, region_code, label)
-        found = totals.get(key)
-        if found is None:
-            totals[key] = [int(v or 0) for v in values]
-        else:
-            for i, value in enumerate(values):
-                found[i] += int(value or 0)
+        part("day", fold, start, end)
+    both = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+    statement = (
+        select(both.c.clock, both.c.region, both.c.label, *(func.sum(both.c[name]) for name in counters.COUNTS))
+        .group_by(both.c.clock, both.c.region, both.c.label)
+    )
+    assert counters.COUNTS == ("started", "met_on_time", "met_late", "breached_open", "open_on_time", "cancelled",
+                               "cancelled_after_breach")
     rows = []
-    for key in sorted(totals):
-        counts = dict(zip(counters.COUNTS, totals[key], strict=True))
-        if counts["started"]:
-            rated = counts["met_on_time"] + counts["met_late"] + counts["breached_open"] + counts["cancelled_after_breach"]
-            rows.append(ComplianceRow(clock=key[0], region_code=key[1], period=key[2], **counts,
-                                      compliance_rate=counts["met_on_time"] / rated if rated else None))
+    for clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled, cancelled_late \
+            in session.connection().execute(statement).all():
+        if not started:
+            continue
+        rated = on_time + late + breached_open + cancelled_late
+        rows.append(ComplianceRow(
+            clock=clock, region_code=region_code, period=label, started=started, met_on_time=on_time, met_late=late,
+            breached_open=breached_open, open_on_time=open_on_time, cancelled=cancelled,
+            cancelled_after_breach=cancelled_late, compliance_rate=on_time / rated if rated else None))
+    rows.sort(key=lambda row: (row.clock, row.region_code, row.period))  # code-point order, whatever the collation
     return rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from stdnum.cn import ric
 from stdnum.exceptions import InvalidChecksum
@@ -31,6 +31,27 @@ ID_NUMBER_RULE = "id_number_rule"
 MAX_DESCRIPTION_CHARS = 2000
 
 
+def valid_id_number(value: str | None, info: ValidationInfo | None = None) -> str | None:
+    """A resident identity card number with its check digit and birthplace verified, in its standard
+    form; None for blank. Its shape is `ID_NUMBER_PATTERN`'s (checked before); what only code can
+    check raises the `ID_NUMBER_RULE` error, which the API answers with 409."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return ric.validate(value)
+    except (StdnumValidationError, KeyError) as exc:  # KeyError: a birthplace stdnum knows only in part
+        reason = ("its check digit does not match its other digits" if isinstance(exc, InvalidChecksum)
+                  else "its first six digits name no county that existed in its birth year")
+        raise PydanticCustomError(
+            ID_NUMBER_RULE, "the identity card number does not hold together ({reason}): check it with the "
+            "caller, or leave it out", {"reason": reason}) from None
+
+
+# The identity card number where a rule needs it (a legal-aid application: open_legal_aid,
+# assess_eligibility). Never event data: it lives in the case's state, encrypted in Temporal.
+IdNumber = Annotated[str, StringConstraints(pattern=ID_NUMBER_PATTERN), AfterValidator(valid_id_number)]
+
+
 class Caller(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -39,11 +60,11 @@ class Caller(BaseModel):
         description="Mainland number, mobile or fixed line (a fixed line with its area code), digits with at most "
                     "one space or hyphen after any digit, optionally after +86 or 0086; stored in E.164 form",
         examples=["13800138000", "0531-86012348"], json_schema_extra={"pattern": PHONE_PATTERN})
-    id_number: Annotated[str, StringConstraints(pattern=ID_NUMBER_PATTERN)] | None = Field(
-        default=None,
-        description="Resident identity card number, 18 characters with a birth date that exists. Its check digit "
-                    "and its birthplace code (a county that existed in the birth year) are verified too: a number "
-                    "that fails them is answered 409, as a fact to check with the caller"
+    id_number: IdNumber | None = Field(
+        default=None, description="Resident identity card number: 18 characters with a birth date that exists, its "
+                                  "check digit and birthplace code verified (a number that fails those is 409). Only for a "
+                                  "legal-aid application (category `legal_aid`); otherwise give it when the application is "
+                                  "opened (`open_legal_aid`, `assess_eligibility`)"
     )
 
     @field_validator("phone")
@@ -61,20 +82,6 @@ class Caller(BaseModel):
         if not phonenumbers.is_valid_number(number):
             raise ValueError("not a valid phone number (mobile: 11 digits; landline: area code + number)")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-    @field_validator("id_number")
-    @classmethod
-    def _id_number(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value == "" or (info.mode == "json" and not value.strip()):
-            return None
-        try:
-            return ric.validate(value)
-        except (StdnumValidationError, KeyError) as exc:  # KeyError: a birthplace stdnum knows only in part
-            reason = ("its check digit does not match its other digits" if isinstance(exc, InvalidChecksum)
-                      else "its first six digits name no county that existed in its birth year")
-            raise PydanticCustomError(
-                ID_NUMBER_RULE, "the identity card number does not hold together ({reason}): check it with the "
-                "caller, or register the case without it", {"reason": reason}) from None
 
 
 class Intake(BaseModel):

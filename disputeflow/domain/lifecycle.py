@@ -31,7 +31,7 @@ RULES: dict[str, tuple[frozenset[Stage], frozenset[Role], str]] = {
 
 __all__ = [
     "OPEN_STAGES", "RULES", "STAFF", "TASK_CLOCKS", "Effects", "Refused", "apply", "assign_lawyer", "assign_mediator",
-    "check", "fill", "fire_alarms", "next_alarm_at", "open_case", "open_tasks", "view",
+    "check", "fill", "offered", "fire_alarms", "next_alarm_at", "open_case", "open_tasks", "view",
 ]
 
 
@@ -45,34 +45,55 @@ def open_case(case_id: str, intake: Intake, policy: CasePolicy, now: datetime, c
         policy_fingerprint=policy.fingerprint,
     )
     changes.start_stage_clocks(state, now, cal)
-    if intake.urgency == "emergency":
-        changes.notify(state, event, "emergency_registered", Role.supervisor, None, summary=intake.description[:200])
+    if intake.urgency == "emergency":  # the case number and kind only: the story stays with the case
+        changes.notify(state, event, "emergency_registered", Role.supervisor, None,
+                       dispute_type=intake.dispute_type.value, region_code=intake.region_code)
     return state
 
 
 def check(state: CaseState, request: a.ActionRequest) -> None:
     """Raise `Refused` unless this actor may do this now. Writes nothing."""
-    command, actor = request.command, request.actor
-    if state.closed:
-        raise Refused(f"case {state.case_id} is closed; nothing more can be done to it")
+    _check_door(state.case_id, state.closed, state.stage, state.mediator.id if state.mediator else None,
+                state.intake.region_code, type(request.command), request.actor)
+    request.command.guard(state, request.actor)
+
+
+def offered(actor: a.Actor, *, case_id: str, stage: Stage, closed: bool, mediator_id: str | None,
+            region_code: str) -> list[str]:
+    """The command types `actor` may try on this case now: those `check` lets past its role, scope
+    and stage rules (from a case's view, or its detail as the API shows it). A command's own guard,
+    which needs its fields and the whole state, still decides when it is sent."""
+    found = []
+    for kind, command in a.COMMAND_TYPES.items():
+        try:
+            _check_door(case_id, closed or stage is Stage.closed, stage, mediator_id, region_code, command, actor)
+        except Refused:
+            continue
+        found.append(kind)
+    return found
+
+
+def _check_door(case_id: str, closed: bool, stage: Stage, mediator_id: str | None, region_code: str,
+                command: type[a.CommandBase], actor: a.Actor) -> None:
+    if closed:
+        raise Refused(f"case {case_id} is closed; nothing more can be done to it")
     if actor.role not in command.roles:
         allowed = ", ".join(sorted(r.value for r in command.roles))
         article = "an" if actor.role.value[0] in "aeiou" else "a"
         raise Refused(f"{article} {actor.role.value} cannot {command.what}; this needs one of: {allowed}")
-    _check_scope(state, actor)
-    if state.stage not in command.stages:
+    _check_scope(case_id, mediator_id, region_code, actor)
+    if stage not in command.stages:
         allowed = ", ".join(sorted(s.value for s in command.stages))
-        raise Refused(f"cannot {command.what} while the case is in stage '{state.stage.value}' (allowed in: {allowed})")
-    command.guard(state, actor)
+        raise Refused(f"cannot {command.what} while the case is in stage '{stage.value}' (allowed in: {allowed})")
 
 
-def _check_scope(state: CaseState, actor: a.Actor) -> None:
+def _check_scope(case_id: str, mediator_id: str | None, region_code: str, actor: a.Actor) -> None:
     if actor.role is Role.mediator:
-        if state.mediator is None or state.mediator.id != actor.user_id:
-            raise Refused(f"mediator {actor.user_id} is not assigned to case {state.case_id}")
-    elif actor.region_code and not state.intake.region_code.startswith(actor.region_code):
+        if mediator_id is None or mediator_id != actor.user_id:
+            raise Refused(f"mediator {actor.user_id} is not assigned to case {case_id}")
+    elif actor.region_code and not region_code.startswith(actor.region_code):
         raise Refused(
-            f"case {state.case_id} belongs to region {state.intake.region_code}, "
+            f"case {case_id} belongs to region {region_code}, "
             f"outside your region {actor.region_code}"
         )
 

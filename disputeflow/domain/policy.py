@@ -268,6 +268,16 @@ class FollowUpRules(BaseModel):
     review_if_satisfaction_at_most: int = Field(default=2, ge=1, le=5)
 
 
+class RetentionRules(BaseModel):
+    """How long personal data is kept (docs/data-protection.md#retention-and-erasure)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Days after a case closes until the retention sweep anonymises it in the read model. Not pinned
+    # by cases: the sweep applies the policy file in force when it runs.
+    closed_case_days: int = Field(default=1095, ge=1, le=36_500)
+
+
 class RegionPolicy(BaseModel):
     """A province's, city's or county's departures from the national table."""
 
@@ -298,6 +308,7 @@ class PolicyTable(BaseModel):
     mediation: MediationRules = Field(default_factory=MediationRules)
     legal_aid: LegalAidRules = Field(default_factory=LegalAidRules)
     follow_up: FollowUpRules = Field(default_factory=FollowUpRules)
+    retention: RetentionRules = Field(default_factory=RetentionRules)
     office_hours: OfficeHoursList = Field(default_factory=lambda: list(DEFAULT_OFFICE_HOURS))
     regions: dict[RegionPrefix, RegionPolicy] = Field(default_factory=dict)
     max_history_events: int = Field(default=10_000, ge=100)  # continue-as-new threshold

@@ -51,6 +51,9 @@ def settings_for(tmp_path: Path, temporal_address: str, task_queue: str) -> Sett
         _env_file=None, temporal_address=temporal_address, temporal_namespace="default",
         temporal_task_queue=task_queue, data_dir=tmp_path,
         database_url=f"sqlite:///{(tmp_path / 'disputeflow.db').as_posix()}",
+        # The tests call as a handful of users, far faster than people do; test_limits tightens them.
+        rate_limit_per_minute=1_000_000, rate_limit_search_per_minute=1_000_000,
+        rate_limit_expensive_per_minute=1_000_000,
     )
 
 
@@ -66,6 +69,7 @@ class Stack:
     settings: Settings
     engine: Engine
     http: httpx.AsyncClient
+    app: Any = None  # the FastAPI app under test (its state: rate limiter, jobs)
 
     def auth(self, who: tuple[str, str, str], **claims: Any) -> dict[str, str]:
         user, role, region = who
@@ -129,6 +133,6 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         async with build_worker(env.client, settings, engine, task_queue=settings.temporal_task_queue):
             async with app.router.lifespan_context(app):
                 async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-                    yield Stack(env, settings, engine, http)
+                    yield Stack(env, settings, engine, http, app)
     finally:
         await env.shutdown()

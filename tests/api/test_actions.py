@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 
-from disputeflow.db.models import CaseEventRecord
+from sqlmodel import Session, select
+
+from disputeflow.db.models import CaseEventRecord, CaseRecord
+from disputeflow.db.reference import MEDIATION_STAGES
 from tests.api.conftest import OFFICER, OPERATOR, SUPERVISOR, Stack
 
 
@@ -183,3 +188,30 @@ async def test_invalid_action_fields_are_named(stack: Stack) -> None:
         response = await stack.act(case["case_id"], action, body, SUPERVISOR)
         assert response.status_code == 422, (action, response.text)
         assert response.json()["detail"][0]["loc"] == loc, response.json()
+
+
+LABOUR_MEDIATORS_OF_370102 = ("med-370102-01", "med-370102-02", "med-370102-03")
+
+
+def _mediation_loads(stack: Stack) -> Counter:
+    with Session(stack.engine) as session:
+        rows = session.exec(select(CaseRecord.mediator_id).where(
+            CaseRecord.stage.in_(MEDIATION_STAGES), CaseRecord.mediator_id.in_(LABOUR_MEDIATORS_OF_370102)))
+        return Counter(rows)
+
+
+async def test_ten_cases_sent_to_mediation_at_once_go_where_the_loads_say(stack: Stack) -> None:
+    """Ten concurrent requests: each choice sees the ones made before it, so the ten fill up the
+    least-loaded mediators one by one, exactly as if they had come one after another."""
+    cases = [await stack.open_case(dispute_type="labour_wages") for _ in range(10)]
+    load = _mediation_loads(stack)
+    expected: Counter = Counter()
+    for _ in cases:  # what ten requests in a row would give: the least loaded each time, ties by id
+        least = min(LABOUR_MEDIATORS_OF_370102, key=lambda m: (load[m], m))
+        load[least] += 1
+        expected[least] += 1
+
+    responses = await asyncio.gather(*(stack.act(c["case_id"], "send_to_mediation") for c in cases))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    assert Counter(r.json()["mediator"]["id"] for r in responses) == expected
+    assert _mediation_loads(stack) == load

@@ -3,6 +3,8 @@ audit entries and the whole chain's verification. All read-only."""
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 
 from temporalio.client import WorkflowHistory
@@ -56,8 +58,21 @@ async def test_timeline_history_replay_and_audit_entries(stack: Stack) -> None:
     check = (await stack.http.get(f"/cases/{case_id}/audit/check", headers=headers)).json()
     assert check["discrepancies"] == [] and check["entries_in_log"] == len(entries) == check["events_in_history"]
 
-    report = (await stack.http.get("/audit/verify", headers=headers)).json()
+    started = await stack.http.post("/audit/verify", headers=headers)
+    assert started.status_code == 202, started.text
+    assert started.headers["Location"] == f"/audit/jobs/{started.json()['job_id']}"
+    job = started.json()
+    for _ in range(200):
+        if job["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+        job = (await stack.http.get(started.headers["Location"], headers=headers)).json()
+    assert job["status"] == "done" and job["done"] == job["total"] == job["result"]["checked"]
+    report = job["result"]
     assert report["ok"] is True and report["checked"] >= len(entries) and report["first_broken"] is None
+    # the job is its starter's: another auditor's request for it is 404
+    other = await stack.http.get(started.headers["Location"], headers=stack.auth(("aud-2", "auditor", "37")))
+    assert other.status_code == 404
 
 
 async def test_supervisors_read_their_region_auditors_theirs(stack: Stack) -> None:
@@ -65,7 +80,7 @@ async def test_supervisors_read_their_region_auditors_theirs(stack: Stack) -> No
     for who, status in ((SUPERVISOR, 200), (AUDITOR, 200), (OTHER_AUDITOR, 404)):
         response = await stack.http.get(f"/cases/{case['case_id']}/timeline", headers=stack.auth(who))
         assert response.status_code == status, (who, response.text)
-    assert (await stack.http.get("/audit/verify", headers=stack.auth(SUPERVISOR))).status_code == 403
+    assert (await stack.http.post("/audit/verify", headers=stack.auth(SUPERVISOR))).status_code == 403
 
 
 async def test_unknown_case_is_404_for_history_routes(stack: Stack) -> None:

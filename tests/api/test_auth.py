@@ -78,7 +78,7 @@ async def test_401_for_a_missing_or_invalid_token(stack: Stack, case: str) -> No
     why = {"missing": "send a bearer token", "basic": "send a bearer token", "expired": "expired"}.get(case, "not valid")
     headers = {"Authorization": authorization} if authorization else {}
     for method, path in (("GET", "/cases"), ("POST", "/cases/370102-20261130-0001/actions/withdraw"),
-                         ("GET", "/audit/verify")):
+                         ("POST", "/audit/verify")):
         response = await stack.http.request(method, path, headers=headers, json={"reason": "x"})
         assert response.status_code == 401, response.text
         assert response.headers["WWW-Authenticate"].startswith("Bearer")

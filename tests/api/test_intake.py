@@ -234,12 +234,16 @@ async def test_the_operator_sees_open_cases_from_the_same_caller(stack: Stack) -
     await stack.projected(first["case_id"])  # hints come from the read model, which a new case reaches in a moment
     second = await stack.open_case(caller={"name": "王五", "phone": f"+86 {phone}"})
     assert second["possible_duplicates"] == [first["case_id"]]
-    # the listing finds them by any usual spelling of the number, and refuses a non-number
-    listing = await stack.http.get("/cases", params={"phone": f"{phone[:3]} {phone[3:7]} {phone[7:]}"},
-                                   headers=stack.auth(OPERATOR))
+    # the search (number in the body) finds them by any usual spelling of the number, and refuses a non-number
+    listing = await stack.http.post("/cases/search", json={"phone": f"{phone[:3]} {phone[3:7]} {phone[7:]}"},
+                                    headers=stack.auth(OPERATOR))
     assert {c["case_id"] for c in listing.json()["items"]} == {first["case_id"], second["case_id"]}
-    bad = await stack.http.get("/cases", params={"phone": "12345"}, headers=stack.auth(OPERATOR))
-    assert bad.status_code == 422 and "phone" in bad.text
+    bad = await stack.http.post("/cases/search", json={"phone": "12345"}, headers=stack.auth(OPERATOR))
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "phone"]
+    assert "12345" not in bad.text
+    # a number in the query string is refused, pointing at the search, and searches nothing
+    old = await stack.http.get("/cases", params={"phone": phone}, headers=stack.auth(OPERATOR))
+    assert old.status_code == 422 and "POST /cases/search" in old.text and phone not in old.text
     # a closed case is no longer a duplicate
     await stack.act(first["case_id"], "withdraw", {"reason": "重复来电"})
     third = await stack.open_case(caller={"name": "王五", "phone": phone})

@@ -3,6 +3,8 @@ or to their role in their region, from notifications the workflow really wrote."
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
 
 from tests.api.conftest import MEDIATOR_1, MEDIATOR_2, OPERATOR, OTHER_SUPERVISOR, SUPERVISOR, Stack
@@ -118,3 +120,11 @@ async def test_a_notification_the_gateway_refused_says_so(stack: Stack) -> None:
     (note,) = (await _mine(stack, SUPERVISOR, case_id=case["case_id"]))["items"]
     assert note["delivery_refused"] == "HTTP 422 from the webhook: unknown region"
     assert note["delivered_at"] is None
+
+
+async def test_an_emergency_notification_names_the_case_not_the_callers_story(stack: Stack) -> None:
+    story = f"家暴求助，人身危险{uuid.uuid4().hex[:6]}"
+    case = await stack.open_case(urgency="emergency", description=story)
+    (note,) = (await _mine(stack, SUPERVISOR, case_id=case["case_id"], kind="emergency_registered"))["items"]
+    assert note["payload"] == {"event_seq": 1, "dispute_type": "labour_wages", "region_code": "370102"}
+    assert story[:4] not in json.dumps(note, ensure_ascii=False)

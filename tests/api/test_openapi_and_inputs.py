@@ -34,7 +34,7 @@ def test_tags_summaries_and_one_schema_per_action() -> None:
     assert "工地拖欠" in str(intake["requestBody"]["content"]["application/json"]["examples"])
     assert SPEC["paths"]["/me/tasks"]["get"]["tags"] == ["mediators"]
     assert SPEC["paths"]["/me/notifications"]["get"]["tags"] == ["notifications"]
-    assert SPEC["paths"]["/audit/verify"]["get"]["tags"] == ["auditors"]
+    assert SPEC["paths"]["/audit/verify"]["post"]["tags"] == ["auditors"]
     assert SPEC["paths"]["/supervision/breaches"]["get"]["tags"] == ["supervisors"]
     # never a table model
     assert not {"CaseRecord", "CaseTaskRecord", "ClockRecord", "AuditEntry", "IntakeRequest"} & set(

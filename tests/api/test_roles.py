@@ -22,6 +22,7 @@ NO_SUCH_CASE = "370102-20000101-9999"
 ROUTES: dict[tuple[str, str], set[str]] = {
     ("POST", "/cases"): {O, S},
     ("GET", "/cases"): {O, M, L, S, A},
+    ("POST", "/cases/search"): {O, M, L, S, A},
     ("GET", "/cases/{case_id}"): {O, M, L, S, A},
     ("GET", "/me/tasks"): {O, M, L, S},
     ("GET", "/me/notifications"): {O, M, L, S},
@@ -30,12 +31,15 @@ ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/supervision/at-risk"): {S},
     ("GET", "/supervision/compliance"): {S},
     ("GET", "/supervision/compliance.csv"): {S},
+    ("POST", "/cases/{case_id}/erase"): {S},
     ("GET", "/cases/{case_id}/timeline"): {S, A},
     ("GET", "/cases/{case_id}/history"): {S, A},
     ("POST", "/cases/{case_id}/replay"): {S, A},
     ("GET", "/cases/{case_id}/audit"): {S, A},
     ("GET", "/cases/{case_id}/audit/check"): {S, A},
-    ("GET", "/audit/verify"): {A},
+    ("POST", "/audit/verify"): {A},
+    ("GET", "/audit/jobs/{job_id}"): {A},
+    ("GET", "/audit/reads"): {A},
     ("POST", "/codec/decode"): {S, A},
     ("POST", "/codec/encode"): {S, A},
 } | {
@@ -67,7 +71,7 @@ def test_the_table_covers_every_route() -> None:
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTES), ids=lambda v: v if isinstance(v, str) else None)
 async def test_role_on_route(stack: Stack, method: str, path: str, role: str) -> None:
     response = await stack.http.request(
-        method, path.replace("{case_id}", NO_SUCH_CASE).replace("{notification_id}", "999999999"), headers=stack.auth(ROLE_USERS[role]),
+        method, path.replace("{case_id}", NO_SUCH_CASE).replace("{notification_id}", "999999999").replace("{job_id}", "0" * 32), headers=stack.auth(ROLE_USERS[role]),
         json={} if method == "POST" else None,
     )
     allowed = role in ROUTES[(method, path)]

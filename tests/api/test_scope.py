@@ -77,6 +77,8 @@ async def test_outside_your_scope_is_404(stack: Stack, mediation_case: dict, met
                                          roles: frozenset[Role]) -> None:
     case_id = mediation_case["case_id"]
     body = VALID_BODIES[path.rsplit("/", 1)[1]] if "/actions/" in path else None
+    if path.endswith("/erase"):
+        body = {"reason": "data_subject_request", "reference": "DSR-2026-0001"}
     callers = [OUTSIDERS[role] for role in roles if role in OUTSIDERS]
     if Role.mediator in roles:
         callers.append(_not_assigned(mediation_case))

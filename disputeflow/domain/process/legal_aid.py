@@ -14,6 +14,7 @@ from disputeflow.domain.case import Assignee, CaseState
 from disputeflow.domain.clocks import Clock
 from disputeflow.domain.eligibility import assess
 from disputeflow.domain.enums import FinalOutcome, PauseReason, Role, Stage
+from disputeflow.domain.intake import IdNumber
 from disputeflow.domain.process import changes as c
 from disputeflow.domain.process.command import Actor, Change, Command, Effects, Ident, Note, Reason, Refused, note
 
@@ -68,11 +69,16 @@ class AssessEligibility(Command):
     limitation_deadline: date | None = Field(
         default=None, description="When a limitation period or procedural deadline runs out, if any"
     )
+    id_number: IdNumber | None = Field(
+        default=None, description="The applicant's resident identity card number, if not given yet; shown to the "
+                                  "region's legal-aid officers only")
 
     stages, roles, what = frozenset({Stage.legal_aid_review}), OFFICER, "assess legal-aid eligibility"
     example = {"monthly_income_per_capita": 1200, "limitation_deadline": "2026-12-20"}
 
     def apply(self, state: CaseState, change: Change) -> None:
+        if self.id_number is not None:  # kept in the state only, never in event data
+            state.intake.caller.id_number = self.id_number
         result = assess(income_per_capita=self.monthly_income_per_capita, special_groups=state.intake.special_groups,
                         dispute_type=state.intake.dispute_type, rules=state.policy.legal_aid,
                         today=change.now.astimezone(SHANGHAI).date(), limitation_deadline=self.limitation_deadline)

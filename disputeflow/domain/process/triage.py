@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from disputeflow.domain.case import CaseState
+from disputeflow.domain.intake import IdNumber
 from disputeflow.domain.enums import FinalOutcome, ReferralBody, Role, Stage
 from disputeflow.domain.process import changes as c
 from disputeflow.domain.process.command import Change, Command, Effects, Note, Reason, note, words
@@ -91,12 +92,17 @@ class SendToMediation(Command):
 class OpenLegalAid(Command):
     type: Literal["open_legal_aid"] = "open_legal_aid"
     note: Note = ""
+    id_number: IdNumber | None = Field(
+        default=None, description="The applicant's resident identity card number, which a legal-aid application "
+                                  "needs; shown to the region's legal-aid officers only")
 
     stages = frozenset({Stage.triage})
     roles = frozenset({Role.operator, Role.legal_aid_officer, Role.supervisor})
     what = "open a legal-aid application"
 
     def apply(self, state: CaseState, change: Change) -> None:
+        if self.id_number is not None:  # kept in the state only, never in event data
+            state.intake.caller.id_number = self.id_number
         c.enter(state, Stage.legal_aid_review, change.now, change.cal, change.actor, "legal_aid_opened", note=self.note)
 
     @classmethod

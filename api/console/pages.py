@@ -1,0 +1,559 @@
+"""The console's pages: server-rendered HTML over the same services and queries as the JSON API.
+
+Every page is built on `page_router(*roles)`: a `PageGuard` (a `RoleGuard`, so the API's own
+start-up check sees it) reads the person from the signed session instead of a bearer token, and
+lets only those roles through. Every POST also depends on `csrf_checked`; `create_console` refuses
+to start if a route lacks either. Cases are found, shown and acted on through `api.cases`
+(`locate`, `case_detail`, `register_case`, `act`), listings, inboxes and the board through
+`disputeflow.db.queries` and `reports`, scope through `api.auth`; the actions offered are the ones
+`lifecycle.offered` lets past the rules' own role, scope and stage checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from api import cases
+from api.auth import HUMAN_ROLES, RoleGuard, api_routes, ensure_every_route_has_roles, in_scope, scoped_region
+from api.console import chart, oidc, staff
+from api.console.forms import errors_by_field, fields_of, form_values, nest
+from api.console.web import LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate
+from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, install_error_handlers
+from api.read_log import ReadLog
+from api.schemas import CaseDetail, CaseSummary, InboxTask
+from disputeflow import history
+from disputeflow.db import audit, queries, reports
+from disputeflow.domain import lifecycle
+from disputeflow.domain.actions import COMMAND_TYPES, Actor
+from disputeflow.domain.calendar import SHANGHAI
+from disputeflow.domain.enums import Category, Channel, DisputeType, Role, SpecialGroup, Stage, Urgency
+from disputeflow.domain.intake import Caller, Intake
+
+PREFIX = "/console"
+PUBLIC_PAGES = frozenset({"/", "/signin", "/signin/dev", "/signout", "/oidc/login", "/oidc/callback", "/language",
+                          "/static/{path:path}"})
+AT_RISK_WINDOW = reports.DEFAULT_AT_RISK_WINDOW
+BOARD_ROWS = 100
+HOME = {Role.operator: "/intake", Role.mediator: "/inbox", Role.legal_aid_officer: "/inbox",
+        Role.supervisor: "/board", Role.auditor: "/cases"}
+
+
+class SignInNeeded(Exception):
+    """No one is signed in: the page sends the browser to the sign-in page."""
+
+
+class CsrfRefused(ApiError):
+    status_code = 403
+
+
+class PageGuard(RoleGuard):
+    """A page's roles: the person comes from the session, never from the request."""
+
+    def __call__(self, request: Request) -> Actor:  # type: ignore[override]
+        actor = session_of(request).actor()
+        if actor is None:
+            raise SignInNeeded
+        if actor.role not in self.roles:
+            raise Forbidden(f"a {actor.role.value} may not use this page")
+        return actor
+
+
+async def csrf_checked(request: Request) -> None:
+    """Every POST: the session's CSRF token, from the form's `csrf` field or the X-CSRF-Token header."""
+    sent = request.headers.get("X-CSRF-Token")
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        sent = (await request.form()).get("csrf")
+    if not csrf_matches(session_of(request), sent if isinstance(sent, str) else None):
+        raise CsrfRefused("this form has expired (or did not come from this console): reload the page and send it again")
+
+
+Csrf = Depends(csrf_checked)
+
+
+def page_router(*roles: Role) -> APIRouter:
+    return APIRouter(dependencies=[Depends(PageGuard(roles))])
+
+
+def _me(request: Request) -> Actor:
+    actor = session_of(request).actor()
+    if actor is None:
+        raise SignInNeeded
+    return actor
+
+
+Me = Annotated[Actor, Depends(_me)]
+
+public = APIRouter()
+staff_pages = page_router(*HUMAN_ROLES)
+intake_pages = page_router(Role.operator, Role.supervisor)
+inbox_pages = page_router(Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor)
+acting_pages = page_router(Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor)
+board_pages = page_router(Role.supervisor)
+audit_pages = page_router(Role.auditor, Role.supervisor)
+
+
+def see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}{path}", status_code=303)
+
+
+# -- Sign-in -------------------------------------------------------------------------------------
+
+
+@public.get("/")
+def home(request: Request) -> Response:
+    actor = session_of(request).actor()
+    return see_other(HOME[actor.role] if actor else "/signin")
+
+
+@public.get("/signin")
+def signin(request: Request) -> Response:
+    provider = oidc.provider_for(request.app.state)
+    people = [] if provider else staff.reference_staff()
+    return render(request, "signin.html", people=people, oidc=provider is not None,
+                  problem=session_of(request).pop("signin_problem"))
+
+
+@public.post("/signin/dev", dependencies=[Csrf])
+def signin_dev(request: Request, user_id: Annotated[str, Form(max_length=64)]) -> Response:
+    if oidc.provider_for(request.app.state) is not None:  # development sign-in: only without a provider
+        raise Forbidden("sign in through your organisation's account")
+    member = staff.find(user_id)
+    if member is None:
+        raise Forbidden("not one of the development staff")
+    session = session_of(request)
+    session.sign_in(user_id=member.user_id, role=member.role, region=member.region, name=member.name)
+    return see_other(HOME[Role(member.role)])
+
+
+@public.get("/oidc/login")
+async def oidc_login(request: Request) -> Response:
+    provider = oidc.provider_for(request.app.state)
+    if provider is None:
+        return see_other("/signin")
+    redirect_uri = str(request.url.replace(path=f"{PREFIX}/oidc/callback", query=""))
+    return RedirectResponse(await provider.begin(session_of(request), redirect_uri), status_code=303)
+
+
+@public.get("/oidc/callback")
+async def oidc_callback(request: Request, code: str | None = None, state: str | None = None,
+                        error: str | None = None) -> Response:
+    provider = oidc.provider_for(request.app.state)
+    if provider is None:
+        return see_other("/signin")
+    session = session_of(request)
+    try:
+        person = provider.person(await provider.finish(session, code=code, state=state, error=error))
+    except oidc.SignInFailed as failure:
+        session["signin_problem"] = str(failure)
+        return see_other("/signin")
+    session.sign_in(**person)
+    return see_other(HOME[Role(person["role"])])
+
+
+@public.post("/signout", dependencies=[Csrf])
+def signout(request: Request) -> Response:
+    session_of(request).clear()
+    return see_other("/signin")
+
+
+@public.post("/language", dependencies=[Csrf])
+def language(request: Request, to: Annotated[str, Form()], back: Annotated[str, Form()] = "/console/") -> Response:
+    target = back if back.startswith(f"{PREFIX}/") and "//" not in back else f"{PREFIX}/"
+    response = RedirectResponse(target, status_code=303)
+    if to in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, to, path=PREFIX, samesite="lax", httponly=True, max_age=365 * 86400,
+                            secure=request.url.scheme == "https")
+    return response
+
+
+# -- Intake ----------------------------------------------------------------------------------------
+
+INTAKE_FIELDS = ("channel", "caller.name", "caller.phone", "caller.id_number", "region_code", "category",
+                 "dispute_type", "urgency", "special_groups", "description", "counterparty", "transfer_order_id")
+
+
+def _intake_page(request: Request, me: Actor, values: dict[str, Any], errors: dict[str, str], status: int = 200,
+                 key: str | None = None) -> Response:
+    return render(request, "intake.html", status_code=status, canonical=f"{PREFIX}/intake", values=values, errors=errors,
+                  key=key or uuid.uuid4().hex, channels=list(Channel), categories=list(Category),
+                  dispute_types=list(DisputeType), urgencies=list(Urgency), groups=list(SpecialGroup))
+
+
+@intake_pages.get("/intake")
+def intake_form(request: Request, me: Me) -> Response:
+    region = me.region_code if me.region_code and len(me.region_code) == 6 else ""
+    return _intake_page(request, me, {"region_code": region, "channel": "hotline", "urgency": "normal"}, {})
+
+
+def _intake_input(values: dict[str, Any]) -> dict[str, Any]:
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        value = value.strip() if isinstance(value, str) else None
+        return value or None
+
+    groups = values.get("special_groups") or []
+    data: dict[str, Any] = {
+        "channel": text("channel"), "region_code": text("region_code"), "category": text("category"),
+        "caller": {"name": text("caller.name"), "phone": text("caller.phone"), "id_number": text("caller.id_number")},
+        "special_groups": [groups] if isinstance(groups, str) else list(groups),
+        "description": values.get("description") or "",
+        "counterparty": text("counterparty"), "transfer_order_id": text("transfer_order_id"),
+    }
+    for optional in ("dispute_type", "urgency"):
+        if text(optional):
+            data[optional] = text(optional)
+    return data
+
+
+@intake_pages.post("/intake", dependencies=[Csrf])
+async def intake_submit(request: Request, me: Me, engine: EngineDep, session: SessionDep, temporal: TemporalDep,
+                        settings: SettingsDep, pins: PolicyPinsDep, numbers: CaseNumbersDep, now: NowDep) -> Response:
+    values = form_values(await request.form())
+    values.pop("csrf", None)
+    key = str(values.pop("idempotency_key", "") or "")[:64] or None
+    try:
+        intake = Intake.model_validate(_intake_input(values))
+    except ValidationError as error:
+        return _intake_page(request, me, values, errors_by_field(error, language=language_of(request)), status=422, key=key)
+    try:
+        case, _created = await cases.register_case(
+            intake, key=key, actor=me, engine=engine, session=session, temporal=temporal,
+            task_queue=settings.temporal_task_queue, pins=pins, numbers=numbers, now=now,
+            key_ttl=timedelta(hours=settings.intake_key_ttl_hours))
+    except Forbidden as refused:
+        return _intake_page(request, me, values, {"region_code": refused.detail}, status=403, key=key)
+    except Exception as error:  # noqa: BLE001 - shown beside the form, with everything typed kept
+        from api.errors import IntakeKeyReused
+        if isinstance(error, IntakeKeyReused):
+            return _intake_page(request, me, values, {"_form": str(error)}, status=422)
+        raise
+    if case.possible_duplicates:
+        session_of(request)["flash"] = {"duplicates": case.possible_duplicates}
+    return see_other(f"/cases/{case.case_id}")
+
+
+@intake_pages.post("/intake/check", dependencies=[Csrf])
+async def intake_check(request: Request, me: Me, session: SessionDep) -> JSONResponse:
+    """As the phone is typed: whether it is a number, and the open cases in the operator's region
+    from it (the number travels in the body, never in a URL)."""
+    body = await request.json()
+    phone = str(body.get("phone", ""))[:32]
+    language = language_of(request)
+    try:
+        normalised = Caller.model_validate({"name": "-", "phone": phone}).phone
+    except ValidationError as error:
+        return JSONResponse({"valid": False, "message": errors_by_field(error, language=language).get("phone", ""),
+                             "duplicates": []})
+    found = await asyncio.to_thread(queries.open_cases_of_caller, session, phone=normalised,
+                                    region_prefix=me.region_code, exclude="")
+    return JSONResponse({"valid": True, "message": "", "duplicates": [
+        {"case_id": r.case_id, "stage": translate(language, f"stage.{r.stage}"), "opened_at": r.opened_at.isoformat()}
+        for r in found]})
+
+
+# -- Lists and the inbox ---------------------------------------------------------------------------
+
+
+def _due_state(due_at: datetime | None, breached: bool = False, warned: bool = False,
+               now: datetime | None = None) -> str:
+    """on_time | warned | breached, for the colour of a task or a clock: breached once the breach
+    fired or the due time passed; warned once a warning fired or it falls due within the board's
+    at-risk window."""
+    if due_at is None:
+        return "on_time"
+    now = now or datetime.now(UTC)
+    due = due_at if due_at.tzinfo else due_at.replace(tzinfo=UTC)
+    if breached or due <= now:
+        return "breached"
+    if warned or due - now <= AT_RISK_WINDOW:
+        return "warned"
+    return "on_time"
+
+
+@inbox_pages.get("/inbox")
+def inbox(request: Request, me: Me, session: SessionDep, engine: EngineDep, offset: int = 0) -> Response:
+    offset = max(0, min(offset, 100_000))
+    if me.role is Role.mediator:
+        page = queries.open_tasks(session, assignee_id=me.user_id, limit=50, offset=offset)
+    else:
+        page = queries.open_tasks(session, role=me.role.value, region_prefix=me.region_code, limit=50, offset=offset)
+    now = datetime.now(UTC)
+    items = [InboxTask.from_rows(t, c, actor=me) for t, c in page.items]  # the caller masked as the API masks it
+    _record_reads(engine, me, "GET /console/inbox", items, now)
+    rows = [{"task": t, "case": c, "caller_name": item.caller_name, "state": _due_state(t.due_at, now=now)}
+            for (t, c), item in zip(page.items, items, strict=True)]
+    return render(request, "inbox.html", rows=rows, total=page.total, offset=offset)
+
+
+@staff_pages.get("/cases")
+def case_list(request: Request, me: Me, session: SessionDep, engine: EngineDep, stage: str | None = None,
+              cursor: str | None = None) -> Response:
+    return _case_list(request, me, session, engine, stage=stage, cursor=cursor)
+
+
+@staff_pages.post("/cases/search", dependencies=[Csrf])
+async def case_search(request: Request, me: Me, session: SessionDep, engine: EngineDep) -> Response:
+    values = form_values(await request.form())
+    return _case_list(request, me, session, engine, stage=values.get("stage") or None, text=values.get("q") or None,
+                      phone=values.get("phone") or None)
+
+
+def _case_list(request: Request, me: Me, session: Session, engine: Engine, *, stage: str | None,
+               cursor: str | None = None, text: str | None = None, phone: str | None = None) -> Response:
+    errors: dict[str, str] = {}
+    scope = (queries.Scope(mediator_id=me.user_id) if me.role is Role.mediator
+             else queries.Scope(region_prefix=scoped_region(me, None)))
+    stage = stage if stage in {s.value for s in Stage} else None
+    normalised = None
+    if phone:
+        try:
+            normalised = Caller.model_validate({"name": "-", "phone": str(phone)[:32]}).phone
+        except ValidationError as error:
+            errors["phone"] = errors_by_field(error, language=language_of(request)).get("phone", "")
+    text = str(text).strip()[:100] or None if text else None
+    page = queries.CasePage(items=[], next_cursor=None)
+    if not errors:
+        try:
+            page = queries.list_cases(session, scope=scope, filters=queries.CaseFilters(
+                stage=stage, text=text, caller_phone=normalised), cursor=cursor, limit=50)
+        except queries.InvalidCursor:
+            errors["cursor"] = "invalid cursor"
+    items = [CaseSummary.from_record(r, actor=me) for r in page.items]  # masked as the API masks it
+    _record_reads(engine, me, "GET /console/cases", items, datetime.now(UTC))
+    return render(request, "cases.html", page=page, items=items, stage=stage, stages=list(Stage), errors=errors,
+                  q=text or "", phone=phone or "")
+
+
+def _record_reads(engine: Engine, me: Actor, route: str, parts: list, now: datetime) -> None:
+    """The API's read log: who was shown a caller's data unmasked, written before the page is sent."""
+    ReadLog(engine=engine, actor=me, route=route, now=now).record(parts)
+
+
+# -- One case ------------------------------------------------------------------------------------------
+
+
+def _offered(me: Actor, case: CaseDetail) -> list[str]:
+    return lifecycle.offered(me, case_id=case.case_id, stage=case.stage, closed=case.closed_at is not None,
+                             mediator_id=case.mediator.id if case.mediator else None, region_code=case.region_code)
+
+
+def _case_page(request: Request, me: Actor, case: CaseDetail, *, status: int = 200, open_form: str | None = None,
+               form_errors: dict[str, str] | None = None, form_values_: dict[str, Any] | None = None,
+               refusal: str | None = None, notice: str | None = None) -> Response:
+    now = datetime.now(UTC)
+    kinds = _offered(me, case)
+    forms = [{"kind": k, "command": COMMAND_TYPES[k], "fields": fields_of(COMMAND_TYPES[k]), "key": uuid.uuid4().hex}
+             for k in kinds]
+    clocks = [{"clock": c, "state": ("met" if c.status == "met" else "cancelled" if c.status == "cancelled"
+                                     else _due_state(c.due_at, c.breached, now=now))} for c in case.clocks]
+    tasks = [{"task": t, "state": _due_state(t.due_at, now=now)} for t in case.tasks]
+    flash = session_of(request).pop("flash") or {}
+    return render(request, "case.html", status_code=status, canonical=f"{PREFIX}/cases/{case.case_id}", case=case, forms=forms, clocks=clocks, tasks=tasks,
+                  open_form=open_form, form_errors=form_errors or {}, form_values=form_values_ or {},
+                  refusal=refusal, notice=notice or flash.get("notice"), duplicates=flash.get("duplicates", []),
+                  can_audit=me.role in (Role.auditor, Role.supervisor))
+
+
+@staff_pages.get("/cases/{case_id}")
+async def case_page(request: Request, case_id: CaseIdPath, me: Me, session: SessionDep, engine: EngineDep,
+                    temporal: TemporalDep) -> Response:
+    case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
+    await asyncio.to_thread(_record_reads, engine, me, "GET /console/cases/{case_id}", [case], datetime.now(UTC))
+    return _case_page(request, me, case)
+
+
+@acting_pages.post("/cases/{case_id}/act/{kind}", dependencies=[Csrf])
+async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, session: SessionDep,
+                   temporal: TemporalDep) -> Response:
+    command_type = COMMAND_TYPES.get(kind)
+    await cases.locate(case_id, me, session=session, temporal=temporal)  # 404 before anything else
+    if command_type is None:
+        raise TransitionRefused(f"there is no action '{kind[:40]}'")
+    values = form_values(await request.form())
+    request_id = str(values.get("idempotency_key") or "")[:64] or cases.new_request_id()
+    fields = fields_of(command_type)
+    try:
+        command = command_type.model_validate({**nest(values, fields), "type": kind})
+    except ValidationError as error:
+        case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
+        return _case_page(request, me, case, status=422, open_form=kind, form_errors=errors_by_field(error, language=language_of(request)),
+                          form_values_=values)
+    try:
+        await cases.act(case_id, command, request_id=request_id, actor=me, session=session, temporal=temporal)
+    except TransitionRefused as refused:
+        case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
+        return _case_page(request, me, case, status=409, open_form=kind, form_values_=values,
+                          refusal=refused.detail)
+    except ActionAccepted:
+        session_of(request)["flash"] = {"notice": "action.accepted"}
+        return see_other(f"/cases/{case_id}")
+    session_of(request)["flash"] = {"notice": "action.done"}
+    # A mediator who hands the case on (or anyone whose scope it leaves) goes back to their inbox.
+    try:
+        await cases.locate(case_id, me, session=session, temporal=temporal)
+    except ApiError:
+        return see_other(HOME[me.role])
+    return see_other(f"/cases/{case_id}")
+
+
+# -- Auditor -----------------------------------------------------------------------------------------
+
+
+def _temporal_ui_link(request: Request, case_id: str) -> str:
+    settings = request.app.state.settings
+    return (f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}"
+            f"/workflows/case-{case_id}")
+
+
+@audit_pages.get("/cases/{case_id}/audit")
+async def audit_page(request: Request, case_id: CaseIdPath, me: Me, session: SessionDep,
+                     temporal: TemporalDep) -> Response:
+    return await _audit_page(request, case_id, me, session, temporal)
+
+
+async def _audit_page(request: Request, case_id: str, me: Actor, session: Session, temporal: Any,
+                      replay: Any = None) -> Response:
+    await cases.locate(case_id, me, session=session, temporal=temporal)
+    runs = await history.fetch_case_history(await temporal.client(), case_id)
+    entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
+    check = audit.compare_with_source(case_id, entries, history.projected_events(runs))
+    return render(request, "audit.html", canonical=f"{PREFIX}/cases/{case_id}/audit", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
+                  replay=replay, temporal_ui=_temporal_ui_link(request, case_id))
+
+
+@audit_pages.post("/cases/{case_id}/replay", dependencies=[Csrf])
+async def audit_replay(request: Request, case_id: CaseIdPath, me: Me, session: SessionDep,
+                       temporal: TemporalDep) -> Response:
+    await cases.locate(case_id, me, session=session, temporal=temporal)
+    report = await history.replay_case(await temporal.client(), case_id)
+    return await _audit_page(request, case_id, me, session, temporal, replay=report)
+
+
+@audit_pages.get("/cases/{case_id}/history.json")
+async def audit_history(case_id: CaseIdPath, me: Me, session: SessionDep, temporal: TemporalDep) -> Response:
+    await cases.locate(case_id, me, session=session, temporal=temporal)
+    runs = await history.fetch_case_history(await temporal.client(), case_id, decode=False)
+    return Response(history.export_history_json(runs[-1]), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="case-{case_id}-run{len(runs)}.json"'})
+
+
+# -- Supervisor's board --------------------------------------------------------------------------------
+
+
+def _board_filters(me: Actor, region: str | None, stage: str | None, clock: str | None,
+                   assignee: str | None) -> dict[str, Any]:
+    import re
+    region = region if region and re.fullmatch(r"\d{2}(\d{2}){0,2}", region) else None
+    return {"region_prefix": scoped_region(me, region), "stage": stage if stage in {s.value for s in Stage} else None,
+            "clock": (clock or "").strip()[:64] or None, "assignee_id": (assignee or "").strip()[:64] or None}
+
+
+def _board_rows(session: Session, filters: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    breached = reports.breached_clocks(session, limit=BOARD_ROWS, offset=0, **filters)
+    at_risk = reports.at_risk_clocks(session, now=now, within=AT_RISK_WINDOW, limit=BOARD_ROWS, offset=0, **filters)
+    groups = {axis: Counter(getattr(r, attr) or "—" for r in breached)
+              for axis, attr in (("region", "region_code"), ("stage", "stage"), ("clock", "name"),
+                                 ("assignee", "assignee_id"))}
+    return {"breached": breached, "at_risk": [{"row": r, "state": _due_state(r.due_at, warned=r.warnings_fired > 0,
+                                                                              now=now)} for r in at_risk],
+            "groups": groups, "now": now}
+
+
+@board_pages.get("/board")
+def board(request: Request, me: Me, session: SessionDep, region: str | None = None, stage: str | None = None,
+          clock: str | None = None, assignee: str | None = None) -> Response:
+    filters = _board_filters(me, region, stage, clock, assignee)
+    today = datetime.now(SHANGHAI).date()
+    start = today - timedelta(weeks=7)
+    figures = reports.compliance(session, start=start - timedelta(days=start.weekday()), end=today, period="week",
+                                 region_prefix=filters["region_prefix"], group_by_region_level=2)
+    return render(request, "board.html", filters=filters, stages=list(Stage), raw={"region": region or "",
+                  "stage": stage or "", "clock": clock or "", "assignee": assignee or ""},
+                  chart=chart.compliance_svg(figures, language_of(request)), **_board_rows(session, filters))
+
+
+@board_pages.get("/board/live")
+def board_live(request: Request, me: Me, session: SessionDep, region: str | None = None, stage: str | None = None,
+               clock: str | None = None, assignee: str | None = None) -> Response:
+    """The board's tables alone: the board's script asks for them every second."""
+    filters = _board_filters(me, region, stage, clock, assignee)
+    return render(request, "board_rows.html", **_board_rows(session, filters))
+
+
+@board_pages.get("/board/compliance.csv")
+def board_csv(me: Me, session: SessionDep, weeks: int = 8, group_by: int = 4) -> Response:
+    """The chart's figures per ISO week, by city (`group_by=6`: by county, 2: by province)."""
+    today = datetime.now(SHANGHAI).date()
+    start = today - timedelta(weeks=max(1, min(weeks, 53)) - 1)
+    region = scoped_region(me, None)
+    level = group_by if group_by in (2, 4, 6) else 4
+    rows = reports.compliance(session, start=start - timedelta(days=start.weekday()), end=today, period="week",
+                              region_prefix=region, group_by_region_level=level)  # type: ignore[arg-type]
+    return Response(reports.compliance_csv(rows).encode(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="compliance-{region}-{today:%Y%m%d}.csv"'})
+
+
+# -- The app ---------------------------------------------------------------------------------------------
+
+
+def _wrap_handlers(console: FastAPI) -> None:
+    """The API's own error mapping (same status, same words), shown as a page."""
+    for exc_type, handler in list(console.exception_handlers.items()):
+        async def as_page(request: Request, exc: Exception, handler: Any = handler) -> Response:
+            answer = await handler(request, exc)
+            detail = json.loads(answer.body).get("detail")
+            if isinstance(detail, list):
+                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+            return render(request, "error.html", status_code=answer.status_code, status=answer.status_code,
+                          detail=detail or "")
+        console.add_exception_handler(exc_type, as_page)
+
+    async def to_signin(request: Request, exc: Exception) -> Response:
+        return see_other("/signin")
+
+    console.add_exception_handler(SignInNeeded, to_signin)
+
+
+def ensure_every_form_checks_csrf(console: FastAPI) -> None:
+    missing = [route.path for route in console.routes if isinstance(route, APIRoute) and "POST" in route.methods
+               and not any(d.dependency is csrf_checked for d in route.dependencies)]
+    if missing:
+        raise RuntimeError(f"console forms without a CSRF check: {', '.join(missing)}")
+
+
+def create_console(state: Any) -> FastAPI:
+    """The console as an app of its own, mounted at /console, sharing the API's state (settings,
+    database, Temporal gateway)."""
+    from fastapi.staticfiles import StaticFiles
+
+    from api.console.web import HERE
+
+    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console.state = state
+    install_error_handlers(console)
+    _wrap_handlers(console)
+    console.add_middleware(SessionCookies)
+    for router in (public, intake_pages, inbox_pages, staff_pages, acting_pages, board_pages, audit_pages):
+        console.include_router(router)
+    console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    ensure_every_route_has_roles(console, public=PUBLIC_PAGES)
+    ensure_every_form_checks_csrf(console)
+    return console
+
+
+__all__ = ["create_console", "api_routes", "in_scope", "date"]

@@ -1,0 +1,199 @@
+"""Read-model routes at scale: p95 of every list, inbox, search and report route at 100,000 cases.
+
+    python benchmarks/read_model_scale.py [--sqlite FILE] [--postgres URL] [--cases 100000]
+                                          [--now 2026-12-02T13:00+08:00] [--calls 30] [--out FILE.md]
+
+For each database given (default: a SQLite file in a temporary folder; PostgreSQL only with
+`--postgres`), it seeds `--cases` cases with `disputeflow.db.seed` when the database holds none
+(and says how long that took), or reuses what is there. Then it builds the real FastAPI app
+(`api.app.create_app`, lifespan entered: the schema is migrated as at start-up) and calls each
+route through httpx's ASGI transport, as a province-level supervisor (region 37), the busiest
+mediator or an operator: 3 warm-up calls, then `--calls` timed calls. It prints p50 and p95 per
+route, the ratio of the p95 to the 50 ms goal, and the median CPU time this process spent per call
+(on a machine shared with other work the wall times stretch with the load; the CPU time much less:
+all of a call's work on SQLite, the client's part on PostgreSQL), as a Markdown table (also written
+to `--out`).
+
+These routes read the database only: no Temporal is needed (the app's Temporal gateway is never
+used). Absolute times depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import httpx
+from sqlmodel import Session, func, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.app import create_app  # noqa: E402
+from api.auth import issue_token  # noqa: E402
+from disputeflow.db import queries  # noqa: E402
+from disputeflow.db.engine import create_schema, make_engine  # noqa: E402
+from disputeflow.db.models import CaseRecord, CaseTaskRecord  # noqa: E402
+from disputeflow.db.seed import seed  # noqa: E402
+from disputeflow.settings import Settings  # noqa: E402
+
+GOAL_MS = 50.0
+KEY = "benchmark-signing-key-not-secret-" + "0123456789abcdef" * 2
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]  # nearest rank
+
+
+def _prepare(url: str, cases: int, now: datetime) -> str:
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        with Session(engine) as session:
+            have = session.exec(select(func.count()).select_from(CaseRecord)).one()
+        if have:
+            return f"reused ({have} cases)"
+        report = seed(engine, cases=cases, now=now)
+        return f"seeded in {report.seconds:.1f} s: {report.summary()}"
+    finally:
+        engine.dispose()
+
+
+def _routes(url: str) -> tuple[list[tuple[str, str, str]], dict[str, tuple[str, str, str]]]:
+    """(label, who, path) per route, with the values picked from the data itself."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            mediator = session.exec(
+                select(CaseTaskRecord.assignee_id).where(CaseTaskRecord.status == "open",
+                                                         CaseTaskRecord.assignee_id.is_not(None))
+                .group_by(CaseTaskRecord.assignee_id).order_by(func.count().desc()).limit(1)).one()
+            deep = session.exec(select(CaseRecord).where(CaseRecord.region_code.startswith("37"))
+                                .order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+                                .offset(5000).limit(1)).one()
+            sample = session.exec(select(CaseRecord).order_by(CaseRecord.case_id).offset(777).limit(1)).one()
+    finally:
+        engine.dispose()
+    phone = sample.caller_phone.removeprefix("+86")
+    spaced = f"{phone[:3]} {phone[3:7]} {phone[7:]}"
+    cursor = queries.encode_cursor(deep)
+    people = {"supervisor": ("sup-37", "supervisor", "37"), "mediator": (mediator, "mediator", mediator[4:10]),
+              "operator": ("op-370211", "operator", "370211")}
+    year = date.today().year
+    routes = [
+        ("GET /cases (province, first page)", "supervisor", "/cases?region=37"),
+        ("GET /cases (deep page: cursor 5,000 cases in)", "supervisor", f"/cases?region=37&cursor={cursor}"),
+        ("GET /cases?stage=mediation&breached=true", "supervisor", "/cases?stage=mediation&breached=true"),
+        ("GET /cases?q=<phone> (search)", "supervisor", f"/cases?q={phone}"),
+        ("GET /cases?phone=<phone, spaced>", "supervisor", f"/cases?phone={spaced}"),
+        ("GET /cases?q=<text> (description or name)", "supervisor", "/cases?q=%E5%B7%A5%E8%B5%84"),  # 工资
+        ("GET /me/tasks (busiest mediator)", "mediator", "/me/tasks"),
+        ("GET /me/tasks (operator, county inbox)", "operator", "/me/tasks"),
+        ("GET /supervision/breaches", "supervisor", "/supervision/breaches"),
+        ("GET /supervision/at-risk?within_hours=240", "supervisor", "/supervision/at-risk?within_hours=240"),
+        ("GET /supervision/at-risk (24 h)", "supervisor", "/supervision/at-risk"),
+        ("GET /supervision/compliance (one month)", "supervisor",
+         f"/supervision/compliance?start={year}-11-01&end={year}-11-30"),
+        ("GET /supervision/compliance?start=Jan 1&period=month (a year)", "supervisor",
+         f"/supervision/compliance?start={year}-01-01&period=month"),
+        ("GET /supervision/compliance?period=week (a year, by city)", "supervisor",
+         f"/supervision/compliance?start={year}-01-01&period=week&group_by=4"),
+        ("GET /supervision/compliance.csv (a year)", "supervisor",
+         f"/supervision/compliance.csv?start={year}-01-01&period=month"),
+    ]
+    return routes, people
+
+
+async def _measure(url: str, calls: int) -> list[tuple[str, float, float, int]]:
+    routes, people = _routes(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, database_url=url, jwt_secret=KEY, data_dir=Path(tmp),
+                            temporal_address="127.0.0.1:9")  # never dialled by these routes
+        app = create_app(settings)
+        results = []
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+                for label, who, path in routes:
+                    user, role, region = people[who]
+                    headers = {"Authorization": f"Bearer {issue_token(settings, user_id=user, role=role, region=region)}"}
+                    samples, cpu = [], []
+                    items = -1
+                    for i in range(3 + calls):
+                        started, used = time.perf_counter(), time.process_time()
+                        response = await http.get(path, headers=headers)
+                        elapsed = (time.perf_counter() - started) * 1000
+                        if i >= 3:
+                            cpu.append((time.process_time() - used) * 1000)
+                        if response.status_code != 200:
+                            raise SystemExit(f"{label}: {response.status_code} {response.text[:300]}")
+                        if i >= 3:
+                            samples.append(elapsed)
+                        if i == 0:
+                            body = response.json() if path.find(".csv") < 0 else None
+                            items = (len(body.get("items", body.get("rows", []))) if isinstance(body, dict)
+                                     else response.text.count("\n") - 1)
+                    results.append((label, statistics.median(samples), p95(samples), items, statistics.median(cpu)))
+    return results
+
+
+def _table(name: str, prepared: str, results: list[tuple[str, float, float, int, float]]) -> str:
+    lines = [f"### {name}", "", prepared, "",
+             "| route | rows | p50 ms | p95 ms | p95 / 50 ms goal | CPU ms of this process, p50 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, p50, p95_ms, items, cpu in results:
+        lines.append(f"| {label} | {items} | {p50:.1f} | {p95_ms:.1f} | {p95_ms / GOAL_MS:.2f} | {cpu:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sqlite", help="SQLite file (default: a new one in a temporary folder)")
+    parser.add_argument("--postgres", help="PostgreSQL URL (an existing database; seeded when empty)")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--now", type=datetime.fromisoformat, default=None,
+                        help="end of the seeded year (default: now)")
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    args = parser.parse_args()
+    now = args.now or datetime.now(UTC)
+    targets = []
+    tmp = None
+    if not args.no_sqlite:
+        if args.sqlite is None:
+            tmp = tempfile.TemporaryDirectory()
+            args.sqlite = str(Path(tmp.name) / "scale.db")
+        targets.append(("SQLite", f"sqlite:///{Path(args.sqlite).resolve().as_posix()}"))
+    if args.postgres:
+        targets.append(("PostgreSQL", args.postgres))
+    out = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.calls} calls per route after 3 warm-up calls, "
+           f"p95 = nearest rank; goal {GOAL_MS:.0f} ms.\n"]
+    for name, url in targets:
+        prepared = _prepare(url, args.cases, now)
+        print(f"{name}: {prepared}", file=sys.stderr, flush=True)
+        before = os.getloadavg()
+        results = asyncio.run(_measure(url, args.calls))
+        after = os.getloadavg()
+        prepared += (f"; load average (1 min) {before[0]:.1f} before and {after[0]:.1f} after the calls, "
+                     f"on {os.cpu_count()} CPUs shared with other work")
+        table = _table(name, prepared, results)
+        print(table, flush=True)
+        out.append(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(out))
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
