@@ -10,7 +10,13 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `CaseNotFound` (unknown, or outside the caller's scope)     | 404                      |
 | `ActionAccepted` (taken up by the case, not finished yet)   | 202 + `Location`         |
 | `TransitionRefused` (the workflow's validator said no)      | 409                      |
-| `IntakeKeyReused`, `InvalidQuery`, bad input                | 422                      |
+| `InvalidQuery`, bad input, a body that                      | 422                      |
+| is not UTF-8 JSON                                           |                          |
+| `IntakeKeyReused` (same key, another body), an intake a     | 409                      |
+| rule refuses (`RULE_ERRORS`: an identity-card               |                          |
+| number's check digit or birthplace)                         |                          |
+| a method the path does not have                             | 405 + `Allow` (all of    |
+|                                                             | the path's methods)      |
 | body over `max_body_bytes` (see `api.body_limit`)           | 413                      |
 | `api.limits.RateLimited` (a user's rate limit reached)      | 429 + `Retry-After`      |
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
@@ -28,14 +34,22 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.temporal_gateway import TemporalUnavailable
 from disputeflow import history
 from disputeflow.db.intake import IntakeKeyReused
+from disputeflow.domain.intake import ID_NUMBER_RULE
+
+# Validation errors that are not malformed input but a rule of the world the request runs into
+# (a well-formed identity-card number whose check digit is wrong): 409 with the reason, when they
+# are all that is wrong with the request.
+RULE_ERRORS = frozenset({ID_NUMBER_RULE})
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +152,35 @@ class ErrorBody(BaseModel):
     detail: str | list[ErrorItem]
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for these status codes."""
-    described = {
-        400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
-        401: "Missing, forged or expired bearer token",
-        403: "Your role may not use this route, or the region is outside your scope",
-        404: "No such case (or not one you may see)",
-        409: "The case refused the action; `detail` says why",
-        413: "Request body too large",
-        422: "Invalid input; `detail` names each offending field",
-        429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
-        503: "Temporal (or the database) is unreachable; retry after `Retry-After` seconds",
-    }
-    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+
+ERROR_DESCRIPTIONS: dict[int | str, str] = {
+    400: "A payload cannot be decrypted with this server's payload keys (codec endpoint)",
+    401: "Missing, forged or expired bearer token",
+    403: "Your role may not use this route, or the region is outside your scope",
+    404: "No such case (or not one you may see)",
+    409: "The case refused the action; `detail` says why",
+    "409-intake": "The Idempotency-Key was already used with a different body, or a rule refuses the call as "
+                  "given (an identity-card number whose check digit or birthplace code does not hold together, or "
+                  "one given on a call that is no legal-aid application); `detail` says which",
+    410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
+    413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
+    422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
+    429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
+    503: "Temporal (or the database, or the token issuer's keys) is unreachable, or the case's worker did not "
+         "answer in time; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these status codes, each with the one error model.
+    `descriptions` (keyed `e404=...`) says what a status means on a particular route."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entries[code] = {"model": ErrorBody, "description": descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])}
+        if code in (429, 503):
+            entries[code]["headers"] = _RETRY_AFTER
+    return entries
 
 
 def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -187,11 +216,41 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _json(422, _readable(exc.errors()))
+    errors = exc.errors()
+    if errors and all(e.get("type") in RULE_ERRORS for e in errors):
+        return _json(409, "; ".join(e.get("msg", "refused") for e in errors))
+    return _json(422, _readable(errors))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors, in the API's shape. A body FastAPI could not even
+    decode (not UTF-8) is invalid input like any malformed JSON: 422, not FastAPI's bare 400. A
+    405 lists every method of the path in `Allow` (Starlette names only the first route's)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return _json(422, [{"loc": ["body"], "msg": "the body is not JSON encoded as UTF-8", "type": "json_invalid"}])
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+    return _json(exc.status_code, exc.detail, headers)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of `app` serves at `path` (HEAD with GET, as Starlette does)."""
+    matching = []
+    for context in iter_route_contexts(app.routes):
+        regex, served = getattr(context, "path_regex", None), context.methods
+        if regex is not None and served and regex.match(path):
+            matching.append((context.path_format, served))
+    # A literal path (`/cases/search`) is its own resource, though a template (`/cases/{case_id}`)
+    # would also match it: only the literal route's methods are the resource's.
+    literal = [(template, served) for template, served in matching if "{" not in template]
+    return sorted(set().union(*(served for _, served in literal or matching)))
 
 
 async def _intake_key_reused(_request: Request, exc: Exception) -> JSONResponse:
-    return _json(422, str(exc))
+    # Well-formed, but it conflicts with what the key already stands for: 409, like any refusal.
+    return _json(409, str(exc))
 
 
 async def _no_history(_request: Request, exc: Exception) -> JSONResponse:
@@ -253,7 +312,8 @@ def _naming_the_request(handler: Callable[[Request, Exception], Awaitable[JSONRe
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for exc_type, handler in ((ApiError, _api_error), (RequestValidationError, _validation_error),
+    for exc_type, handler in ((ApiError, _api_error), (StarletteHTTPException, _http_error),
+                              (RequestValidationError, _validation_error),
                               (IntakeKeyReused, _intake_key_reused), (history.CaseNotFound, _no_history),
                               (history.HistoryIncomplete, _history_incomplete),
                               (history.HistoryUndecryptable, _history_undecryptable),

@@ -27,7 +27,6 @@ A long case continues as new: its history is several runs, first run first. Even
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence

@@ -19,14 +19,21 @@ from pydantic import BaseModel, Field
 from api import cases
 from api.auth import ActorDep, allow, router_for
 from api.deps import CaseIdPath, EngineDep, NowDep, SessionDep, TemporalDep
+from api.errors import ApiError, error_responses
 from api.jobs import Job, jobs_of
-from api.errors import InvalidQuery, error_responses
 from api.schemas import AuditEntryPublic
 from disputeflow import history
 from disputeflow.db import audit, reads
 from disputeflow.domain.enums import Role
 
 router = router_for(Role.auditor, Role.supervisor, tags=["auditors"], responses=error_responses(404))
+FROM_HISTORY = error_responses(410)  # the routes that read every run of the case's history
+
+
+class RunNotFound(ApiError):
+    """A `run` past the case's last run: nothing there, like an unknown case."""
+
+    status_code = 404
 
 
 class Timeline(BaseModel):
@@ -65,9 +72,11 @@ class CaseAudit(BaseModel):
     entries: list[AuditEntryPublic]
 
 
-@router.get("/cases/{case_id}/timeline", response_model=Timeline, summary="What happened, from Temporal's history",
+@router.get("/cases/{case_id}/timeline", operation_id="case_timeline", response_model=Timeline,
+            summary="What happened, from Temporal's history",
             description="Who asked for what and whether it was done, when each clock's timer was set and fired, "
-                        "every domain event, read from the case's workflow history (all runs).")
+                        "every domain event, read from the case's workflow history (all runs).",
+            responses=FROM_HISTORY)
 async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> Timeline:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
     runs = await history.fetch_case_history(await temporal.client(), case_id)
@@ -75,14 +84,15 @@ async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDe
 
 
 @router.get(
-    "/cases/{case_id}/history",
+    "/cases/{case_id}/history", operation_id="case_history",
     summary="The raw workflow history (JSON export)",
     description="One run's history in the format of `temporal workflow show --output json` (loads with "
                 "`WorkflowHistory.from_json` and in the Temporal UI), payloads encrypted as Temporal stores them "
                 "(the Web UI reads them through `/codec/decode`). Default: the latest run; `X-Case-Runs` "
                 "says how many there are.",
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}, "description": "The history document"}},
+    responses={200: {"content": {"application/json": {}}, "description": "The history document"},
+               **error_responses(404, 410, e404="No such case (or not one you may see), or no such run of it")},
 )
 async def case_history(
     case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
@@ -93,17 +103,18 @@ async def case_history(
     # the Web UI through the codec endpoint; a copy handed over does not carry the caller's data in clear.
     runs = await history.fetch_case_history(await temporal.client(), case_id, decode=False)
     if run is not None and run > len(runs):
-        raise InvalidQuery("run", f"case {case_id} has {len(runs)} run(s)")
+        raise RunNotFound(f"case {case_id} has no run {run}: it has {len(runs)}")
     chosen = runs[(run or len(runs)) - 1]
     return Response(history.export_history_json(chosen), media_type="application/json",
                     headers={"X-Case-Runs": str(len(runs)),
                              "Content-Disposition": f'inline; filename="case-{case_id}-run{run or len(runs)}.json"'})
 
 
-@router.post("/cases/{case_id}/replay", response_model=ReplayVerdict,
+@router.post("/cases/{case_id}/replay", operation_id="case_replay", response_model=ReplayVerdict,
              summary="Check the history still replays under today's code",
              description="Replays every run with Temporal's Replayer; a divergence names the first event at which "
-                         "today's code and the history part ways. Changes nothing.")
+                         "today's code and the history part ways. Changes nothing.",
+             responses=FROM_HISTORY)
 async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
                       temporal: TemporalDep) -> ReplayVerdict:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
@@ -111,7 +122,8 @@ async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
-@router.get("/cases/{case_id}/audit", response_model=CaseAudit, summary="The case's audit-log entries",
+@router.get("/cases/{case_id}/audit", operation_id="case_audit", response_model=CaseAudit,
+            summary="The case's audit-log entries",
             description="Every domain event of the case as recorded in the hash-chained audit log, in event order, "
                         "with the exact text each hash covers.")
 async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> CaseAudit:
@@ -120,12 +132,13 @@ async def case_audit(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, 
     return CaseAudit(case_id=case_id, entries=[AuditEntryPublic.from_entry(e) for e in entries])
 
 
-@router.get("/cases/{case_id}/audit/check", response_model=audit.SourceComparison,
+@router.get("/cases/{case_id}/audit/check", operation_id="case_audit_check", response_model=audit.SourceComparison,
             summary="Hold the case's audit log against Temporal's history",
             description="Compares every audit entry of the case with the domain event its workflow history says "
                         "was projected. The hash chain proves the log was not changed after writing unless every "
                         "later hash was recomputed; this catches even that: an altered, missing or invented entry "
-                        "is named by its event number.")
+                        "is named by its event number.",
+            responses=FROM_HISTORY)
 async def case_audit_check(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
                            temporal: TemporalDep) -> audit.SourceComparison:
     await cases.locate(case_id, actor, session=session, temporal=temporal)

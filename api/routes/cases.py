@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Body, Query, Response
@@ -11,16 +11,17 @@ from sqlmodel import Session
 
 from api import cases
 from api.auth import HUMAN_ROLES, REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
-from api.errors import InvalidQuery, error_responses
+from api.deps import CaseIdPath, CaseNumbersDep, Day, EngineDep, IdempotencyKey, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.errors import ERROR_DESCRIPTIONS, ApiError, InvalidQuery, error_responses
 from api.read_log import ReadLog, ReadLogDep
 from api.schemas import CaseDetail, CasePage, CaseSummary
 from disputeflow.db import queries
-from disputeflow.domain.actions import Actor
 from disputeflow.domain import actions as a
+from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.drills import DrillAnswer
 from disputeflow.domain.enums import Category, DisputeType, Phase, Role, Stage, Urgency
 from disputeflow.domain.intake import Caller, Intake
+from disputeflow.domain.patterns import PHONE_PATTERN
 from disputeflow.domain.text import single_line
 
 intake_router = router_for(Role.operator, Role.supervisor, tags=["intake"])
@@ -67,8 +68,15 @@ INTAKE_EXAMPLES = {
     },
 }
 
+# Where a registered case leads (OpenAPI links): its page, every action, and the auditors' views, each
+# with the new case's number, so that a client (or a stateful test) follows a case from registration on.
+CASE_OPERATIONS = ["get_case", *(f"act_{kind}" for kind in COMMAND_TYPES),
+                   "case_timeline", "case_history", "case_replay", "case_audit", "case_audit_check"]
+CASE_LINKS = {operation: {"operationId": operation, "parameters": {"case_id": "$response.body#/case_id"},
+                          "description": "The case just registered"} for operation in CASE_OPERATIONS}
+
 # Old enough for any record, and far from the limits of datetime arithmetic.
-DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+DayQuery = Annotated[Day | None, Query()]
 
 
 @intake_router.post(
@@ -76,18 +84,21 @@ DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 3
     status_code=201,
     response_model=CaseDetail,
     summary="Register a call as a new case",
+    operation_id="register_case",
     description=(
         "Registers the call and opens its case: **201** with the case as it opens, its clocks running from "
         "this moment. The case number reads `{region}-{YYYYMMDD}-{NNNN}` (Asia/Shanghai day, a counter per "
         "region and day).\n\n"
         "**Idempotency-Key** (recommended): a retry with the same key and the same body answers **200** with "
-        "the same case instead of registering a second one; the same key with a different body is **422**. "
+        "the same case instead of registering a second one; the same key with a different body is **409**. "
         "Without a key every request registers a new case.\n\n"
         "**503** + `Retry-After` when Temporal is unreachable: nothing was registered (a case number may have "
         "been used up: numbers are unique, not gapless)."
     ),
-    responses={200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key"},
-               **error_responses(413)},
+    responses={201: {"description": "The case, as it opens", "links": CASE_LINKS},
+               200: {"model": CaseDetail, "description": "The case registered earlier with this Idempotency-Key",
+                     "links": CASE_LINKS},
+               **error_responses(409, 413, e409=ERROR_DESCRIPTIONS["409-intake"])},
 )
 async def register_case(
     intake: Annotated[Intake, Body(openapi_examples=INTAKE_EXAMPLES)],
@@ -96,9 +107,9 @@ async def register_case(
     idempotency_key: IdempotencyKey = None,
 ) -> CaseDetail:
     if intake.caller.id_number is not None and intake.category is not Category.legal_aid:
-        raise InvalidQuery("caller.id_number", "the identity card number is asked only for a legal-aid application "
-                                     "(category legal_aid); give it when the application is opened "
-                                     "(open_legal_aid or assess_eligibility)", where="body")
+        raise IdNumberNotAsked("the identity card number is asked only for a legal-aid application (category "
+                               "legal_aid); give it when the application is opened (open_legal_aid or "
+                               "assess_eligibility)")
     case, created = await cases.register_case(intake, key=idempotency_key, actor=actor, engine=engine, session=session,
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
                                               numbers=numbers, now=now,
@@ -109,6 +120,13 @@ async def register_case(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return case
+
+
+class IdNumberNotAsked(ApiError):
+    """A well-formed identity-card number on a call that is no legal-aid application: a rule (data
+    minimisation) refuses it, 409 with the reason."""
+
+    status_code = 409
 
 
 def _normalised_phone(phone: str | None, *, where: str = "query") -> str | None:
@@ -122,7 +140,6 @@ def _normalised_phone(phone: str | None, *, where: str = "query") -> str | None:
 
 
 TextSearch = single_line(min_length=1, max_length=100)
-PhoneSearch = single_line(max_length=32)
 
 
 class CaseSearch(BaseModel):
@@ -139,13 +156,14 @@ class CaseSearch(BaseModel):
     dispute_type: DisputeType | None = None
     assignee: single_line(max_length=64) | None = Field(default=None, description="Mediator or lawyer id")
     breached: bool | None = None
-    opened_from: date | None = Field(default=None, ge=date(2000, 1, 1), le=date(2999, 12, 31))
-    opened_to: date | None = Field(default=None, ge=date(2000, 1, 1), le=date(2999, 12, 31))
+    opened_from: Day | None = None
+    opened_to: Day | None = None
     q: TextSearch | None = Field(default=None, description="Text in the description or the caller's name",
                                  examples=["工资"])
-    phone: PhoneSearch | None = Field(default=None, description="The caller's phone number, any usual form",
-                                      examples=["138 0013 8000"])
-    cursor: single_line(max_length=200) | None = None
+    phone: str | None = Field(default=None, max_length=32, json_schema_extra={"pattern": PHONE_PATTERN},
+                              description="The caller's phone number, in any form intake accepts",
+                              examples=["138 0013 8000"])
+    cursor: str | None = Field(default=None, pattern=queries.CURSOR_PATTERN, description="`next_cursor` of the page before")
     limit: int = Field(default=50, ge=1, le=queries.MAX_PAGE)
 
 
@@ -180,6 +198,7 @@ LISTING_NOTE = (
     "/cases",
     response_model=CasePage,
     summary="List cases",
+    operation_id="list_cases",
     description=(
         LISTING_NOTE + "\n\nSearching by the caller's phone number is `POST /cases/search`: a number in a URL "
         "ends up in access logs. `phone` here is refused (422) and kept only to say so."
@@ -206,7 +225,8 @@ def list_cases(
                                    "`POST /cases/search`: a query string ends up in access logs",
                        examples=["工资"])] = None,
     phone: Annotated[str | None, Query(deprecated=True, include_in_schema=False)] = None,
-    cursor: Annotated[single_line(max_length=200) | None, Query()] = None,
+    cursor: Annotated[str | None, Query(pattern=queries.CURSOR_PATTERN,
+                                        description="`next_cursor` of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> CasePage:
     if phone is not None:
@@ -240,6 +260,7 @@ def search_cases(actor: ActorDep, session: SessionDep, read_log: ReadLogDep, sea
         "is recorded in the read log (`GET /audit/reads`)."
     ),
     responses=error_responses(404),
+    operation_id="get_case",
 )
 async def get_case(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
                    read_log: ReadLogDep) -> CaseDetail:

@@ -18,11 +18,11 @@ naming the key id and never the payload.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Request
 from google.protobuf import json_format
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
@@ -33,14 +33,20 @@ from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, codec_for
 from disputeflow.domain.enums import Role
 
 CODEC_ROLES = (Role.auditor, Role.supervisor)
-router = router_for(*CODEC_ROLES, prefix="/codec", tags=["auditors"], responses=error_responses(400))
+router = router_for(*CODEC_ROLES, prefix="/codec", tags=["auditors"], responses=error_responses(400, 413))
+
+
+# Standard base64 with its padding optional, as Temporal's JSON carries bytes: every string of this
+# shape decodes (tests/api/test_codec.py), so the schema says exactly what the endpoint can read.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$"
+Base64 = Annotated[str, StringConstraints(pattern=BASE64_PATTERN)]
 
 
 class CodecPayload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    metadata: dict[str, str] = Field(default_factory=dict, description="Each value base64")
-    data: str = Field(default="", description="base64")
+    metadata: dict[str, Base64] = Field(default_factory=dict, description="Each value base64")
+    data: Base64 = Field(default="", description="base64")
 
 
 class CodecPayloads(BaseModel):

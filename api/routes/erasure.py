@@ -46,6 +46,7 @@ class ErasureDone(BaseModel):
                 "case's events and notifications, in the read model; records the erasure (reason, reference, "
                 "who, when) in the audit chain. Closed cases only (409 for an open one). The case's Temporal "
                 "history is not touched: see docs/data-protection.md. Asking again changes nothing.",
+    responses=error_responses(409, 413, e409="The case is not closed, or cannot be erased; `detail` says why"),
 )
 async def erase(case_id: CaseIdPath, request: ErasureRequest, actor: ActorDep, session: SessionDep,
                 temporal: TemporalDep, engine: EngineDep, now: NowDep) -> ErasureDone:

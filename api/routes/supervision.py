@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.auth import REGION_PATTERN, ActorDep, router_for, scoped_region
-from api.deps import SessionDep, SettingsDep
+from api.deps import Day, SessionDep, SettingsDep
 from api.errors import ApiError, InvalidQuery, TransitionRefused, error_responses
 from disputeflow.db import reports
 from disputeflow.db.reports import ClockRow, ComplianceRow
@@ -31,6 +31,15 @@ from disputeflow.forecast import Forecast, ForecastSpec, forecast
 router = router_for(Role.supervisor, prefix="/supervision", tags=["supervisors"])
 
 MAX_PAGE = 500
+
+
+class EmptyRange(ApiError):
+    """Each day is a valid day, but together they name no range: a refusal with its reason."""
+
+    status_code = 409
+
+
+RANGE_REFUSED = error_responses(409, e409="`end` is before `start`: the range holds no day")
 RegionQuery = Annotated[str | None, Query(pattern=REGION_PATTERN, examples=["370102"],
                                           description="A region inside yours (2, 4 or 6 digits); default: yours")]
 # One line of clean text (disputeflow.domain.text): a NUL would reach PostgreSQL, which refuses it (a 500).
@@ -39,7 +48,7 @@ ClockQuery = Annotated[single_line(max_length=64) | None,
                        Query(description="Clock name", examples=["legal_aid_decision"])]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
-DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+DayQuery = Annotated[Day | None, Query()]
 
 
 class ClockPage(BaseModel):
@@ -90,7 +99,7 @@ def _compliance(actor: Actor, session: Session, start: date | None, end: date | 
     end = end or today
     start = start or end.replace(day=1)
     if end < start:
-        raise InvalidQuery("end", f"end ({end}) is before start ({start})")
+        raise EmptyRange(f"end ({end}) is before start ({start}): the range holds no day")
     own = scoped_region(actor, region)
     rows = reports.compliance(session, start=start, end=end, period=period, region_prefix=own,
                               group_by_region_level=group_by)  # type: ignore[arg-type]  # 2, 4 or 6 (checked)
@@ -107,7 +116,8 @@ GroupQuery = Annotated[int, Query(ge=2, le=6, multiple_of=2,
                                   description="Group regions by 2 (province), 4 (city) or 6 (county) digits")]
 
 
-@router.get("/compliance", response_model=Compliance, summary="Compliance figures", description=_COMPLIANCE_HELP)
+@router.get("/compliance", response_model=Compliance, summary="Compliance figures", description=_COMPLIANCE_HELP,
+            responses=RANGE_REFUSED)
 def compliance(
     actor: ActorDep, session: SessionDep, start: DayQuery = None, end: DayQuery = None,
     period: PeriodQuery = "month", region: RegionQuery = None, group_by: GroupQuery = 6,
@@ -120,7 +130,7 @@ def compliance(
 
 @router.get(
     "/compliance.csv", summary="Compliance figures as CSV", description=_COMPLIANCE_HELP,
-    response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV"}},
+    response_class=Response, responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV"}, **RANGE_REFUSED},
 )
 def compliance_csv(
     actor: ActorDep, session: SessionDep, start: DayQuery = None, end: DayQuery = None,

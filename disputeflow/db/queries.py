@@ -7,12 +7,9 @@ mediator; `region_prefix`: only cases whose region code starts with it).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, func, literal_column, or_
 from sqlmodel import Session, select
@@ -71,21 +68,24 @@ class CaseRows:
 # -- Cursors -----------------------------------------------------------------------------------
 
 
+# A cursor is the last row's place in the order: opened_at in microseconds since the epoch (UTC), a
+# dot, its case number. Every string of this shape is a place to continue from (possibly past the
+# end: an empty page), so the listing's documented pattern says exactly which cursors it takes.
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[A-Za-z0-9][A-Za-z0-9-]{0,39}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def encode_cursor(record: CaseRecord) -> str:
-    raw = json.dumps([record.opened_at.isoformat(), record.case_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    opened_at = record.opened_at if record.opened_at.tzinfo else record.opened_at.replace(tzinfo=timezone.utc)
+    return f"{(opened_at - _EPOCH) // _MICROSECOND}.{record.case_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        opened_at, case_id = json.loads(raw)
-        moment = datetime.fromisoformat(opened_at)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise InvalidCursor("not a cursor from this listing; start again without one") from exc
-    if not isinstance(case_id, str) or moment.tzinfo is None:
+    if re.fullmatch(CURSOR_PATTERN, cursor, flags=re.ASCII) is None:
         raise InvalidCursor("not a cursor from this listing; start again without one")
-    return moment, case_id
+    micros, case_id = cursor.split(".", 1)
+    return _EPOCH + int(micros) * _MICROSECOND, case_id
 
 
 # -- Conditions ------------------------------------------------------------------------------

@@ -55,10 +55,26 @@ _UNIT_WORDS = {
 }
 
 
+# The most a person may ask for at once (an extension through the API): a year, in each unit. Beyond
+# it a deadline is no deadline, and the calendar would walk day by day to find its end.
+REQUEST_LIMITS = {"calendar_hours": 8784, "working_hours": 2000, "calendar_days": 366, "working_days": 250}
+
+
+def _target_json_schema(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what the validators say: working days are whole days, and a target
+    asked for by a person (`RequestedTarget`) is at most a year."""
+    schema["anyOf"] = [
+        {"properties": {"unit": {"const": unit},
+                        "amount": {"type": "integer", "minimum": 1, "maximum": limit} if unit == "working_days"
+                        else {"type": "number", "exclusiveMinimum": 0, "maximum": limit}}}
+        for unit, limit in REQUEST_LIMITS.items()
+    ]
+
+
 class Target(BaseModel):
     """A time budget, e.g. 7 working days."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_target_json_schema)
 
     amount: float = Field(gt=0, allow_inf_nan=False)
     unit: TimeUnit

@@ -44,6 +44,12 @@ MULTILINE_ALLOWED = frozenset("\t\n")
 _REFUSED_EVERYWHERE = r"\x7F-\x9F\u202A-\u202E\u2066-\u2069"
 SINGLE_LINE_PATTERN = rf"^[^\x00-\x1F{_REFUSED_EVERYWHERE}]*$"
 MULTI_LINE_PATTERN = rf"^[^\x00-\x08\x0B\x0C\x0E-\x1F{_REFUSED_EVERYWHERE}]*$"  # tab, LF, CR allowed
+# A field that may not be empty is stripped first, so it needs one character that is not white
+# space (Unicode White_Space, which the strip removes): " " is as empty as "".
+_NOT_BLANK = rf"[^\x00-\x20{_REFUSED_EVERYWHERE}\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+SINGLE_LINE_REQUIRED_PATTERN = rf"^[^\x00-\x1F{_REFUSED_EVERYWHERE}]*{_NOT_BLANK}[^\x00-\x1F{_REFUSED_EVERYWHERE}]*$"
+MULTI_LINE_REQUIRED_PATTERN = (rf"^[^\x00-\x08\x0B\x0C\x0E-\x1F{_REFUSED_EVERYWHERE}]*{_NOT_BLANK}"
+                               rf"[^\x00-\x08\x0B\x0C\x0E-\x1F{_REFUSED_EVERYWHERE}]*$")
 
 
 def _what(char: str) -> str:
@@ -91,6 +97,7 @@ class CleanText:
     so in the JSON schema with a `pattern`."""
 
     multiline: bool
+    required: bool = False  # at least one character after stripping
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.with_info_after_validator_function(self._validate, handler(source))
@@ -98,7 +105,10 @@ class CleanText:
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
                                      handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema["pattern"] = MULTI_LINE_PATTERN if self.multiline else SINGLE_LINE_PATTERN
+        if self.required:
+            json_schema["pattern"] = MULTI_LINE_REQUIRED_PATTERN if self.multiline else SINGLE_LINE_REQUIRED_PATTERN
+        else:
+            json_schema["pattern"] = MULTI_LINE_PATTERN if self.multiline else SINGLE_LINE_PATTERN
         return json_schema
 
     def _validate(self, value: str, info: ValidationInfo) -> str:
@@ -112,13 +122,13 @@ def single_line(*, min_length: int | None = None, max_length: int | None = None)
     with `Annotated[SingleLine, StringConstraints(...)]`: constraints after the check lose their
     string-specific messages ("at most 50 characters")."""
     return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     CleanText(multiline=False)]
+                     CleanText(multiline=False, required=bool(min_length))]
 
 
 def multi_line(*, min_length: int | None = None, max_length: int | None = None) -> Any:
     """`MultiLine` with length limits; see `single_line`."""
     return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     CleanText(multiline=True)]
+                     CleanText(multiline=True, required=bool(min_length))]
 
 
 SingleLine = single_line()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from api.routes.codec import BASE64_PATTERN, CodecPayload, CodecPayloads, _parse
 
 from disputeflow.codec import ENCODING
 from tests.api.conftest import AUDITOR, MEDIATOR_1, OFFICER, OPERATOR, SUPERVISOR, Stack
@@ -73,3 +78,20 @@ async def test_the_web_ui_origin_may_call_it_from_a_browser(stack: Stack) -> Non
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
     cases = await stack.http.get("/cases", headers=stack.auth(AUDITOR) | {"Origin": UI_ORIGIN})
     assert "Access-Control-Allow-Origin" not in cases.headers
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.from_regex(re.compile(BASE64_PATTERN, re.ASCII), fullmatch=True),
+       st.from_regex(re.compile(BASE64_PATTERN, re.ASCII), fullmatch=True))
+def test_every_base64_string_the_schema_allows_is_read(data: str, encoding: str) -> None:
+    """The schema's pattern says exactly what the endpoint can read: no schema-valid body gets a 400."""
+    body = CodecPayloads(payloads=[CodecPayload(data=data, metadata={"encoding": encoding})])
+    assert len(_parse(body).payloads) == 1
+
+
+async def test_what_is_not_base64_is_invalid_input(stack: Stack) -> None:
+    response = await stack.http.post("/codec/decode", headers=stack.auth(AUDITOR),
+                                     json={"payloads": [{"metadata": {"encoding": "A"}, "data": "not base64!"}]})
+    assert response.status_code == 422
+    assert sorted(e["loc"] for e in response.json()["detail"]) == [
+        ["body", "payloads", 0, "data"], ["body", "payloads", 0, "metadata", "encoding"]]

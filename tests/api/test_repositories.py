@@ -105,7 +105,7 @@ def test_listing_pages_by_keyset_and_searches_literally(engine: Engine) -> None:
         assert search(None, opened_to=day - timedelta(days=1)) == []
         assert search(None, opened_to=date.max) == ["C", "B", "A"]
         assert search(None, scope=queries.Scope(region_prefix="11")) == ["D"]
-        for bad in ("not-base64!", "bm9wZQ", queries.encode_cursor(_case("X", NOW))[:-3]):
+        for bad in ("not-a-cursor!", "bm9wZQ", "12.", ".X", "1" * 17 + ".X", queries.encode_cursor(_case("X", NOW)) + "\n"):
             with pytest.raises(queries.InvalidCursor):
                 queries.list_cases(session, scope=scope, filters=queries.CaseFilters(), cursor=bad)
 

@@ -73,10 +73,11 @@ async def test_compliance_json_and_csv(stack: Stack) -> None:
 
 async def test_bad_report_parameters_are_named(stack: Stack) -> None:
     for path, params, loc in (
-        ("compliance", {"start": "2026-11-02", "end": "2026-11-01"}, ["query", "end"]),
         ("compliance", {"period": "year"}, ["query", "period"]),
         ("compliance.csv", {"group_by": 3}, ["query", "group_by"]),
         ("compliance", {"start": "1999-12-31"}, ["query", "start"]),
+        ("compliance", {"start": "2026-11-01T00:00:00"}, ["query", "start"]),  # a day, as the pattern says
+        ("compliance.csv", {"end": "1767225600"}, ["query", "end"]),
         ("at-risk", {"within_hours": "inf"}, ["query", "within_hours"]),
         ("at-risk", {"within_hours": "nan"}, ["query", "within_hours"]),
         ("at-risk", {"within_hours": -1}, ["query", "within_hours"]),
@@ -88,3 +89,7 @@ async def test_bad_report_parameters_are_named(stack: Stack) -> None:
         response = await _get(stack, path, **params)
         assert response.status_code == 422, (path, params, response.text)
         assert response.json()["detail"][0]["loc"] == loc
+    # Two valid days that name no range: a refusal with its reason, not malformed input.
+    for path in ("compliance", "compliance.csv"):
+        response = await _get(stack, path, start="2026-11-02", end="2026-11-01")
+        assert response.status_code == 409 and "before start" in response.json()["detail"], response.text

@@ -8,14 +8,19 @@ import re
 import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from disputeflow.domain.actions import ActionRequest, Ident, Note, Reason, Refer
 from disputeflow.domain.intake import Intake
+from disputeflow.domain.patterns import PHONE_PATTERN
 from disputeflow.domain.text import (
     MULTI_LINE_PATTERN,
+    MULTI_LINE_REQUIRED_PATTERN,
     SINGLE_LINE_PATTERN,
+    SINGLE_LINE_REQUIRED_PATTERN,
     MultiLine,
     clean_text,
     SingleLine,
@@ -122,20 +127,19 @@ def test_the_schema_pattern_says_what_the_validator_does(pattern: str, allowed: 
 def test_the_json_schema_shows_the_patterns_and_limits() -> None:
     intake = Intake.model_json_schema()
     caller = intake["$defs"]["Caller"]["properties"]
-    assert caller["name"]["pattern"] == SINGLE_LINE_PATTERN and caller["name"]["maxLength"] == 50
-    assert caller["phone"]["pattern"] == SINGLE_LINE_PATTERN
-    assert intake["properties"]["description"]["pattern"] == MULTI_LINE_PATTERN
+    assert caller["name"]["pattern"] == SINGLE_LINE_REQUIRED_PATTERN and caller["name"]["maxLength"] == 50
+    assert caller["phone"]["pattern"] == PHONE_PATTERN  # its own, narrower (disputeflow.domain.patterns)
+    assert intake["properties"]["description"]["pattern"] == MULTI_LINE_REQUIRED_PATTERN
     assert intake["properties"]["description"]["maxLength"] == 2000
     refer = Refer.model_json_schema()["properties"]
     assert refer["note"]["pattern"] == MULTI_LINE_PATTERN
-    assert TypeAdapter(Ident).json_schema()["pattern"] == SINGLE_LINE_PATTERN
+    assert TypeAdapter(Ident).json_schema()["pattern"] == SINGLE_LINE_REQUIRED_PATTERN  # min_length=1
     assert TypeAdapter(Ident).json_schema()["maxLength"] == 64
 
 
 @pytest.mark.parametrize(
     "path",
-    [("caller", "name"), ("caller", "phone"), ("caller", "id_number"), ("description",), ("counterparty",),
-     ("transfer_order_id",)],
+    [("caller", "name"), ("description",), ("counterparty",), ("transfer_order_id",)],
     ids=lambda p: ".".join(p),
 )
 def test_every_text_field_of_the_intake_is_checked(path: tuple[str, ...]) -> None:
@@ -146,6 +150,14 @@ def test_every_text_field_of_the_intake_is_checked(path: tuple[str, ...]) -> Non
         Intake.model_validate(body)
     [error] = caught.value.errors(include_input=False)
     assert error["loc"] == path and error["type"] == "text_character_refused"
+
+
+@pytest.mark.parametrize("field", ["phone", "id_number"])
+def test_the_caller_numbers_refuse_control_characters_by_their_patterns(field: str) -> None:
+    caller = {"name": "张三", "phone": "13800138000", field: "13800\x00138000"}
+    with pytest.raises(ValidationError) as caught:
+        Intake.model_validate({**WAGE_ARREARS_CALL, "caller": caller})
+    assert [e["loc"] for e in caught.value.errors()] == [("caller", field)]
 
 
 def test_the_action_aliases_are_the_checked_kinds() -> None:
@@ -173,3 +185,20 @@ def test_recorded_payloads_are_read_back_as_they_were_accepted() -> None:
     assert request.command.note == "\u202e旧"
     with pytest.raises(ValidationError):  # and a new request is checked
         Intake.model_validate(old)
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_required_field_accepts_what_its_pattern_allows_and_nothing_blank(multiline: bool, data: st.DataObject) -> None:
+    """Stripped first, a required field needs a character that is not white space: its pattern says so,
+    so a schema-valid " " is not refused as too short."""
+    pattern = MULTI_LINE_REQUIRED_PATTERN if multiline else SINGLE_LINE_REQUIRED_PATTERN
+    field = (multi_line if multiline else single_line)(min_length=1, max_length=2000)
+    text = data.draw(st.from_regex(re.compile(pattern), fullmatch=True).filter(
+        lambda t: len(t) <= 2000 and not any(0xD800 <= ord(c) <= 0xDFFF for c in t)))  # surrogates: code only
+    assert TypeAdapter(field).validate_python(text)
+    for blank in (" ", "\u3000", "\xa0 ", "\n" if multiline else "\u2028"):
+        assert re.fullmatch(pattern, blank) is None
+        with pytest.raises(ValidationError):
+            TypeAdapter(field).validate_python(blank)

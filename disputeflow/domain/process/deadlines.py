@@ -4,14 +4,28 @@ and the warnings and breaches the workflow's timers fire."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ValidationInfo
 
 from disputeflow.domain.calendar import BusinessCalendar
 from disputeflow.domain.case import CaseState, ExtensionRequest
 from disputeflow.domain.clocks import Clock, ClockStatus, due_alarms, mark_fired
 from disputeflow.domain.clocks import next_alarm_at as clock_next_alarm_at
 from disputeflow.domain.enums import PauseReason, Role
-from disputeflow.domain.policy import BreachAction, Target
+from disputeflow.domain.policy import REQUEST_LIMITS, BreachAction, Target
+
+
+def _within_a_year(target: Target, info: ValidationInfo) -> Target:
+    """A person asks for at most a year (`REQUEST_LIMITS`); a recorded command (JSON) is taken as it
+    was accepted then."""
+    if info.mode != "json" and target.amount > REQUEST_LIMITS[target.unit.value]:
+        raise ValueError(f"at most {REQUEST_LIMITS[target.unit.value]} {target.unit.value.replace('_', ' ')} "
+                         "may be asked for at once")
+    return target
+
+
+RequestedTarget = Annotated[Target, AfterValidator(_within_a_year)]
 from disputeflow.domain.process import changes as c
 from disputeflow.domain.process.command import OPEN_STAGES, STAFF, Actor, Change, Command, Ident, Note, Reason, Refused
 from disputeflow.domain.process.command import note, span, words
@@ -77,7 +91,7 @@ class ResumeClock(Command):
 class ExtendClock(Command):
     type: Literal["extend_clock"] = "extend_clock"
     clock_id: Ident
-    by: Target
+    by: RequestedTarget
     reason: Reason
 
     stages, roles, what = OPEN_STAGES, SUPERVISOR, "extend a deadline"
@@ -100,7 +114,7 @@ class RequestExtension(Command):
 
     type: Literal["request_extension"] = "request_extension"
     clock_id: Ident
-    by: Target
+    by: RequestedTarget
     reason: Reason
 
     # Whoever works a case may ask for more time; the supervisor's decision is the approval.
