@@ -161,7 +161,7 @@ async def intakes(http: httpx.AsyncClient, token: str, n: int, concurrency: int)
         return post
 
     began = time.perf_counter()
-    latencies = await bounded(concurrency, [job(i) for i in range(n)], f"raw starts {label}")
+    latencies = await bounded(concurrency, [job(i) for i in range(n)], "POST /cases")
     return n / (time.perf_counter() - began), latencies
 
 
