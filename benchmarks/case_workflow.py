@@ -89,7 +89,10 @@ class Stack:
         self.api_port = free_port()
         self.env = dict(os.environ, DISPUTEFLOW_DATA_DIR=str(folder), TEMPORAL_DEV_PORT=str(free_port()),
                         TEMPORAL_UI_PORT=str(free_port()), DISPUTEFLOW_API_PORT=str(self.api_port),
-                        DISPUTEFLOW_API_METRICS_PORT=str(free_port()), DISPUTEFLOW_WORKER_METRICS_PORT=str(free_port()))
+                        DISPUTEFLOW_API_METRICS_PORT=str(free_port()), DISPUTEFLOW_WORKER_METRICS_PORT=str(free_port()),
+                        # one benchmark user sends far more than a person: no per-user limits here
+                        DISPUTEFLOW_RATE_LIMIT_PER_MINUTE="1000000", DISPUTEFLOW_RATE_LIMIT_SEARCH_PER_MINUTE="1000000",
+                        DISPUTEFLOW_RATE_LIMIT_EXPENSIVE_PER_MINUTE="1000000")
         self.process: subprocess.Popen | None = None
 
     def settings(self) -> Settings:
