@@ -295,7 +295,7 @@ class DrillBody(BaseModel):
         "when you could not do the action now, when the case is closed, or when it still runs on the legacy "
         "workflow type."
     ),
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, 413),
     openapi_extra={"requestBody": {"content": {"application/json": {"examples": {
         "if_nobody_acts": {"value": {}},
         "extension": {"value": {"action": {"type": "extend_clock", "clock_id": "mediation_conclusion-2",

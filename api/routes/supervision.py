@@ -197,7 +197,7 @@ def _run_forecast(job: ForecastJob, spec: ForecastSpec, policy_file: FilePath) -
                  "the staffing level reaching the target. **202** with a job: poll `GET /supervision/forecast/"
                  "{job_id}` for its progress and result. One forecast at a time (**409** while one runs); at most "
                  f"{MAX_FORECAST_CASES} simulated cases. The region must be inside yours."),
-             responses=error_responses(409))
+             responses=error_responses(409, 413))
 def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -> ForecastJob:
     scoped_region(actor, spec.region_code)  # 403 outside the supervisor's region
     cases = round(spec.cases_per_run() * spec.runs * len(spec.levels()))
