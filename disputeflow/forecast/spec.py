@@ -8,14 +8,17 @@ county's 12348 centre. Nothing here does I/O; `disputeflow.forecast.profile` fil
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Strict, BaseModel, ConfigDict, Field, model_validator
 
 from disputeflow.domain.enums import Category, DisputeType, Urgency
 
 StaffRole = Literal["operator", "mediator", "legal_aid_officer", "supervisor"]
 
+
+# A number as JSON writes it: true and false are not 1 and 0 here.
+Number = Annotated[float, Strict()]
 
 class Staff(BaseModel):
     """`count` people of a role, each handling up to `per_day` tasks (sessions, decisions, calls) a working day."""
@@ -23,7 +26,7 @@ class Staff(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     count: int = Field(ge=0, le=200)
-    per_day: float = Field(gt=0, le=500)
+    per_day: float = Field(strict=True, gt=0, le=500)
 
 
 def default_staff() -> dict[str, Staff]:
@@ -43,7 +46,7 @@ class Arrival(BaseModel):
     category: Category
     dispute_type: DisputeType = DisputeType.other
     urgency: Urgency = Urgency.normal
-    per_week: float = Field(ge=0, le=10_000)
+    per_week: float = Field(strict=True, ge=0, le=10_000)
 
 
 class Shares(BaseModel):
@@ -62,18 +65,18 @@ class Shares(BaseModel):
 class SessionMix(Shares):
     """How a mediation session ends."""
 
-    agreement: float = Field(default=0.45, ge=0, le=1)
-    partial: float = Field(default=0.15, ge=0, le=1)
-    no_agreement: float = Field(default=0.25, ge=0, le=1)
-    party_absent: float = Field(default=0.15, ge=0, le=1)
+    agreement: float = Field(strict=True, default=0.45, ge=0, le=1)
+    partial: float = Field(strict=True, default=0.15, ge=0, le=1)
+    no_agreement: float = Field(strict=True, default=0.25, ge=0, le=1)
+    party_absent: float = Field(strict=True, default=0.15, ge=0, le=1)
 
 
 class EscalationMix(Shares):
     """What a supervisor does with an escalated case."""
 
-    reassign_mediator: float = Field(default=0.35, ge=0, le=1)
-    refer_out: float = Field(default=0.5, ge=0, le=1)
-    send_to_legal_aid: float = Field(default=0.15, ge=0, le=1)
+    reassign_mediator: float = Field(strict=True, default=0.35, ge=0, le=1)
+    refer_out: float = Field(strict=True, default=0.5, ge=0, le=1)
+    send_to_legal_aid: float = Field(strict=True, default=0.15, ge=0, le=1)
 
 
 class Outcomes(BaseModel):
@@ -81,22 +84,22 @@ class Outcomes(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dispute_to_mediation: float = Field(default=0.8, ge=0, le=1, description="the rest is referred")
-    consultation_answered: float = Field(default=0.9, ge=0, le=1, description="the rest is referred")
-    referral_accepted: float = Field(default=0.9, ge=0, le=1)
-    referral_reply_days: tuple[float, float] = (1, 6)
-    first_session_days: tuple[float, float] = (1, 5)  # from assignment to the first session possible
-    session_interval_days: float = Field(default=5, ge=0, le=60)  # between two sessions of one case
+    dispute_to_mediation: float = Field(strict=True, default=0.8, ge=0, le=1, description="the rest is referred")
+    consultation_answered: float = Field(strict=True, default=0.9, ge=0, le=1, description="the rest is referred")
+    referral_accepted: float = Field(strict=True, default=0.9, ge=0, le=1)
+    referral_reply_days: tuple[Number, Number] = (1, 6)
+    first_session_days: tuple[Number, Number] = (1, 5)  # from assignment to the first session possible
+    session_interval_days: float = Field(strict=True, default=5, ge=0, le=60)  # between two sessions of one case
     sessions: SessionMix = Field(default_factory=SessionMix)
-    confirmation_applied: float = Field(default=0.6, ge=0, le=1)
-    confirmation_days: tuple[float, float] = (3, 25)
-    performed: float = Field(default=0.85, ge=0, le=1)
-    performance_days: tuple[float, float] = (10, 40)
+    confirmation_applied: float = Field(strict=True, default=0.6, ge=0, le=1)
+    confirmation_days: tuple[Number, Number] = (3, 25)
+    performed: float = Field(strict=True, default=0.85, ge=0, le=1)
+    performance_days: tuple[Number, Number] = (10, 40)
     escalation: EscalationMix = Field(default_factory=EscalationMix)
-    legal_aid_approved: float = Field(default=0.75, ge=0, le=1)
-    legal_aid_outcome_days: tuple[float, float] = (20, 90)
-    refusal_overturned: float = Field(default=0.2, ge=0, le=1)
-    dissatisfied: float = Field(default=0.08, ge=0, le=1)
+    legal_aid_approved: float = Field(strict=True, default=0.75, ge=0, le=1)
+    legal_aid_outcome_days: tuple[Number, Number] = (20, 90)
+    refusal_overturned: float = Field(strict=True, default=0.2, ge=0, le=1)
+    dissatisfied: float = Field(strict=True, default=0.08, ge=0, le=1)
 
 
 class Sweep(BaseModel):
@@ -126,7 +129,7 @@ class ForecastSpec(BaseModel):
     staff: dict[StaffRole, Staff] = Field(default_factory=default_staff)
     arrivals: list[Arrival] = Field(min_length=1, max_length=200)
     outcomes: Outcomes = Field(default_factory=Outcomes)
-    target: float = Field(default=0.95, gt=0, le=1)
+    target: float = Field(strict=True, default=0.95, gt=0, le=1)
     sweep: Sweep | None = None
     # A back-test: the period's real arrivals, (registered instant, category, dispute type, urgency),
     # used instead of drawing from `arrivals` (whose rates then only describe them).

@@ -63,8 +63,15 @@ class Change:
     chosen: Any = None  # Assignee | None
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    """A command on its own (a drill's action) names its type: the union is told apart by it."""
+    schema.setdefault("required", [])
+    if "type" not in schema["required"]:
+        schema["required"].insert(0, "type")
+
+
 class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_type_required)
 
     stages: ClassVar[frozenset[Stage]]
     roles: ClassVar[frozenset[Role]]
