@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.datastructures import State
@@ -16,6 +14,7 @@ from starlette.datastructures import State
 from api.temporal_gateway import TemporalGateway
 from disputeflow.db.engine import engine_for
 from disputeflow.db.intake import CaseNumbers
+from disputeflow.domain import days
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings
 
@@ -81,17 +80,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-# A day of the years 2000-2999: old enough for any record, and far from the limits of datetime
-# arithmetic. The schema says so with a pattern (JSON Schema has no minimum for dates).
-DAY_PATTERN = r"^2[0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
+# A day of the years 2000-2999, as the schema says it: `disputeflow.domain.days`.
+Day = days.Day
 
-
-def _day_as_written(value: object) -> object:
-    """Only the documented form: pydantic would also take a timestamp or a datetime at midnight."""
-    if isinstance(value, str) and re.fullmatch(DAY_PATTERN, value, flags=re.ASCII) is None:
-        raise ValueError("a day is written YYYY-MM-DD, in the years 2000 to 2999")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_day_as_written), Field(ge=date(2000, 1, 1), le=date(2999, 12, 31)),
-                WithJsonSchema({"type": "string", "format": "date", "pattern": DAY_PATTERN})]

@@ -166,6 +166,10 @@ class Settings(BaseSettings):
         default=6, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_EXPENSIVE_PER_MINUTE"),
         description="Of which replays, history exports, timelines, audit checks and verifications per minute per user",
     )
+    forecast_max_cases: int = Field(
+        default=20_000, ge=1, le=1_000_000, validation_alias=_env("DISPUTEFLOW_FORECAST_MAX_CASES"),
+        description="Cases one staffing forecast started through the API may simulate (all levels and runs together)",
+    )
 
     notify_webhook_url: AnyHttpUrl | None = Field(
         default=None,

@@ -10,6 +10,8 @@ from disputeflow.forecast.spec import ForecastSpec
 
 
 def forecast(spec: ForecastSpec, *, policy_file: Path, progress: Progress | None = None, **kwargs) -> Forecast:
+    if problems := spec.problems():
+        raise ValueError("; ".join(problems))
     return build(simulate(spec, policy=policy_file, progress=progress, **kwargs))
 
 
