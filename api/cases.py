@@ -187,17 +187,26 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
     client = await temporal.client()
     claim = await asyncio.to_thread(_claim, engine, numbers, key, intake, now, owner=actor.user_id, key_ttl=key_ttl)
     start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
+    # The caller's other open cases are looked up while Temporal starts this one (neither waits for the other).
+    duplicates = asyncio.ensure_future(asyncio.to_thread(
+        _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+    ) if claim.created else None
     try:
         await _start(client, start, task_queue)
     except RPCError as exc:
+        if duplicates is not None:
+            duplicates.cancel()
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
         if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
             await asyncio.to_thread(_release, engine, key, claim.case_id, actor.user_id)
         raise
-    if claim.created:
+    except BaseException:
+        if duplicates is not None:
+            duplicates.cancel()
+        raise
+    if duplicates is not None:
         detail = CaseDetail.from_view(opened_view(start), actor=actor)
-        detail.possible_duplicates = await asyncio.to_thread(
-            _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+        detail.possible_duplicates = await duplicates
     else:
         detail = await case_detail(claim.case_id, actor, session=session, temporal=temporal)
     return detail, claim.created

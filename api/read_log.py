@@ -43,7 +43,7 @@ class ReadLog:
         return await asyncio.to_thread(self.record, list(parts))
 
 
-def _read_log(request: Request, actor: ActorDep, engine: EngineDep, now: NowDep) -> ReadLog:
+async def _read_log(request: Request, actor: ActorDep, engine: EngineDep, now: NowDep) -> ReadLog:
     route = request.scope.get("route")
     template = getattr(route, "path", None) or "?"
     return ReadLog(engine=engine, actor=actor, route=f"{request.method} {template}", now=now)

@@ -74,16 +74,23 @@ async def test_the_identity_card_number_only_for_the_legal_aid_officer_on_legal_
 
 async def test_every_unmasked_read_is_logged_and_auditors_see_the_log(stack: Stack) -> None:
     phone = _phone()
-    case = await stack.open_case(caller={"name": "赵六", "phone": phone})
-    case_id = case["case_id"]
-    assert [(r.user_id, r.route) for r in _reads(stack, case_id)] == [(OPERATOR[0], "POST /cases")]
-    await _get(stack, case_id, SUPERVISOR)
+    body, key = intake_body(caller={"name": "赵六", "phone": phone}), f"privacy-{uuid.uuid4().hex}"
+    registered = await stack.http.post("/cases", json=body, headers=stack.auth(OPERATOR) | {"Idempotency-Key": key})
+    assert registered.status_code == 201, registered.text
+    case_id = registered.json()["case_id"]
+    await stack.projected(case_id)
+    # Registering shows the operator what they typed; the case's first event names who registered it.
+    assert _reads(stack, case_id) == []
+    assert [e["actor_id"] for e in (await _get(stack, case_id, SUPERVISOR))["timeline"][:1]] == [OPERATOR[0]]
+    # The same registration again is a read of the stored case, and recorded.
+    again = await stack.http.post("/cases", json=body, headers=stack.auth(OPERATOR) | {"Idempotency-Key": key})
+    assert again.status_code == 200 and again.json()["case_id"] == case_id
     await _get(stack, case_id, AUDITOR)  # masked: not a read of the caller's data
     await stack.http.post("/cases/search", json={"phone": phone}, headers=stack.auth(OPERATOR))
     rows = _reads(stack, case_id)
     assert [(r.user_id, r.role, r.route, r.fields) for r in rows] == [
-        (OPERATOR[0], "operator", "POST /cases", "name,phone"),
         (SUPERVISOR[0], "supervisor", "GET /cases/{case_id}", "name,phone"),
+        (OPERATOR[0], "operator", "POST /cases", "name,phone"),
         (OPERATOR[0], "operator", "POST /cases/search", "name"),
     ]
     assert all(phone not in f"{r.route}{r.fields}" and "赵六" not in r.route for r in rows)
