@@ -37,10 +37,26 @@ WORKFLOWS = [*CASE_WORKFLOWS, RetentionSweepWorkflow]
 RETENTION_SWEEP_EVERY = timedelta(days=1)
 
 
+class _ValidatedOnce(SandboxedWorkflowRunner):
+    """The sandbox, validating each workflow type once per runner rather than once per worker.
+
+    Every worker built on a runner first creates a throw-away instance of each of its workflow
+    types to validate it; a `Replayer` builds a worker for every replay, so an auditor's replay of
+    one case paid for three such instances (one per type) before its own. A runner kept for the
+    process (`disputeflow.history`'s replayer) now pays for them on its first replay only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._validated: set[type] = set()
+
+    def prepare_workflow(self, defn: Any) -> None:
+        if defn.cls not in self._validated:
+            super().prepare_workflow(defn)
+            self._validated.add(defn.cls)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
+    return _ValidatedOnce(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 
 class _ActivityLogContext(ActivityInboundInterceptor):

@@ -117,8 +117,17 @@ async def case_history(
              responses=FROM_HISTORY)
 async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
                       temporal: TemporalDep) -> ReplayVerdict:
-    await cases.locate(case_id, actor, session=session, temporal=temporal)
-    report = await history.replay_case(await temporal.client(), case_id)
+    client = await temporal.client()
+    # The history is fetched while the read model says whether this auditor may see the case; it is
+    # replayed (and answered) only if so.
+    fetched = asyncio.ensure_future(history.fetch_case_history(client, case_id, decode=False))
+    try:
+        await cases.locate(case_id, actor, session=session, temporal=temporal)
+    except BaseException:
+        fetched.cancel()
+        fetched.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error is not news
+        raise
+    report = await history.replay_histories(await fetched, data_converter=client.data_converter)
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
