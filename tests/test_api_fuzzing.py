@@ -24,11 +24,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from api.app import create_app
@@ -36,7 +34,7 @@ from api.auth import api_routes
 from disputeflow.domain.enums import Role
 from disputeflow.settings import Settings
 from disputeflow.stack import child_environment
-from tests.test_stack import RunningStack, stack_settings, start_stack, stop
+from tests.test_stack import RunningStack, stack_settings, healthy_stack
 
 BIN = Path(sys.executable).parent
 SCHEMATHESIS = shutil.which("schemathesis", path=str(BIN)) or shutil.which("schemathesis")
@@ -71,21 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
     settings = stack_settings(folder / "data").model_copy(update=dict.fromkeys(
         ("rate_limit_per_minute", "rate_limit_search_per_minute", "rate_limit_expensive_per_minute"), 1_000_000)
         | {"forecast_max_cases": 30})
-    running = start_stack(settings, folder / "stack.log")
-    try:
-        deadline = time.monotonic() + STACK_START_TIMEOUT_SECONDS
-        while True:
-            assert running.process.poll() is None, f"the stack exited early:\n{running.output()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{settings.api_port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"/health not 200:\n{running.output()}"
-            time.sleep(0.5)
+    with healthy_stack(settings, folder / "stack.log", STACK_START_TIMEOUT_SECONDS) as running:
         yield settings, running
-    finally:
-        stop(running)
 
 
 def token(settings: Settings, user: str, role: str, region: str) -> str:
