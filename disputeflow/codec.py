@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+CASE_ID = "encryption-case"  # the case whose data key encrypted the payload (not personal: case numbers are in URLs)
 NONCE_BYTES = 12
 KEY_BYTES = 32
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -144,6 +145,12 @@ class EncryptionCodec(PayloadCodec):
 
 def is_encrypted(payload: Payload) -> bool:
     return payload.metadata.get("encoding") == ENCODING
+
+
+def case_of(payload: Payload) -> str | None:
+    """The case whose data key encrypted `payload`, as its metadata names it; None for the shared keys."""
+    case_id = payload.metadata.get(CASE_ID)
+    return case_id.decode(errors="replace") if case_id else None
 
 
 # -- Where the keys come from ---------------------------------------------------------------------

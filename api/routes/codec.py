@@ -29,7 +29,8 @@ from temporalio.api.common.v1 import Payloads
 
 from api.auth import router_for
 from api.errors import ApiError, error_responses
-from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, codec_for
+from api.read_log import ReadLogDep
+from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, case_of, codec_for, is_encrypted
 from disputeflow.domain.enums import Role
 
 CODEC_ROLES = (Role.auditor, Role.supervisor)
@@ -80,11 +81,22 @@ def _answer(payloads: list[Any]) -> dict[str, Any]:
 @router.post("/decode", summary="Decrypt payloads (Temporal remote codec)",
              description="For the Temporal Web UI: the payloads as Temporal stores them in, decrypted out. "
                          "Auditors and supervisors only.")
-async def decode(body: CodecPayloads, request: Request) -> dict[str, Any]:
+async def decode(body: CodecPayloads, request: Request, read_log: ReadLogDep) -> dict[str, Any]:
+    payloads = _parse(body).payloads
     try:
-        return _answer(_codec(request).decode_sync(_parse(body).payloads))
+        decoded = await _codec(request).decode(payloads)
     except PayloadDecryptionError as error:
         raise PayloadUndecryptable(str(error)) from None
+    # Every decryption is a read of the cases the payloads belong to (their metadata names the case),
+    # recorded before the answer leaves; payloads encrypted with the shared keys name no case: "".
+    counts: dict[str, int] = {}
+    for payload in payloads:
+        if is_encrypted(payload):
+            case_id = case_of(payload) or ""
+            counts[case_id] = counts.get(case_id, 0) + 1
+    for case_id, count in counts.items():
+        await read_log.aaccess([case_id], kind="payloads", detail=f"{count} payloads")
+    return _answer(decoded)
 
 
 @router.post("/encode", summary="Encrypt payloads (Temporal remote codec)",
