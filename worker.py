@@ -22,6 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from activities.retention import RetentionActivities
+from disputeflow.codec import EncryptionCodec
 from disputeflow.settings import Settings, get_settings
 from workflows.case import CaseWorkflowV2
 from workflows.legacy.case import CaseWorkflow
@@ -60,7 +61,9 @@ class LogContext(Interceptor):
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
-    activities = CaseActivities(engine, settings.policy_file)
+    codec = client.data_converter.payload_codec
+    activities = CaseActivities(engine, settings.policy_file,
+                                case_keys=codec.case_keys if isinstance(codec, EncryptionCodec) else None)
     cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
     cache = {} if cached is None else {"max_cached_workflows": cached}
     retention = RetentionActivities(engine, settings.policy_file)

@@ -132,6 +132,8 @@ async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
                       temporal: TemporalDep) -> ReplayVerdict:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
     report = await history.replay_case(await temporal.client(), case_id)
+    if report.results and all(result.erased for result in report.results):
+        raise history.CaseErased(case_id)  # 410: nothing left to replay
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
