@@ -214,8 +214,9 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     def _decode_case_payload(self, payload: Payload, case_id: str, key_id: str) -> Payload:
         if self.case_keys is None:
-            raise PayloadDecryptionError(f"a payload of case {case_id} is encrypted with the case's data key, "
-                                         "which lives in the database: this codec has no database")
+            raise PayloadDecryptionError(f"a payload of case {case_id} is encrypted with the case's data key "
+                                         f"{key_id!r}, which lives in the database: without the payload keys and the "
+                                         "database (the worker's settings) it cannot be read")
         try:
             key = self.case_keys.get(case_id)
         except CaseKeyError as error:
