@@ -123,20 +123,21 @@ class CaseKeyStore:
     # -- the cache --------------------------------------------------------------------------------
 
     def cached(self, case_id: str, *, stale: bool = False) -> CaseKey | None:
-        with self._lock:
-            hit = self._cache.get(case_id)
-            if hit is None:
-                return None
-            fetched, key = hit
-            if not stale and self._clock() - fetched > self._ttl:
-                return None
-            self._cache.move_to_end(case_id)
-            return key
+        # Lock-free: a dict read is atomic in CPython, and this runs for every payload. The cache
+        # drops its oldest entries when full (by insertion, not by use: a key read again after its
+        # time is inserted again).
+        hit = self._cache.get(case_id)
+        if hit is None:
+            return None
+        fetched, key = hit
+        if not stale and self._clock() - fetched > self._ttl:
+            return None
+        return key
 
     def _remember(self, key: CaseKey) -> CaseKey:
         with self._lock:
+            self._cache.pop(key.case_id, None)
             self._cache[key.case_id] = (self._clock(), key)
-            self._cache.move_to_end(key.case_id)
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return key

@@ -141,10 +141,12 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return self.encode_sync(payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        if self.case_keys is not None:
-            wanted = [c for c in {case_of(p) for p in payloads if is_encrypted(p)} if c is not None]
-            if any(self.case_keys.cached(c) is None for c in wanted):
-                await asyncio.to_thread(self.case_keys.load, wanted)
+        store = self.case_keys
+        if store is not None:
+            wanted = {case_id for p in payloads if (case_id := p.metadata.get(CASE_ID))}
+            missing = [c.decode(errors="replace") for c in wanted if store.cached(c.decode(errors="replace")) is None]
+            if missing:
+                await asyncio.to_thread(store.load, missing)
         return self.decode_sync(payloads)
 
     def _case_key_for_encoding(self) -> CaseKey | None:
