@@ -187,3 +187,62 @@ def test_audit_text_is_sealed_deterministically_and_opens_only_with_its_key() ->
     destroyed = CaseKey("C1", "dk-1", None)
     assert open_free_text(sealed, destroyed, 4)["data"]["reason"] == "(erased)"
     assert open_free_text(sealed, None, 4)["data"]["reason"] == "(erased)"
+
+
+# -- The key store, on SQLite and PostgreSQL --------------------------------------------------------
+
+
+def test_a_case_key_is_made_once_wrapped_and_destroyed_for_good(engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from disputeflow.case_keys import CaseKeyError, destroy
+
+    old, new = ("m1", bytes([1]) * 32), ("m2", bytes([2]) * 32)
+    stores = [CaseKeyStore(lambda: engine, [old], ttl=60) for _ in range(4)]
+    # four processes encrypting the case's first payloads at once: one key, which all of them use
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(pool.map(lambda store: store.get("C-race", create=True), stores))
+    assert len({k.key_id for k in keys}) == 1 and len({k.secret for k in keys}) == 1
+    with Session(engine) as session:
+        row = session.get(CaseDataKey, "C-race")
+        assert row.master_key_id == "m1" and keys[0].secret not in row.wrapped_key  # stored wrapped only
+    # after a rotation the old master key still unwraps it; without it, it is an error naming it
+    assert CaseKeyStore(lambda: engine, [old, new]).get("C-race").secret == keys[0].secret
+    assert CaseKeyStore(lambda: engine, [old, new]).get("C-new", create=True) is not None
+    with Session(engine) as session:
+        assert session.get(CaseDataKey, "C-new").master_key_id == "m2"  # new keys under the newest
+    with pytest.raises(CaseKeyError, match="'m1'"):
+        CaseKeyStore(lambda: engine, [new]).get("C-race")
+    # destroyed: no key material left in the row, every store that reads it again sees it destroyed
+    with Session(engine) as session:
+        assert destroy(session, "C-race", now=datetime.now(UTC)) is True
+        assert destroy(session, "C-never", now=datetime.now(UTC)) is False  # no key yet: a destroyed row
+        session.commit()
+    with Session(engine) as session:
+        row = session.get(CaseDataKey, "C-race")
+        assert row.wrapped_key is None and row.destroyed_at is not None
+    assert stores[0].get("C-race").cipher is not None  # still in that process's memory (within its ttl)...
+    stores[0].forget(["C-race"])
+    assert stores[0].get("C-race").destroyed  # ...until it reads again (or the eraser forgets it)
+    assert stores[1].get("C-never", create=True).destroyed  # an erased case never gets a key
+
+
+def test_a_stale_key_serves_while_the_database_is_away(tmp_path: Path) -> None:
+    """A case's deadlines must not wait for the database: a key read before still decrypts."""
+    from disputeflow.case_keys import CaseKeyUnavailable
+    from disputeflow.db.engine import create_schema, make_engine
+
+    good = make_engine(f"sqlite:///{(tmp_path / 'db.sqlite').as_posix()}")
+    create_schema(good)
+    broken = make_engine(f"sqlite:///{(tmp_path / 'missing' / 'db.sqlite').as_posix()}")
+    current = [good]
+    now = [0.0]
+    store = CaseKeyStore(lambda: current[0], [("m1", bytes(32))], ttl=60, clock=lambda: now[0])
+    key = store.get("C1", create=True)
+    current[0], now[0] = broken, 3600.0  # the database is gone, the key is an hour old
+    assert store.get("C1") is key
+    with pytest.raises(CaseKeyUnavailable):
+        store.get("C2")  # never read: nothing to serve
+    good.dispose()
+    broken.dispose()
