@@ -246,3 +246,29 @@ def test_a_stale_key_serves_while_the_database_is_away(tmp_path: Path) -> None:
         store.get("C2")  # never read: nothing to serve
     good.dispose()
     broken.dispose()
+
+
+async def test_a_case_whose_key_cannot_be_had_is_encrypted_with_the_shared_key(tmp_path: Path) -> None:
+    """The database away at a case's first payload: the shared key encrypts (deadlines do not wait),
+    and the payload still decodes; with the database back, the case gets its own key."""
+    from temporalio.converter import WorkflowSerializationContext
+
+    from disputeflow.codec import EncryptionCodec, PayloadKey
+    from disputeflow.db.engine import create_schema, make_engine
+
+    good = make_engine(f"sqlite:///{(tmp_path / 'db.sqlite').as_posix()}")
+    create_schema(good)
+    broken = make_engine(f"sqlite:///{(tmp_path / 'missing' / 'db.sqlite').as_posix()}")
+    current = [broken]
+    keys = [PayloadKey("m1", bytes(32))]
+    codec = EncryptionCodec(keys, case_keys=CaseKeyStore(lambda: current[0], [("m1", bytes(32))])).with_context(
+        WorkflowSerializationContext(namespace="default", workflow_id="case-C9"))
+    plain = pydantic_data_converter.payload_converter.to_payloads([{"story": "邻居噪音"}])
+    [shared] = await codec.encode(plain)
+    assert case_of(shared) is None and shared.metadata["encryption-key-id"] == b"m1"
+    assert await codec.decode([shared]) == plain
+    current[0] = good
+    [own] = await codec.encode(plain)
+    assert case_of(own) == "C9" and await codec.decode([own]) == plain
+    good.dispose()
+    broken.dispose()
