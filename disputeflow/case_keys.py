@@ -235,13 +235,14 @@ def destroy(session: Session, case_id: str, *, now: datetime) -> bool:
     return False
 
 
-def store_for(url: str) -> CaseKeyStore | None:
-    """This process's newest key store for the database at `url` (the API's, the CLI's), if any."""
-    found = None
+def store_for(engine: Engine) -> CaseKeyStore | None:
+    """A key store of this process for `engine`'s database (the API's, the CLI's), if any."""
+    from sqlalchemy.engine import make_url
+
     for store in list(_STORES):
-        if store.url == url:
-            found = store
-    return found
+        if store.url is not None and make_url(store.url) == engine.url:
+            return store
+    return None
 
 
 # -- Free text in the audit chain -------------------------------------------------------------------

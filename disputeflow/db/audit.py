@@ -357,7 +357,8 @@ def _case_key_for(case_id: str, entries: Sequence[AuditEntry]) -> Any:
     session = object_session(entries[0]) if entries else None
     if session is None:
         return None
-    store = store_for(session.get_bind().url.render_as_string(hide_password=False))
+    bind = session.get_bind()
+    store = store_for(getattr(bind, "engine", bind))
     if store is None:
         return None
     try:
