@@ -135,7 +135,14 @@ async def test_erasing_a_case_makes_its_history_and_audit_text_unreadable(
                     with Session(engine) as session:
                         logged = {(r.case_id, r.kind, r.fields) for r in session.exec(
                             select(CallerDataRead).where(CallerDataRead.route == "POST /codec/decode"))}
-                    assert logged == {(gone_id, "payloads", "3 payloads"), (kept_id, "payloads", "2 payloads")}
+                    assert logged == {(kept_id, "payloads", "2 payloads")}  # the erased case's: nothing read
+                    answer = await http.post("/codec/decode", json=json_format.MessageToDict(
+                        Payloads(payloads=kept_payloads[:3])), headers=stack.auth(SUPERVISOR))
+                    assert answer.status_code == 200
+                    log = await http.get("/audit/reads", params={"case_id": kept_id, "kind": "payloads"},
+                                         headers=stack.auth(AUDITOR))
+                    assert [(i["user_id"], i["fields"]) for i in log.json()["items"]] == [
+                        (SUPERVISOR[0], ["3 payloads"]), (AUDITOR[0], ["2 payloads"])]
 
                     # The audit chain still verifies; the erased case's text in it is gone for good
                     with Session(engine) as session:
@@ -272,3 +279,43 @@ async def test_a_case_whose_key_cannot_be_had_is_encrypted_with_the_shared_key(t
     assert case_of(own) == "C9" and await codec.decode([own]) == plain
     good.dispose()
     broken.dispose()
+
+
+def test_the_chain_holds_free_text_encrypted_and_verifies_after_the_key_is_gone(engine, caplog) -> None:
+    """On SQLite and PostgreSQL: the projection writes the audit entries' free text encrypted with the
+    case's key; a retry writes the same entries; the audit check decrypts; after the key is destroyed
+    the chain verifies and the text reads `(erased)`."""
+    from datetime import UTC, datetime
+
+    from disputeflow.case_keys import destroy
+    from disputeflow.db.cases import apply_projection
+    from tests.test_projection import NOW, opened_case, projection_of
+
+    state, _ = opened_case()
+    projection = projection_of(state)
+    store = CaseKeyStore(lambda: engine, [("m1", bytes([7]) * 32)])
+    key = store.get(state.case_id, create=True)
+    with write_session(engine) as session:
+        assert apply_projection(session, projection, now=NOW, key=key) == len(state.timeline)
+    with write_session(engine) as session:  # a retried activity: the same text, so nothing new, no conflict
+        assert apply_projection(session, projection, now=NOW, key=key) == 0
+    assert "different content" not in caplog.text
+    source = [e.model_dump(mode="json") for e in state.timeline]
+    title = source[1]["data"]["title"]
+    with Session(engine) as session:
+        entries = audit.entries_for_case(session, state.case_id)
+        assert len(entries) == len(source) and not any(title in e.canonical for e in entries)
+        assert '"enc:' + key.key_id in entries[1].canonical
+        assert audit.verify_chain(session).ok
+        assert audit.compare_with_source(state.case_id, entries, source, key=key).ok
+        assert not audit.compare_with_source(state.case_id, entries, source, key=None).ok  # ciphertext differs
+        assert audit.readable_payload(entries[1], key)["data"]["title"] == title
+        destroy(session, state.case_id, now=datetime.now(UTC))
+        session.commit()
+    store.forget([state.case_id])
+    gone = store.get(state.case_id)
+    with Session(engine) as session:
+        entries = audit.entries_for_case(session, state.case_id)
+        assert audit.verify_chain(session).ok
+        assert audit.readable_payload(entries[1], gone)["data"]["title"] == "(erased)"
+        assert audit.readable_payload(entries[0], gone)["type"] == "case_registered"  # tokens stay readable
