@@ -266,7 +266,7 @@ def _text_aad(case_id: str, seq: int) -> bytes:
 def seal_free_text(value: Any, key: CaseKey, seq: int) -> Any:
     """`value` (an event's JSON data) with every string that is not a plain token encrypted."""
     if isinstance(value, str):
-        if PLAIN_TOKEN.match(value):
+        if PLAIN_TOKEN.match(value) and not value.startswith(SEALED):  # "enc:..." is always ciphertext
             return value
         if key.cipher is None or key.secret is None:
             return ERASED_TEXT  # the case was erased: nothing of it is written any more

@@ -191,6 +191,8 @@ def test_audit_text_is_sealed_deterministically_and_opens_only_with_its_key() ->
     assert sealed["data"]["reason"].startswith("enc:dk-1:") and "张三" not in json.dumps(sealed, ensure_ascii=False)
     assert seal_free_text(event, key, 5)["data"]["reason"] != sealed["data"]["reason"]  # bound to its event
     assert open_free_text(sealed, key, 4) == event
+    tricky = {"code": "enc:dk-1:abc"}  # a token that looks sealed is sealed too, so it reads back as itself
+    assert open_free_text(seal_free_text(tricky, key, 4), key, 4) == tricky
     destroyed = CaseKey("C1", "dk-1", None)
     assert open_free_text(sealed, destroyed, 4)["data"]["reason"] == "(erased)"
     assert open_free_text(sealed, None, 4)["data"]["reason"] == "(erased)"
