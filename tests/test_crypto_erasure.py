@@ -27,7 +27,6 @@ from api.app import create_app
 from disputeflow import cli
 from disputeflow.case_keys import CaseKeyStore, open_free_text, seal_free_text, CaseKey
 from disputeflow.codec import ERASED_MARK, case_of, codec_for, is_encrypted
-from disputeflow.contracts import workflow_id_for
 from disputeflow.db import audit
 from disputeflow.db.engine import engine_for, write_session
 from disputeflow.db.models import AuditEntry, CallerDataRead, CaseDataKey
@@ -35,7 +34,7 @@ from disputeflow.db.reference import seed_reference
 from disputeflow.history import _payloads_in, fetch_case_history
 from disputeflow.settings import DEFAULT_REFERENCE_FILE, get_settings
 from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
-from tests.api.conftest import AUDITOR, OPERATOR, SUPERVISOR, Stack, intake_body, settings_for
+from tests.api.conftest import AUDITOR, SUPERVISOR, Stack, settings_for
 from tests.conftest import installed_binary
 from worker import build_worker
 
