@@ -35,6 +35,7 @@ from disputeflow.contracts import CaseStart, workflow_id_for
 from disputeflow.db import intake as intake_db
 from disputeflow.db import queries, reference
 from disputeflow.db.engine import write_session
+from disputeflow.db.erasure import is_erased
 from disputeflow.domain import actions as a
 from disputeflow.domain import lifecycle
 from disputeflow.domain.calendar import BusinessCalendar
@@ -298,6 +299,10 @@ async def drill(case_id: str, command: a.Command | None, *, actor: a.Actor, sess
     doing it: a query, which records nothing. A refused action is 409 with the rule's words; a
     closed case, or one still on the legacy workflow type (which has no drill), is 409 too."""
     ref = await locate(case_id, actor, session=session, temporal=temporal)
+    record = await asyncio.to_thread(queries.case_record, session, case_id)
+    if record is not None and is_erased(record):
+        # Its data key is destroyed: the worker could not replay its history to answer (nor should it).
+        raise TransitionRefused(f"case {case_id} was erased: it is closed and its history can no longer be read")
     if command is not None:
         await _check_named_person(command, ref, session)
     request = (a.ActionRequest(request_id=f"drill-{new_request_id()}", actor=actor, command=command)

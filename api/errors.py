@@ -22,6 +22,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
+| `history.CaseErased` (its data key destroyed)                | 410                      |
 | any other Temporal RPC or update failure                    | 503 + `Retry-After`      |
 """
 
@@ -163,7 +164,8 @@ ERROR_DESCRIPTIONS: dict[int | str, str] = {
     "409-intake": "The Idempotency-Key was already used with a different body, or a rule refuses the call as "
                   "given (an identity-card number whose check digit or birthplace code does not hold together, or "
                   "one given on a call that is no legal-aid application); `detail` says which",
-    410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
+    410: "An earlier run of the case's history is gone (purged by the namespace's retention), or the case was "
+         "erased (its data key destroyed: its history can no longer be decrypted)",
     413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
     422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
     429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
@@ -259,7 +261,7 @@ async def _no_history(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _history_incomplete(_request: Request, exc: Exception) -> JSONResponse:
-    return _json(410, str(exc))
+    return _json(410, str(exc))  # also history.CaseErased: "case ... was erased: ...", no caller data
 
 
 async def _history_undecryptable(_request: Request, exc: Exception) -> JSONResponse:
@@ -315,7 +317,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_type, handler in ((ApiError, _api_error), (StarletteHTTPException, _http_error),
                               (RequestValidationError, _validation_error),
                               (IntakeKeyReused, _intake_key_reused), (history.CaseNotFound, _no_history),
-                              (history.HistoryIncomplete, _history_incomplete),
+                              (history.HistoryIncomplete, _history_incomplete), (history.CaseErased, _history_incomplete),
                               (history.HistoryUndecryptable, _history_undecryptable),
                               (TemporalUnavailable, _temporal_unavailable), (RPCError, _rpc_error),
                               (WorkflowUpdateFailedError, _update_failed), (OperationalError, _database_unavailable)):

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="JSON key file of the payload keys; unset: $DISPUTEFLOW_DATA_DIR/keys/payload-keys.json, "
                     "generated on first use",
     )
+    case_key_cache_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        validation_alias=_env("DISPUTEFLOW_CASE_KEY_CACHE_SECONDS"),
+        description="How long a process keeps a case's data key in memory before reading it again (an erasure "
+                    "made by another process is seen within this time)",
+    )
     codec_cors_origins: str | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_CODEC_CORS_ORIGINS"),

@@ -142,3 +142,28 @@ async def test_the_identity_card_number_is_asked_only_for_legal_aid(stack: Stack
     assert opened and opened[0]["data"]["command"]["id_number"] == "***"
     audit = await stack.http.get(f"/cases/{case['case_id']}/audit", headers=stack.auth(AUDITOR))
     assert ID_NUMBER not in audit.text
+
+
+async def test_reading_a_cases_history_is_logged_by_kind(stack: Stack) -> None:
+    """The timeline and the raw history download are reads of the case's data too: who, when, what kind."""
+    case_id = (await stack.open_case())["case_id"]
+    before = len(_reads(stack, case_id))
+    timeline = await stack.http.get(f"/cases/{case_id}/timeline", headers=stack.auth(AUDITOR))
+    assert timeline.status_code == 200, timeline.text
+    exported = await stack.http.get(f"/cases/{case_id}/history", headers=stack.auth(SUPERVISOR))
+    assert exported.status_code == 200, exported.text
+    rows = _reads(stack, case_id)[before:]
+    assert [(r.user_id, r.role, r.kind, r.route, r.fields) for r in rows] == [
+        (AUDITOR[0], "auditor", "timeline", "GET /cases/{case_id}/timeline", "1 run(s)"),
+        (SUPERVISOR[0], "supervisor", "history", "GET /cases/{case_id}/history", "run 1"),
+    ]
+    log = await stack.http.get("/audit/reads", params={"case_id": case_id, "kind": "history"},
+                               headers=stack.auth(AUDITOR))
+    assert log.status_code == 200, log.text
+    [item] = log.json()["items"]
+    assert (item["user_id"], item["kind"], item["fields"]) == (SUPERVISOR[0], "history", ["run 1"])
+    everything = await stack.http.get("/audit/reads", params={"case_id": case_id}, headers=stack.auth(AUDITOR))
+    assert {i["kind"] for i in everything.json()["items"]} == {"caller", "timeline", "history"}
+    # a refused read (another region's auditor: 404) records nothing
+    await stack.http.get(f"/cases/{case_id}/timeline", headers=stack.auth(OTHER_AUDITOR))
+    assert len(_reads(stack, case_id)) == before + 2
