@@ -13,6 +13,7 @@ from sqlmodel import Session
 from starlette.datastructures import State
 
 from api.temporal_gateway import TemporalGateway
+from disputeflow import case_keys
 from disputeflow.db.engine import engine_for
 from disputeflow.db.intake import CaseNumbers
 from disputeflow.domain import days
@@ -61,10 +62,18 @@ async def _pins(request: Request) -> PolicyPins:
     return request.app.state.pins
 
 
+def _prepare_case_keys(engine: Engine, case_ids: list[str]) -> None:
+    """Each block of case numbers comes with its cases' data keys, made in one transaction by the
+    key store of this process's Temporal client (once it is connected)."""
+    if (store := case_keys.store_for(engine)) is not None:
+        store.prepare(case_ids)
+
+
 async def _case_numbers(request: Request) -> CaseNumbers:
     state = request.app.state
     if getattr(state, "case_numbers", None) is None:
-        state.case_numbers = CaseNumbers(await _engine(request))
+        engine = await _engine(request)
+        state.case_numbers = CaseNumbers(engine, on_block=lambda ids: _prepare_case_keys(engine, ids))
     return state.case_numbers
 
 

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
@@ -199,6 +200,33 @@ class CaseKeyStore:
                 raise
             return existing
         return row
+
+    def prepare(self, case_ids: Sequence[str]) -> None:
+        """Make the keys of cases about to be opened (intake's next block of case numbers) in one
+        transaction, and keep them in memory: their first payloads then need no database write of
+        their own. A key that exists already is kept (the database's wins); failures are left to
+        the first encode, which makes the key itself."""
+        if self._newest is None or not case_ids:
+            return
+        master_id, master_secret = self._newest
+        now = datetime.now(UTC)
+        rows = [{"case_id": c, "key_id": f"dk-{os.urandom(6).hex()}", "master_key_id": master_id,
+                 "wrapped_key": wrap(master_id, master_secret, c, AESGCM.generate_key(bit_length=256)),
+                 "created_at": now} for c in case_ids]
+        try:
+            with Session(self._engine()) as session:
+                insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)
+                session.execute(insert(CaseDataKey).values(rows).on_conflict_do_nothing(index_elements=["case_id"]))
+                session.commit()
+                stored = list(session.exec(select(CaseDataKey).where(CaseDataKey.case_id.in_(list(case_ids)))))
+        except SQLAlchemyError as error:
+            log.warning("case data keys not made ahead (%s): each case makes its own", type(error).__name__)
+            return
+        for row in stored:  # read back after the commit: only what the database holds is used
+            try:
+                self._remember(self._from_row(row))
+            except CaseKeyError:
+                pass  # `get` reports it when the key is used
 
     def load(self, case_ids: Iterable[str]) -> None:
         """Bring these cases' keys into memory (one query for those not fresh), so that a decode

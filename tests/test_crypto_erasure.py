@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -320,3 +321,28 @@ def test_the_chain_holds_free_text_encrypted_and_verifies_after_the_key_is_gone(
         assert audit.verify_chain(session).ok
         assert audit.readable_payload(entries[1], gone)["data"]["title"] == "(erased)"
         assert audit.readable_payload(entries[0], gone)["type"] == "case_registered"  # tokens stay readable
+
+
+def test_a_block_of_case_numbers_comes_with_its_cases_keys(tmp_path) -> None:
+    """Intake's keyless case numbers are reserved ten at a time; their data keys are made in the same
+    go, one transaction, and kept in memory, so the cases' first payloads write nothing more."""
+    from disputeflow.db.intake import CaseNumbers
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'keys.db'}")
+    store = CaseKeyStore(lambda: engine, [("m1", bytes([3]) * 32)], ttl=60)
+    numbers = CaseNumbers(engine, block=10, on_block=store.prepare)
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    first = numbers.next(region_code="370102", now=now)
+    with Session(engine) as session:
+        rows = list(session.exec(select(CaseDataKey)))
+    assert first == "370102-20261202-0001" and len(rows) == 10
+    assert all(store.cached(r.case_id) is not None for r in rows)
+    # the one the database holds is the one used: a key made before stays the case's key
+    assert store.cached(first).key_id == next(r.key_id for r in rows if r.case_id == first)
+    again = CaseKeyStore(lambda: engine, [("m1", bytes([3]) * 32)], ttl=60)
+    again.prepare([first, "370102-20261202-0042"])
+    assert again.get(first).secret == store.get(first).secret
+    for _ in range(9):
+        numbers.next(region_code="370102", now=now)
+    with Session(engine) as session:
+        assert len(list(session.exec(select(CaseDataKey)))) == 11  # no key made per case, the next block's not yet
