@@ -424,6 +424,11 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     story = page.get_by_test_id("story")
     await expect(story).to_contain_text("张晓燕")  # the operator, by name
     await expect(story).to_contain_text("recorded a mediation session: agreement")
+    # Who was shown the caller's data: the operator and the mediator opened the case page.
+    reads = page.get_by_test_id("reads")
+    await expect(reads.locator("tr[data-reader='op-1']").first).to_contain_text("GET /console/cases/{case_id}")
+    await expect(reads.locator(f"tr[data-reader='{CARRIED.mediator}']").first).to_contain_text("姓名, 电话")
+    await expect(reads.locator("tr[data-reader='op-1']").first).to_contain_text("接线员")
     href = await page.get_by_test_id("temporal-ui").get_attribute("href")
     assert href and href.endswith(f"/workflows/case-{case_id}")
     history = await page.request.get(f"{console.origin}/console/cases/{case_id}/history.json")
@@ -436,5 +441,6 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     # English on request, from the catalogue.
     await page.get_by_role("button", name="English").click()
     await expect(page.locator("h1")).to_have_text(f"Audit of case {case_id}")
+    await expect(page.get_by_test_id("reads").locator("tr[data-reader='op-1']").first).to_contain_text("name, phone")
     await context.close()
     assert console.left == []

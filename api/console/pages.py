@@ -35,7 +35,7 @@ from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, i
 from api.read_log import ReadLog
 from api.schemas import CaseDetail, CaseSummary, InboxTask
 from disputeflow import history
-from disputeflow.db import audit, queries, reports
+from disputeflow.db import audit, queries, reads, reports
 from disputeflow.domain import lifecycle
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.calendar import SHANGHAI
@@ -47,6 +47,7 @@ PUBLIC_PAGES = frozenset({"/", "/signin", "/signin/dev", "/signout", "/oidc/logi
                           "/static/{path:path}"})
 AT_RISK_WINDOW = reports.DEFAULT_AT_RISK_WINDOW
 BOARD_ROWS = 100
+READ_LOG_ROWS = 100  # the audit page's newest reads of a case's caller data
 HOME = {Role.operator: "/intake", Role.mediator: "/inbox", Role.legal_aid_officer: "/inbox",
         Role.supervisor: "/board", Role.auditor: "/cases"}
 
@@ -431,8 +432,10 @@ async def _audit_page(request: Request, case_id: str, me: Actor, session: Sessio
     runs = await history.fetch_case_history(await temporal.client(), case_id)
     entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
     check = audit.compare_with_source(case_id, entries, history.projected_events(runs))
+    # Who was shown the caller's data: the read log's own query, as GET /audit/reads answers it.
+    read_log = await asyncio.to_thread(reads.for_case, session, case_id, limit=READ_LOG_ROWS)
     return render(request, "audit.html", canonical=f"{PREFIX}/cases/{case_id}/audit", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
-                  replay=replay, temporal_ui=_temporal_ui_link(request, case_id))
+                  replay=replay, temporal_ui=_temporal_ui_link(request, case_id), read_log=read_log)
 
 
 @audit_pages.post("/cases/{case_id}/replay", dependencies=[Csrf])
