@@ -90,6 +90,24 @@ async def sign_in(page: Page, console: Console, user_id: str, check: bool = Fals
     await expect(page.get_by_test_id("who")).to_be_visible()
 
 
+# Three English words in a row: a sentence or a title the domain said in English. What a Chinese
+# page may show in Latin letters is ids (case, user, clock, route), codes and product names.
+ENGLISH_WORDS = re.compile(r"\b[A-Za-z]{2,}(?:[ ,:;'’-]+[A-Za-z]{2,}){2,}\b")
+LATIN_ALLOWED = ("Temporal Web UI",)
+
+
+def english_in(text: str) -> list[str]:
+    for allowed in LATIN_ALLOWED:
+        text = text.replace(allowed, " ")
+    return ENGLISH_WORDS.findall(text)
+
+
+async def chinese_only(page: Page, what: str) -> None:
+    """A Chinese page shows no English domain text: task titles, refusals, the timeline's sentences,
+    clock and stage names all come from the catalogue."""
+    assert english_in(await page.locator("body").inner_text()) == [], what
+
+
 async def shot(page: Page, journey: str, step: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{journey}-{step}.png"), full_page=True)
@@ -215,6 +233,8 @@ async def test_operator_registers_a_call(console: Console) -> None:
     assert [c.case_id for c in console.cases_described(description)] == [case_id]
     assert record.caller_phone.endswith(phone)
     await accessible(page, "case page (operator)")
+    await chinese_only(page, "case page (operator)")
+    await expect(page.locator("section[aria-labelledby=h-tasks]")).to_contain_text("分流来电")
     await shot(page, "operator", "3-case")
 
     # The same form sent again with its key (a retry after a lost answer) finds the same case.
@@ -243,7 +263,10 @@ async def test_operator_registers_a_call(console: Console) -> None:
     # not offered, so sent by hand as a stale form would be).
     refused = await page.request.post(f"{console.origin}/console/cases/{case_id}/act/record_referral_outcome",
                                       form={"csrf": csrf, "accepted": "true"})
-    assert refused.status == 409 and "cannot record whether a referral was accepted" in await refused.text()
+    assert refused.status == 409
+    refusal = await refused.text()
+    assert "案件处于「分流」阶段，不能办理「记录转交结果」（可办理的阶段：已转交）。" in refusal
+    assert english_in(re.sub(r"<[^>]+>", " ", refusal.split("<main", 1)[-1])) == []
     await page.locator("details[data-action=send_to_mediation] summary").focus()
     await page.keyboard.press("Enter")  # opens the form by keyboard
     await page.get_by_test_id("do-send_to_mediation").click()
@@ -291,6 +314,8 @@ async def test_mediator_works_their_case_and_another_cannot_see_it(console: Cons
     await expect(row.locator(".badge")).to_have_text(re.compile("正常|预警|超时"))
     await expect(row.locator("time.countdown")).to_contain_text("剩余")
     await accessible(page, "inbox")
+    await chinese_only(page, "inbox (mediator)")
+    await expect(row).to_contain_text("组织调解并记录结果")
     await shot(page, "mediator", "2-inbox")
     await row.get_by_role("link", name=case_id).click()
     offered = await page.locator("details.action").evaluate_all("ds => ds.map(d => d.dataset.action)")
@@ -365,6 +390,8 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
     # ...and the open board shows it within 2 s, without a reload.
     await expect(page.locator(f"[data-testid=breaches] tr[data-case='{case_id}']")).to_be_visible(timeout=2_000)
     assert await page.evaluate("window.__sameDocument") is True
+    await expect(page.locator(f"[data-testid=breaches] tr[data-case='{case_id}']")).to_contain_text("上报处理")
+    await chinese_only(page, "board")
     await shot(page, "supervisor", "2-breach-appeared")
 
     # Someone asks to extend the escalation's deadline; the supervisor finds the request in the
@@ -380,8 +407,11 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
                                       "by": {"amount": 2, "unit": "calendar_hours"}})
     assert asked.status_code == 200, asked.text
     await page.goto(f"{console.origin}/console/inbox")
-    await page.locator(f"tr[data-case='{case_id}']").filter(has_text="extension").get_by_role("link").click()
+    await chinese_only(page, "inbox (supervisor)")
+    await page.locator(f"tr[data-case='{case_id}']").filter(has_text="审批延期申请：上报处理").get_by_role("link").click()
     await expect(page.get_by_test_id("extension-requests")).to_contain_text("当事人住院")
+    await expect(page.get_by_test_id("extension-requests")).to_contain_text("2 小时")
+    await chinese_only(page, "case page with an extension request")
     decide = page.locator("details[data-action=decide_extension]")
     await decide.locator("summary").click()
     await decide.locator("[name='approve']").select_option("true")
@@ -423,7 +453,8 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     await expect(page.get_by_test_id("chain-result")).to_contain_text("一致")
     story = page.get_by_test_id("story")
     await expect(story).to_contain_text("张晓燕")  # the operator, by name
-    await expect(story).to_contain_text("recorded a mediation session: agreement")
+    await expect(story).to_contain_text("记录调解情况：达成协议（双方同意分两期支付）")
+    await chinese_only(page, "audit page")
     # Who was shown the caller's data: the operator and the mediator opened the case page.
     reads = page.get_by_test_id("reads")
     await expect(reads.locator("tr[data-reader='op-1']").first).to_contain_text("GET /console/cases/{case_id}")

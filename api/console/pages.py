@@ -30,7 +30,9 @@ from api import cases
 from api.auth import HUMAN_ROLES, RoleGuard, api_routes, ensure_every_route_has_roles, in_scope, scoped_region
 from api.console import chart, oidc, staff
 from api.console.forms import errors_by_field, fields_of, form_values, nest
-from api.console.web import LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate
+from api.console.web import (
+    LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate, words_for,
+)
 from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, install_error_handlers
 from api.read_log import ReadLog
@@ -384,7 +386,7 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
     command_type = COMMAND_TYPES.get(kind)
     await cases.locate(case_id, me, session=session, temporal=temporal)  # 404 before anything else
     if command_type is None:
-        raise TransitionRefused(f"there is no action '{kind[:40]}'")
+        raise TransitionRefused(f"there is no action '{kind[:40]}'", code="unknown_action")
     values = form_values(await request.form())
     request_id = str(values.get("idempotency_key") or "")[:64] or cases.new_request_id()
     fields = fields_of(command_type)
@@ -399,7 +401,7 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
     except TransitionRefused as refused:
         case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
         return _case_page(request, me, case, status=409, open_form=kind, form_values_=values,
-                          refusal=refused.detail)
+                          refusal=words_for(language_of(request)).refusal(refused))
     except ActionAccepted:
         session_of(request)["flash"] = {"notice": "action.accepted"}
         return see_other(f"/cases/{case_id}")
@@ -539,6 +541,8 @@ def _wrap_handlers(console: FastAPI) -> None:
         async def as_page(request: Request, exc: Exception, handler: Any = handler) -> Response:
             answer = await handler(request, exc)
             detail = json.loads(answer.body).get("detail")
+            if isinstance(exc, TransitionRefused):  # a rule's refusal, in the page's language
+                detail = words_for(language_of(request)).refusal(exc)
             if isinstance(detail, list):
                 detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
             return render(request, "error.html", status_code=answer.status_code, status=answer.status_code,

@@ -59,6 +59,13 @@ def translate(language: str, key: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+def words_for(language: str) -> Any:
+    """The domain's words (tasks, refusals, the timeline) in `language` (`domain_text.Words`)."""
+    from api.console.domain_text import Words
+
+    return Words(language, lambda key: catalogue(language).get(key) or catalogue("en").get(key))
+
+
 def language_of(request: Request) -> str:
     chosen = request.cookies.get(LANG_COOKIE)
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
@@ -213,6 +220,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         text = catalogue(language).get(f"{kind}.{raw}") or catalogue("en").get(f"{kind}.{raw}")
         return text or str(raw).replace("_", " ")
 
-    base = {"t": t, "label": label, "lang": language, "languages": LANGUAGES, "me": session.actor(),
+    base = {"t": t, "label": label, "words": words_for(language), "lang": language, "languages": LANGUAGES,
+            "me": session.actor(),
             "csrf": session.csrf, "root": "/console"}
     return templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
