@@ -241,13 +241,16 @@ async def _check_named_person(command: a.Command, ref: CaseRef, session: Session
         case _:
             return
     if found is None:
-        raise TransitionRefused(f"no active {what} '{person_id}' serves the city of region {ref.region_code}")
+        raise TransitionRefused(f"no active {what} '{person_id}' serves the city of region {ref.region_code}",
+                                code=f"no_such_{'mediator' if what == 'mediator' else 'lawyer'}",
+                                params={"person": person_id, "region": ref.region_code})
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> TransitionRefused:
     cause = exc.cause
     if isinstance(cause, ApplicationError) and cause.type == REFUSED:
-        return TransitionRefused(cause.message)
+        said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}  # legacy: words only
+        return TransitionRefused(cause.message, code=said.get("code"), params=said.get("params"))
     raise exc
 
 
@@ -275,7 +278,8 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
         raise _refusal(exc) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:  # it exists (located above), so its workflow has ended
-            raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it") from None
+            raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it", code="case_closed",
+                                    params={"case": case_id}) from None
         raise
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise CaseNotAnswering(

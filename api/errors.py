@@ -46,6 +46,7 @@ from api.temporal_gateway import TemporalUnavailable
 from disputeflow import history
 from disputeflow.db.intake import IntakeKeyReused
 from disputeflow.domain.intake import ID_NUMBER_RULE
+from disputeflow.domain.process.command import REFUSAL_CODES
 
 # Validation errors that are not malformed input but a rule of the world the request runs into
 # (a well-formed identity-card number whose check digit is wrong): 409 with the reason, when they
@@ -99,7 +100,21 @@ class NotificationNotFound(ApiError):
 
 
 class TransitionRefused(ApiError):
+    """A rule refused the action. `code` and `params` (the domain's `Refused`, when known) let the
+    console word it in its own languages; the JSON answer carries `detail` alone, as always."""
+
     status_code = 409
+
+    def __init__(self, detail: str, *, code: str | None = None, params: dict[str, Any] | None = None) -> None:
+        if code is not None and code not in REFUSAL_CODES | API_REFUSAL_CODES:
+            raise ValueError(f"unknown refusal code {code!r}")
+        super().__init__(detail)
+        self.code = code
+        self.params = params or {}
+
+
+# Refusals the API itself makes before a case's rules are asked (the rules' own: REFUSAL_CODES).
+API_REFUSAL_CODES = frozenset({"no_such_mediator", "no_such_lawyer", "unknown_action"})
 
 
 class InvalidQuery(ApiError):

@@ -295,6 +295,12 @@ def _raw_or_none(payloads: Sequence[Any]) -> Any:
 # -- Timeline ------------------------------------------------------------------------------------
 
 
+TIMELINE_KINDS = ("case_opened", "run_continued", "policy_pinned", "action", "case_event", "timer_started",
+                  "timer_fired", "timer_canceled", "activity_failed", "workflow_task_failed", "continued_as_new",
+                  "workflow_completed", "workflow_failed", "workflow_terminated", "workflow_canceled",
+                  "workflow_timed_out")
+
+
 class TimelineEntry(BaseModel):
     """One line of a case's audit timeline, tied to the Temporal event it was read from.
 
