@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.auth import issue_token
 from disputeflow.db.engine import engine_for, write_session
-from disputeflow.db.models import CaseRecord, ClockRecord
+from disputeflow.db.models import CallerDataRead, CaseRecord, ClockRecord
 from disputeflow.db.reference import seed_reference
 from disputeflow.settings import DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import data_converter, register_search_attributes
@@ -464,6 +464,12 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     assert href and href.endswith(f"/workflows/case-{case_id}")
     history = await page.request.get(f"{console.origin}/console/cases/{case_id}/history.json")
     assert history.status == 200 and '"events"' in await history.text()
+    # Reading the story and downloading the history are reads of the case, in the read log as the API's.
+    with Session(console.engine) as session:
+        mine = session.exec(select(CallerDataRead).where(CallerDataRead.case_id == case_id,
+                                                         CallerDataRead.user_id == "aud-1")).all()
+    assert {(r.kind, r.route) for r in mine} >= {("timeline", "GET /console/cases/{case_id}/audit"),
+                                                 ("history", "GET /console/cases/{case_id}/history.json")}
     await accessible(page, "audit page")
     await page.get_by_test_id("replay").click()
     await expect(page.get_by_test_id("replay-result")).to_contain_text("重放通过")

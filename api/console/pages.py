@@ -33,7 +33,7 @@ from api.console.forms import errors_by_field, fields_of, form_values, nest
 from api.console.web import (
     LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate, words_for,
 )
-from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import CaseIdPath, database_engine, CaseNumbersDep, EngineDep, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, install_error_handlers
 from api.read_log import ReadLog
 from api.schemas import CaseDetail, CaseSummary, InboxTask
@@ -417,6 +417,13 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
 # -- Auditor -----------------------------------------------------------------------------------------
 
 
+async def _history_read(request: Request, me: Actor, route: str, case_id: str, kind: str, detail: str) -> None:
+    """The read log's row for a read of the case's history (`ReadLog.access`), before the page leaves."""
+    engine = await asyncio.to_thread(database_engine, request.app.state)
+    await ReadLog(engine=engine, actor=me, route=route, now=datetime.now(UTC)).aaccess([case_id], kind=kind,
+                                                                                      detail=detail)
+
+
 def _temporal_ui_link(request: Request, case_id: str) -> str:
     settings = request.app.state.settings
     return (f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}"
@@ -437,6 +444,8 @@ async def _audit_page(request: Request, case_id: str, me: Actor, session: Sessio
     check = audit.compare_with_source(case_id, entries, history.projected_events(runs))
     # Who was shown the caller's data: the read log's own query, as GET /audit/reads answers it.
     read_log = await asyncio.to_thread(reads.for_case, session, case_id, limit=READ_LOG_ROWS)
+    # The page shows the case's story from its history: a read, recorded as the API records it.
+    await _history_read(request, me, "GET /console/cases/{case_id}/audit", case_id, "timeline", f"{len(runs)} run(s)")
     return render(request, "audit.html", canonical=f"{PREFIX}/cases/{case_id}/audit", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
                   replay=replay, temporal_ui=_temporal_ui_link(request, case_id), read_log=read_log)
 
@@ -450,9 +459,11 @@ async def audit_replay(request: Request, case_id: CaseIdPath, me: Me, session: S
 
 
 @audit_pages.get("/cases/{case_id}/history.json")
-async def audit_history(case_id: CaseIdPath, me: Me, session: SessionDep, temporal: TemporalDep) -> Response:
+async def audit_history(request: Request, case_id: CaseIdPath, me: Me, session: SessionDep,
+                        temporal: TemporalDep) -> Response:
     await cases.locate(case_id, me, session=session, temporal=temporal)
     runs = await history.fetch_case_history(await temporal.client(), case_id, decode=False)
+    await _history_read(request, me, "GET /console/cases/{case_id}/history.json", case_id, "history", f"run {len(runs)}")
     return Response(history.export_history_json(runs[-1]), media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="case-{case_id}-run{len(runs)}.json"'})
 
