@@ -41,12 +41,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from disputeflow.db.models import CaseDataKey
 
 log = logging.getLogger(__name__)
+KEYS = CaseDataKey.__table__  # read and written through Core: one row, no ORM identity map
 
 NONCE_BYTES = 12
 CACHE_SIZE = 10_000  # unwrapped keys kept per process (32 bytes each, plus the cipher)
@@ -150,7 +151,7 @@ class CaseKeyStore:
 
     # -- the database -------------------------------------------------------------------------------
 
-    def _from_row(self, row: CaseDataKey) -> CaseKey:
+    def _from_row(self, row: Any) -> CaseKey:  # a CaseDataKey or a Core row of its table
         if row.wrapped_key is None:
             return CaseKey(row.case_id, row.key_id, None, row.destroyed_at)
         secret = self._masters.get(row.master_key_id or "")
@@ -168,8 +169,8 @@ class CaseKeyStore:
         if key is not None:
             return key
         try:
-            with Session(self._engine()) as session:
-                row = session.get(CaseDataKey, case_id)
+            with self._engine().connect() as conn:  # Core, not a Session: this runs once per case per process
+                row = conn.execute(select(KEYS).where(KEYS.c.case_id == case_id)).first()
             if row is None and create:
                 row = self._create(case_id)
         except SQLAlchemyError as error:
@@ -180,26 +181,18 @@ class CaseKeyStore:
                                      f"(database: {type(error).__name__})") from None
         return None if row is None else self._remember(self._from_row(row))
 
-    def _create(self, case_id: str) -> CaseDataKey:
+    def _create(self, case_id: str) -> Any:
         if self._newest is None:
             raise CaseKeyError("no payload master key to wrap a case data key with")
         master_id, master_secret = self._newest
         data_key = AESGCM.generate_key(bit_length=256)
-        row = CaseDataKey(case_id=case_id, key_id=f"dk-{os.urandom(6).hex()}", master_key_id=master_id,
-                          wrapped_key=wrap(master_id, master_secret, case_id, data_key), created_at=datetime.now(UTC))
-        engine = self._engine()
-        try:
-            with Session(engine) as session:
-                session.add(row)
-                session.commit()
-                session.refresh(row)
-        except IntegrityError:  # another process made it first: theirs is the key
-            with Session(engine) as session:
-                existing = session.get(CaseDataKey, case_id)
-            if existing is None:
-                raise
-            return existing
-        return row
+        values = {"case_id": case_id, "key_id": f"dk-{os.urandom(6).hex()}", "master_key_id": master_id,
+                  "wrapped_key": wrap(master_id, master_secret, case_id, data_key), "created_at": datetime.now(UTC)}
+        with self._engine().begin() as conn:
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            # Another process may make it first: then theirs is the key, read back either way.
+            conn.execute(insert(KEYS).values(values).on_conflict_do_nothing(index_elements=["case_id"]))
+            return conn.execute(select(KEYS).where(KEYS.c.case_id == case_id)).one()
 
     def prepare(self, case_ids: Sequence[str]) -> None:
         """Make the keys of cases about to be opened (intake's next block of case numbers) in one
