@@ -266,7 +266,7 @@ ROUTES: dict[str, Callable[[Session, dict], object]] = {
 
 def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded: Engine, statements: list) -> None:
     """A caller's name or a text of the description: found on both databases; on PostgreSQL through
-    the trigram indexes of migration 0008 (a bitmap of matching cases, not a read of every case)."""
+    the trigram indexes of migration 0009 (a bitmap of matching cases, not a read of every case)."""
     with Session(seeded) as session:
         name, words = session.exec(select(CaseRecord.caller_name, CaseRecord.description)
                                    .order_by(CaseRecord.case_id).offset(321)).first()

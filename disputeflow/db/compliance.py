@@ -11,7 +11,7 @@ buckets; a changed clock moves from its old outcome to its new one (status, brea
 all count); a deleted clock takes itself out. So `apply_projection` (and anything else that writes
 `ClockRecord` through a session) keeps them exact without knowing about them. Writes that bypass the
 ORM (the bulk seeder) add their rows with `Counters`. Migration 0003 fills them from the clocks a
-database already has; 0007 counts them again with the city and province rows.
+database already has; 0008 counts them again with the city and province rows.
 
 The increments are upserts (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), issued in
 key order, so concurrent projections on PostgreSQL neither lose counts nor deadlock on each other.

@@ -83,7 +83,7 @@ OPEN_TASK = "status = 'open'"
 
 
 # Indexes that migrations make where the database can have them, and the models do not declare:
-# PostgreSQL's trigram indexes for the text search of cases (migration 0008, when the server has
+# PostgreSQL's trigram indexes for the text search of cases (migration 0009, when the server has
 # pg_trgm). The comparison of models and database (`migrate.differences`, autogenerate) skips them.
 DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm"})
 
@@ -106,7 +106,7 @@ class CaseRecord(SQLModel, table=True):
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
         # ?q=<text> on PostgreSQL: trigram indexes of description and caller_name, made by migration
-        # 0008 when pg_trgm can be had (DATABASE_ONLY_INDEXES).
+        # 0009 when pg_trgm can be had (DATABASE_ONLY_INDEXES).
     )
 
     case_id: str = Field(primary_key=True, max_length=40)

@@ -66,7 +66,7 @@ def _count_clocks() -> None:
     counts = sa.table("compliance_counts", *(sa.column(n) for n in (
         "kind", "period", "clock", "region_code", "first_day", "last_day", "week", "month", *COUNTS)))
     # This revision's table holds the counties' rows only; the city and province rows the counters
-    # also keep now come with 0007 (which counts again).
+    # also keep now come with 0008 (which counts again).
     batch = [row for row in counters.rows() if len(row["region_code"]) not in (2, 4)]
     for start in range(0, len(batch), 2000):
         op.get_bind().execute(counts.insert(), batch[start:start + 2000])

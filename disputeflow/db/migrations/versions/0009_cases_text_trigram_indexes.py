@@ -12,8 +12,8 @@ The indexes are not declared in `models.py` (SQLAlchemy cannot say "PostgreSQL o
 extension exists"); `models.DATABASE_ONLY_INDEXES` names them so that the model comparison leaves
 them alone.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02 11:45:00
 """
 
@@ -24,8 +24,8 @@ import logging
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = '0008'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@ and city was a GROUP BY over some 14,000 county rows). No schema change: the row
 2-digit region codes join the 6-digit ones, under the same key. The table is emptied and the
 clocks counted again (`disputeflow.db.compliance`'s own rules); the downgrade keeps the counties.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 11:30:00
 """
 
@@ -17,8 +17,8 @@ from alembic import context, op
 
 import disputeflow.db.models  # noqa: F401  (UtcDateTime)
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
