@@ -42,6 +42,9 @@ def _all_compliance_agrees(session: Session) -> None:
         ("week", date(2026, 1, 7), date(2026, 11, 20), 4, "37"),
         ("day", date(2026, 10, 30), date(2026, 11, 3), 2, None),
         ("month", date(2026, 3, 15), date(2026, 3, 20), 6, "3702"),
+        ("week", date(2026, 2, 4), date(2026, 11, 30), 2, "3702"),  # a level above the scope's own
+        ("month", date(2026, 1, 1), date(2026, 12, 1), 4, "370211"),
+        ("day", date(2026, 11, 1), date(2026, 11, 30), 6, "37"),
     ]:
         kw = dict(start=start, end=end, period=period, group_by_region_level=level, region_prefix=prefix)
         assert reports.compliance(session, **kw) == reports.compliance_from_clocks(session, **kw), kw
@@ -139,6 +142,46 @@ def test_the_counters_follow_every_write_of_a_clock(seeded: Engine) -> None:
         _all_compliance_agrees(session)
 
 
+async def test_the_compliance_route_answers_its_declared_model_from_plain_rows(
+        seeded: Engine, database_url: str, tmp_path) -> None:
+    """The route encodes plain rows itself (no model per row): byte for byte the JSON of its declared
+    response model `Compliance`, filled from a recount of the clocks; the CSV likewise."""
+    import httpx
+
+    from api.app import create_app
+    from api.auth import issue_token
+    from api.routes.supervision import Compliance
+    from disputeflow.settings import Settings
+
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path,
+                        temporal_address="127.0.0.1:9")  # never dialled by these routes
+    asks = [("37", dict(start="2026-01-01", end="2026-12-01", period="month")),
+            ("37", dict(start="2026-01-01", end="2026-12-01", period="week", group_by=4)),
+            ("3702", dict(start="2026-01-07", end="2026-11-20", period="week", group_by=2)),
+            ("3702", dict(start="2026-10-30", end="2026-11-03", period="day", region="370211")),
+            ("37", dict(start="2026-03-15", end="2026-03-20", period="month", group_by=4))]
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        for region, params in asks:
+            token = issue_token(settings, user_id=f"sup-{region}", role="supervisor", region=region)
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await http.get("/supervision/compliance", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            start, end = date.fromisoformat(params["start"]), date.fromisoformat(params["end"])
+            own = params.get("region", region)
+            with Session(seeded) as session:
+                rows = reports.compliance_from_clocks(
+                    session, start=start, end=end, period=params["period"], region_prefix=own,
+                    group_by_region_level=params.get("group_by", 6))
+            assert rows, params
+            expected = Compliance(region=own, start=start, end=end, period=params["period"], rows=rows)
+            assert response.content == expected.model_dump_json().encode(), params
+            csv_text = (await http.get("/supervision/compliance.csv", params=params, headers=headers)).text
+            assert csv_text == reports.compliance_csv(rows), params
+
+
+
 # -- Indexes -----------------------------------------------------------------------------------
 
 
@@ -219,6 +262,40 @@ ROUTES: dict[str, Callable[[Session, dict], object]] = {
     "GET /supervision/compliance, weeks": lambda s, v: reports.compliance(
         s, start=date(2026, 1, 1), end=date(2026, 12, 1), period="week", group_by_region_level=4),
 }
+
+
+def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded: Engine, statements: list) -> None:
+    """A caller's name or a text of the description: found on both databases; on PostgreSQL through
+    the trigram indexes of migration 0009 (a bitmap of matching cases, not a read of every case)."""
+    with Session(seeded) as session:
+        name, words = session.exec(select(CaseRecord.caller_name, CaseRecord.description)
+                                   .order_by(CaseRecord.case_id).offset(321)).first()
+        texts = {"name": name, "words": words[:4]}
+        statements.clear()
+        found = {label: queries.list_cases(session, scope=queries.Scope(region_prefix="37"),
+                                           filters=queries.CaseFilters(text=text), limit=100)
+                 for label, text in texts.items()}
+    assert found["name"].items and all(name in c.caller_name for c in found["name"].items)
+    assert found["words"].items and all(texts["words"] in c.description for c in found["words"].items)
+    if seeded.dialect.name != "postgresql":
+        return  # SQLite: no trigram index; LIKE reads the cases in listing order until the page is full
+    with seeded.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").first()
+        indexes = {row[0] for row in conn.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'cases' AND indexdef LIKE '%%gin_trgm_ops%%'")}
+    assert indexes == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
+    searches = [(statement, parameters) for statement, parameters in statements if " ILIKE " in statement]
+    assert len(searches) == 2
+    with seeded.connect() as conn:
+        # Without the listing's own order to walk (which, for a rare text, means reading every case
+        # newest first), the planner takes the trigram indexes rather than a sequential scan.
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        conn.exec_driver_sql("SET enable_indexscan = off")
+        for statement, parameters in searches:
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "Bitmap Index Scan on ix_cases_description_trgm" in plan, plan
+            assert "Bitmap Index Scan on ix_cases_caller_name_trgm" in plan, plan
+            assert not _full_scans(seeded, plan), plan
 
 
 @pytest.mark.parametrize("route", list(ROUTES))

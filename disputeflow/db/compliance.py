@@ -1,7 +1,8 @@
 """Compliance counters, kept up to date with every write of a clock instead of recomputed from all clocks.
 
-`ComplianceCount` holds, per clock name, county (6-digit region) and period of the clocks' start
-(Asia/Shanghai day, ISO week and month: each clock counts once at each granularity), how many
+`ComplianceCount` holds, per clock name, region and period of the clocks' start (Asia/Shanghai day,
+ISO week and month: each clock counts once at each granularity; and in its county, city and
+province: 6-, 4- and 2-digit region codes, `LEVELS`), how many
 started and how many are in each outcome of `disputeflow.db.reports` (met on time, met late,
 breached and open, open on time, cancelled in time, cancelled after the due time).
 
@@ -10,7 +11,7 @@ buckets; a changed clock moves from its old outcome to its new one (status, brea
 all count); a deleted clock takes itself out. So `apply_projection` (and anything else that writes
 `ClockRecord` through a session) keeps them exact without knowing about them. Writes that bypass the
 ORM (the bulk seeder) add their rows with `Counters`. Migration 0003 fills them from the clocks a
-database already has.
+database already has; 0008 counts them again with the city and province rows.
 
 The increments are upserts (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), issued in
 key order, so concurrent projections on PostgreSQL neither lose counts nor deadlock on each other.
@@ -77,14 +78,22 @@ def local_day(moment: datetime) -> date:
 Key = tuple[str, str, str, str]  # kind, period label, clock name, region code
 
 
+LEVELS = (2, 4, 6)  # the region levels counted: province, city, county (digits of the code)
+
+
 def _keys(name: str, region: str, started_at: datetime) -> Iterator[tuple[Key, dict[str, Any]]]:
     day = local_day(started_at)
+    # Each clock counts in its county, its city and its province: a report by city or province
+    # reads its own rows instead of adding up the counties'. (Region codes are 6 digits, as intake
+    # checks them; any other code counts once, as itself.)
+    regions = tuple(region[:level] for level in LEVELS) if len(region) == LEVELS[-1] else (region,)
     for kind in KINDS:
         label, first, last = bucket(kind, day)
         extra = {"first_day": first, "last_day": last,
                  "week": week_label(day) if kind == "day" else None,
                  "month": month_label(day) if kind == "day" else None}
-        yield (kind, label, name, region), extra
+        for code in regions:
+            yield (kind, label, name, code), extra
 
 
 class Counters:

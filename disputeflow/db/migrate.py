@@ -51,7 +51,8 @@ def upgrade(connection: Connection, target: str = "head") -> None:
 
 def differences(connection: Connection) -> list:
     """What the models have that the database lacks, or the other way round ([] when they agree)."""
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                          "include_object": models.include_object})
     return compare_metadata(context, SQLModel.metadata)
 
 

@@ -82,6 +82,17 @@ OPEN_CLOCK = "status IN ('running', 'paused')"
 OPEN_TASK = "status = 'open'"
 
 
+# Indexes that migrations make where the database can have them, and the models do not declare:
+# PostgreSQL's trigram indexes for the text search of cases (migration 0009, when the server has
+# pg_trgm). The comparison of models and database (`migrate.differences`, autogenerate) skips them.
+DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm"})
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's filter: everything but `DATABASE_ONLY_INDEXES`."""
+    return not (type_ == "index" and name in DATABASE_ONLY_INDEXES)
+
+
 def _partial(name: str, *columns: str, sqlite_where: str, postgresql_where: str | None = None) -> Index:
     return Index(name, *columns, sqlite_where=text(sqlite_where), postgresql_where=text(postgresql_where or sqlite_where))
 
@@ -94,6 +105,8 @@ class CaseRecord(SQLModel, table=True):
         Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),  # a stage's cases, newest first
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
+        # ?q=<text> on PostgreSQL: trigram indexes of description and caller_name, made by migration
+        # 0009 when pg_trgm can be had (DATABASE_ONLY_INDEXES).
     )
 
     case_id: str = Field(primary_key=True, max_length=40)

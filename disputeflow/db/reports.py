@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, text, union_all
+from sqlalchemy import and_, func, text
 from sqlmodel import Session, select
 
 from disputeflow.db import compliance as counters
@@ -288,6 +288,92 @@ def _compliance_facts(
     yield from session.exec(statement)
 
 
+# The fields of a compliance row, in ComplianceRow's order: what `compliance_table` returns per row.
+COMPLIANCE_FIELDS = ("clock", "region_code", "period", "started", "met_on_time", "met_late", "breached_open",
+                     "open_on_time", "cancelled", "cancelled_after_breach", "compliance_rate")
+ComplianceTuple = tuple[str, str, str, int, int, int, int, int, int, int, float | None]
+
+
+def compliance_table(
+    session: Session,
+    *,
+    start: date,
+    end: date,
+    period: Period = "month",
+    region_prefix: str | None = None,
+    group_by_region_level: Literal[2, 4, 6] = 6,
+) -> list[ComplianceTuple]:
+    """The rows of `compliance` as plain tuples (fields in `COMPLIANCE_FIELDS` order), in the same
+    order: for answers of thousands of rows (a province's year by county), where a model per row
+    and an SQL GROUP BY cost more than the rest of the answer together.
+
+    Read from the counters the projection keeps (`disputeflow.db.compliance`), not from the clocks:
+    the weeks or months wholly inside the range from their own counters, the days of a partial
+    week or month at either end from the day counters, each at the region level asked for. The
+    cost grows with the number of rows answered, not of clocks.
+    """
+    if end < start:
+        raise ValueError(f"end ({end.isoformat()}) is before start ({start.isoformat()})")
+    if period not in ("day", "week", "month"):
+        raise ValueError(f"period must be day, week or month, got {period!r}")
+    if group_by_region_level not in (2, 4, 6):
+        raise ValueError(f"group_by_region_level must be 2, 4 or 6, got {group_by_region_level!r}")
+    prefix = _check_region_prefix(region_prefix)
+    c = ComplianceCount.__table__.c
+    scope = [c.region_code.startswith(prefix, autoescape=True)] if prefix else []
+    # (kind, label column, first day from, first day to) of each part. Their rows never share a
+    # (clock, region, label): the whole buckets, the partial bucket at the start and the one at
+    # the end are different buckets (one part only when start and end share a bucket).
+    parts: list[tuple[str, Any, date, date]] = []
+    _, head_first, head_last = counters.bucket(period, start)
+    whole_from = start if head_first == start else head_last + timedelta(days=1)
+    _, tail_first, tail_last = counters.bucket(period, end)
+    whole_to = tail_first if tail_last == end else tail_first - timedelta(days=1)  # first day of the last one
+    fold = c.week if period == "week" else c.month  # a day row's week or month
+    if period == "day":
+        parts.append(("day", c.period, start, end))
+    elif whole_from <= whole_to:
+        parts.append((period, c.period, whole_from, whole_to))
+        if start < whole_from:
+            parts.append(("day", fold, start, whole_from - timedelta(days=1)))
+        last_whole_end = counters.bucket(period, whole_to)[2]
+        if last_whole_end < end:
+            parts.append(("day", fold, last_whole_end + timedelta(days=1), end))
+    else:  # no whole bucket: the days, folded into their week or month
+        parts.append(("day", fold, start, end))
+    assert counters.COUNTS == ("started", "met_on_time", "met_late", "breached_open", "open_on_time", "cancelled",
+                               "cancelled_after_breach")
+    # The counters hold each region level's own rows (`counters.LEVELS`): nothing to add up. A level
+    # above the scope's own (a city's supervisor by province) is the scope's one region, named at
+    # that level ("3702" shown as "37"): the clocks of the scope, as the code's first digits say.
+    level = max(group_by_region_level, len(prefix or ""))
+    region = c.region_code if level == group_by_region_level else func.substr(c.region_code, 1,
+                                                                              group_by_region_level)
+    connection = session.connection()
+    summed: list[tuple] = []
+    for kind, label, first, last in parts:
+        where = (c.kind == kind, c.first_day >= first, c.first_day <= last, func.length(c.region_code) == level,
+                 *scope)
+        if kind == period:
+            # One row per (clock, region, bucket) already: no GROUP BY (SQLite would sort them all).
+            statement = select(c.clock, region, label, *(c[name] for name in counters.COUNTS)).where(*where)
+        else:  # days folded into their week or month
+            statement = (select(c.clock, region, label, *(func.sum(c[name]) for name in counters.COUNTS))
+                         .where(*where).group_by(c.clock, region, label))
+        # Plain tuples: SQLAlchemy's rows compare slowly in the sort below.
+        summed.extend(map(tuple, connection.execute(statement).all()))
+    summed.sort()  # by clock, region, label (unique): code-point order, whatever the collation
+    rows: list[ComplianceTuple] = []
+    for clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled, cancelled_late \
+            in summed:
+        if not started:
+            continue
+        rated = on_time + late + breached_open + cancelled_late
+        rows.append((clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled,
+                     cancelled_late, on_time / rated if rated else None))
+    return rows
+
+
 def compliance(
     session: Session,
     *,
@@ -301,64 +387,11 @@ def compliance(
     the clock's start, for clocks started on Shanghai dates start..end (both included).
 
     Rows are sorted by clock, region, period; combinations with no clock started are left out.
-    Read from the counters the projection keeps (`disputeflow.db.compliance`), not from the clocks:
-    the weeks or months wholly inside the range from their own counters, the days of a partial
-    week or month at either end from the day counters. The cost grows with the number of
-    (clock, county, period) combinations, not of clocks.
+    The rows of `compliance_table`, as models.
     """
-    if end < start:
-        raise ValueError(f"end ({end.isoformat()}) is before start ({start.isoformat()})")
-    if period not in ("day", "week", "month"):
-        raise ValueError(f"period must be day, week or month, got {period!r}")
-    if group_by_region_level not in (2, 4, 6):
-        raise ValueError(f"group_by_region_level must be 2, 4 or 6, got {group_by_region_level!r}")
-    prefix = _check_region_prefix(region_prefix)
-    c = ComplianceCount.__table__.c
-    region = func.substr(c.region_code, 1, group_by_region_level)
-    scope = [c.region_code.startswith(prefix, autoescape=True)] if prefix else []
-    parts = []
-
-    def part(kind: str, label: Any, first: date, last: date) -> None:
-        parts.append(select(c.clock.label("clock"), region.label("region"), label.label("label"),
-                            *(c[name] for name in counters.COUNTS))
-                     .where(c.kind == kind, c.first_day >= first, c.first_day <= last, *scope))
-
-    # The buckets of `period` wholly inside [start, end], as one run of first days.
-    _, head_first, head_last = counters.bucket(period, start)
-    whole_from = start if head_first == start else head_last + timedelta(days=1)
-    _, tail_first, tail_last = counters.bucket(period, end)
-    whole_to = tail_first if tail_last == end else tail_first - timedelta(days=1)  # first day of the last one
-    fold = c.week if period == "week" else c.month  # a day row's week or month
-    if period == "day":
-        part("day", c.period, start, end)
-    elif whole_from <= whole_to:
-        part(period, c.period, whole_from, whole_to)
-        if start < whole_from:
-            part("day", fold, start, whole_from - timedelta(days=1))
-        last_whole_end = counters.bucket(period, whole_to)[2]
-        if last_whole_end < end:
-            part("day", fold, last_whole_end + timedelta(days=1), end)
-    else:  # no whole bucket: the days, folded into their week or month
-        part("day", fold, start, end)
-    both = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
-    statement = (
-        select(both.c.clock, both.c.region, both.c.label, *(func.sum(both.c[name]) for name in counters.COUNTS))
-        .group_by(both.c.clock, both.c.region, both.c.label)
-    )
-    assert counters.COUNTS == ("started", "met_on_time", "met_late", "breached_open", "open_on_time", "cancelled",
-                               "cancelled_after_breach")
-    rows = []
-    for clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled, cancelled_late \
-            in session.connection().execute(statement).all():
-        if not started:
-            continue
-        rated = on_time + late + breached_open + cancelled_late
-        rows.append(ComplianceRow(
-            clock=clock, region_code=region_code, period=label, started=started, met_on_time=on_time, met_late=late,
-            breached_open=breached_open, open_on_time=open_on_time, cancelled=cancelled,
-            cancelled_after_breach=cancelled_late, compliance_rate=on_time / rated if rated else None))
-    rows.sort(key=lambda row: (row.clock, row.region_code, row.period))  # code-point order, whatever the collation
-    return rows
+    return [ComplianceRow(**dict(zip(COMPLIANCE_FIELDS, row, strict=True)))
+            for row in compliance_table(session, start=start, end=end, period=period, region_prefix=region_prefix,
+                                        group_by_region_level=group_by_region_level)]
 
 
 def compliance_from_clocks(
@@ -406,8 +439,9 @@ def _rate(rate: float | None) -> str:
     return "" if rate is None else f"{rate:.4f}"
 
 
-def compliance_csv(rows: Iterable[ComplianceRow]) -> str:
-    """The rows as CSV text (RFC 4180: comma-separated, CRLF line ends, quoted where needed).
+def compliance_csv(rows: Iterable[ComplianceRow | ComplianceTuple]) -> str:
+    """The rows (models, or tuples from `compliance_table`) as CSV text (RFC 4180: comma-separated,
+    CRLF line ends, quoted where needed).
 
     A header row, then one line per row; the rate has 4 decimal places, empty when None. Encode
     the result as UTF-8 to send it.
@@ -416,9 +450,12 @@ def compliance_csv(rows: Iterable[ComplianceRow]) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
+        if isinstance(row, ComplianceRow):
+            row = tuple(getattr(row, name) for name in COMPLIANCE_FIELDS)
+        clock, region_code, period, started, on_time, late, breached_open, open_on_time, cancelled, \
+            cancelled_late, rate = row
         writer.writerow([
-            _safe_cell(row.clock), _safe_cell(row.region_code), _safe_cell(row.period),
-            row.started, row.met_on_time, row.met_late, row.breached_open, row.open_on_time, row.cancelled,
-            _rate(row.compliance_rate), row.cancelled_after_breach,
+            _safe_cell(clock), _safe_cell(region_code), _safe_cell(period),
+            started, on_time, late, breached_open, open_on_time, cancelled, _rate(rate), cancelled_late,
         ])
     return out.getvalue()
