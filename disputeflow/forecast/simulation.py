@@ -50,7 +50,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
+
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -64,6 +64,7 @@ from disputeflow.domain.enums import Category, DisputeType, Role, Stage, Urgency
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import CaseFacts, CasePolicy, PolicyTable, load_policy, region_calendar_inputs, resolve_case_policy
 from disputeflow.forecast.spec import ForecastSpec
+from disputeflow.forecast.worker import data_converter
 from disputeflow.temporal import register_search_attributes
 from workflows.case import CaseWorkflowV2
 
@@ -319,6 +320,8 @@ class Simulation:
         self.retried = 0  # updates sent again after a timeout
         self.lost = 0  # updates that never answered
         self.unanswered = 0  # final `view` queries that failed
+        self.tick_at: datetime | None = None
+        self.acted: list[tuple[datetime, str]] = []  # (server time of the tick, case id) of each update sent
         self.verify_views = verify_views
         self.worker_process = worker_process  # the workflow tasks in a child process (both cores work)
         self.task_queue = f"forecast-{uuid.uuid4().hex[:8]}"
@@ -381,7 +384,7 @@ class Simulation:
         cpu_before = (usage[0].ru_utime + usage[0].ru_stime, usage[1].ru_utime + usage[1].ru_stime)
         spec = self.spec
         env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_path(),
-                                                            data_converter=pydantic_data_converter)
+                                                            data_converter=data_converter)
         try:
             await register_search_attributes(env.client, "default")
             now = await env.get_current_time()
@@ -502,6 +505,7 @@ class Simulation:
             for at, k in sorted(ticks, key=lambda x: x[0]):
                 await self._sleep_until(env, at)
                 now = await env.get_current_time()
+                self.tick_at = now
                 t = wall.monotonic()
                 starting = []
                 while cursor < len(pending) and pending[cursor].registered_at <= now:
@@ -638,6 +642,7 @@ class Simulation:
                                                 "command": command})
         async with self.sem:
             self.inflight[request.request_id] = (case.case_id, command["type"], wall.monotonic())
+            self.acted.append((self.tick_at, case.case_id))
             try:
                 # The time-skipping server now and then loses an update under load (the call then
                 # waits forever); the same update id again is safe: the case applies a request once.

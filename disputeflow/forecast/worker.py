@@ -22,8 +22,33 @@ import sys
 import threading
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import DataConverter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+class SharedPydanticPayloadConverter(PydanticPayloadConverter):
+    """The pydantic payload converter, made once per process.
+
+    The SDK gives each workflow activation a data converter with its serialization context, and
+    each such copy constructs a new payload converter (then puts the original back in its place):
+    a new converter with an empty cache of type adapters, for nothing, thousands of times a
+    forecast. This class hands out its one instance instead; it holds no per-context state.
+    """
+
+    _one: SharedPydanticPayloadConverter | None = None
+
+    def __new__(cls) -> SharedPydanticPayloadConverter:
+        if cls._one is None:
+            cls._one = super().__new__(cls)
+            PydanticPayloadConverter.__init__(cls._one)
+        return cls._one
+
+    def __init__(self) -> None:  # made once, in __new__
+        pass
+
+
+data_converter = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
+
 
 # Few workflow-task slots, activations on the event loop's thread (no deadlock timer): see the
 # notes in `disputeflow.forecast.simulation`.
@@ -49,7 +74,7 @@ def worker(client: Client, task_queue: str, max_cached: int, *, sandboxed: bool 
 async def serve(target: str, task_queue: str, max_cached: int, sandboxed: bool) -> None:
     # A year without the State Council's schedule warns once per workflow; the parent says it once.
     logging.getLogger("temporalio.workflow").setLevel(logging.ERROR)
-    client = await Client.connect(target, data_converter=pydantic_data_converter)
+    client = await Client.connect(target, data_converter=data_converter)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
