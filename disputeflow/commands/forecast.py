@@ -36,21 +36,15 @@ def _staff(text: str) -> tuple[str, int, float]:
 
 
 def _arrival(text: str) -> dict:
-    kind, per_week = text.split("=", 1)
-    parts = kind.split(":")
-    out = {"category": parts[0], "per_week": float(per_week)}
-    if len(parts) > 1:
-        out["dispute_type"] = parts[1]
-    if len(parts) > 2:
-        out["urgency"] = parts[2]
-    return out
+    from disputeflow.forecast.spec import parse_arrival
+
+    return parse_arrival(text)
 
 
 def _levels(text: str) -> list[int]:
-    if "-" in text:
-        low, high = text.split("-", 1)
-        return list(range(int(low), int(high) + 1))
-    return [int(x) for x in text.split(",")]
+    from disputeflow.forecast.spec import parse_levels
+
+    return parse_levels(text)
 
 
 @command("forecast", "Forecast deadline compliance for a staffing plan: runs the real case workflow over "
