@@ -324,6 +324,7 @@ class Simulation:
         self.acted: list[tuple[datetime, str]] = []  # (server time of the tick, case id) of each update sent
         self.verify_views = verify_views
         self.worker_process = worker_process  # the workflow tasks in a child process (both cores work)
+        self.worker_pid: int | None = None
         self.task_queue = f"forecast-{uuid.uuid4().hex[:8]}"
         self.prefix = f"F{uuid.uuid4().hex[:6]}"
         self._policies: dict[tuple, CasePolicy] = {}
@@ -443,6 +444,7 @@ class Simulation:
             line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), WORKER_START_SECONDS)
         except TimeoutError:
             line = b""
+        self.worker_pid = child.pid
         if line.strip() != b"ready":
             self._stop_worker_process(child)
             raise RuntimeError("the forecast's workflow worker did not start")
