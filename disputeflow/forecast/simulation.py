@@ -307,7 +307,7 @@ Progress = Callable[[float, str], None]
 class Simulation:
     def __init__(self, spec: ForecastSpec, *, policy: PolicyTable | Path, progress: Progress | None = None,
                  concurrency: int = 64, sandboxed: bool = False, workflow_tasks: int = 16,
-                 inline: bool = True, verify_views: bool = False, worker_process: bool = True) -> None:
+                 inline: bool = True, verify_views: bool = False, worker_process: bool = False) -> None:
         self.spec = spec
         self.policy = policy if isinstance(policy, PolicyTable) else load_policy(policy)
         self.progress = progress or (lambda fraction, what: None)
@@ -323,7 +323,9 @@ class Simulation:
         self.tick_at: datetime | None = None
         self.acted: list[tuple[datetime, str]] = []  # (server time of the tick, case id) of each update sent
         self.verify_views = verify_views
-        self.worker_process = worker_process  # the workflow tasks in a child process (both cores work)
+        # The workflow tasks in a child process: faster while a core is free, slower on a busy machine
+        # (more CPU in all: two SDK workers, the test server's extra polls); see benchmarks/RESULTS.md.
+        self.worker_process = worker_process
         self.worker_pid: int | None = None
         self.task_queue = f"forecast-{uuid.uuid4().hex[:8]}"
         self.prefix = f"F{uuid.uuid4().hex[:6]}"

@@ -5,6 +5,11 @@ activities and the real `CaseWorkflowV2`'s workflow tasks; in one process they t
 GIL, on one core, while the test server uses the other. Here the workflow tasks run in a child
 process, on the forecast's private test server and task queue (never the real ones), so that
 both cores work. The parent keeps the driver and the stand-ins (they share the simulated world).
+It is an option (`Simulation(worker_process=True)`): it is faster while a core is free, and slower
+on a machine others keep busy, where the extra CPU it costs in all (a second SDK worker, the test
+server's extra polls) counts more (measured in benchmarks/RESULTS.md).
+
+Whichever process runs the workflows, `data_converter` below serves the forecast.
 
     python -m disputeflow.forecast.worker TARGET TASK_QUEUE MAX_CACHED [--sandboxed]
 
