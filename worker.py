@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio import activity
@@ -22,6 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from activities.retention import RetentionActivities
+from disputeflow.codec import EncryptionCodec
 from disputeflow.settings import Settings, get_settings
 from workflows.case import CaseWorkflowV2
 from workflows.legacy.case import CaseWorkflow
@@ -37,10 +38,26 @@ WORKFLOWS = [*CASE_WORKFLOWS, RetentionSweepWorkflow]
 RETENTION_SWEEP_EVERY = timedelta(days=1)
 
 
+class _ValidatedOnce(SandboxedWorkflowRunner):
+    """The sandbox, validating each workflow type once per runner rather than once per worker.
+
+    Every worker built on a runner first creates a throw-away instance of each of its workflow
+    types to validate it; a `Replayer` builds a worker for every replay, so an auditor's replay of
+    one case paid for three such instances (one per type) before its own. A runner kept for the
+    process (`disputeflow.history`'s replayer) now pays for them on its first replay only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._validated: set[type] = set()
+
+    def prepare_workflow(self, defn: Any) -> None:
+        if defn.cls not in self._validated:
+            super().prepare_workflow(defn)
+            self._validated.add(defn.cls)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
+    return _ValidatedOnce(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 
 class _ActivityLogContext(ActivityInboundInterceptor):
@@ -60,7 +77,13 @@ class LogContext(Interceptor):
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
-    activities = CaseActivities(engine, settings.policy_file)
+    codec = client.data_converter.payload_codec
+    case_keys = codec.case_keys if isinstance(codec, EncryptionCodec) else None
+    if case_keys is not None and case_keys.url is not None and make_url(case_keys.url) != engine.url:
+        # The cases' data keys must live in the read model's database: every process reads them there.
+        raise ValueError("the worker's data converter reads the cases' data keys from another database than "
+                         "the read model's: build both from the same settings")
+    activities = CaseActivities(engine, settings.policy_file, case_keys=case_keys)
     cached = settings.worker_max_cached_workflows  # None: the SDK's default; 0: every task replays
     cache = {} if cached is None else {"max_cached_workflows": cached}
     retention = RetentionActivities(engine, settings.policy_file)

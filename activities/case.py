@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from disputeflow.case_keys import CaseKeyStore, CaseKeyUnavailable
 from disputeflow.contracts import ChoosePersonInput, FindPersonInput, PinPolicyInput, Projection, ProjectionRefusal
 from disputeflow.db import cases, notifications, reference
 from disputeflow.db.engine import is_sqlite, write_session
@@ -30,8 +31,9 @@ PROJECTION_REFUSED = "ProjectionRefused"
 
 
 class CaseActivities:
-    def __init__(self, engine: Engine, policy_file: Path) -> None:
+    def __init__(self, engine: Engine, policy_file: Path, case_keys: CaseKeyStore | None = None) -> None:
         self._engine = engine
+        self._case_keys = case_keys  # the audit entries' free text is encrypted with the case's data key
         self._pins = PolicyPins(policy_file)
         # SQLite has one writer at a time; queueing this worker's writers here instead of letting
         # them spin on the database's busy timeout cut the worst breach-projection delay from ~9 s
@@ -77,9 +79,17 @@ class CaseActivities:
         A database that refuses the data itself (PostgreSQL's DataError: a NUL in a text column, a
         value out of range) will refuse it on every retry: that fails at once, non-retryable, naming
         only the kind of refusal. Anything else (the database down, locked) is retried."""
+        # The key first, outside the write transaction (made now if the case has none yet: one that
+        # opened while the database was away). A database that fails here is retried like any other.
+        key = None
+        if self._case_keys is not None:
+            try:
+                key = self._case_keys.get(projection.case_id, create=True)
+            except CaseKeyUnavailable as exc:
+                raise ApplicationError(f"the case's data key cannot be read: {exc}") from None
         try:
             with self._write_lock, write_session(self._engine) as session:
-                return cases.apply_projection(session, projection, now=datetime.now(timezone.utc))
+                return cases.apply_projection(session, projection, now=datetime.now(timezone.utc), key=key)
         except DataError as exc:
             raise ApplicationError(f"the read model refuses this case's data ({type(exc.orig).__name__})",
                                    type=PROJECTION_REFUSED, non_retryable=True) from None

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from disputeflow.case_keys import forget_everywhere
 from disputeflow.db.engine import write_session
 from disputeflow.db.erasure import ErasureReason, erase_case, expired_cases
 from disputeflow.domain.policy import load_policy
@@ -30,6 +31,7 @@ class RetentionActivities:
             due = expired_cases(session, now=now, retention=retention, limit=BATCH)
             for case_id in due:
                 erase_case(session, case_id, now=now, reason=ErasureReason.retention_expired)
+        forget_everywhere(due)  # committed: no key of theirs stays in this process's memory
         if due:
             activity.logger.info("retention: %d case(s) anonymised", len(due))  # counts only, no case data
         return len(due)

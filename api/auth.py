@@ -116,7 +116,7 @@ def token_verifier(request: Request) -> token_keys.Verifier:
     return state.token_verifier
 
 
-def current_actor(
+async def current_actor(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Actor:
     if credentials is None:
@@ -140,7 +140,7 @@ class RoleGuard:
         if Role.system in self.roles:
             raise ValueError("the system role has no tokens")
 
-    def __call__(self, actor: ActorDep) -> Actor:
+    async def __call__(self, actor: ActorDep) -> Actor:
         if actor.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))
             raise Forbidden(f"a {actor.role.value} may not use this route; it needs one of: {allowed}")
@@ -152,7 +152,7 @@ def allow(*roles: Role) -> Any:
     return Depends(RoleGuard(roles))
 
 
-def _rate_limit(request: Request, actor: ActorDep) -> None:
+async def _rate_limit(request: Request, actor: ActorDep) -> None:
     limits.enforce(request, actor)
 
 

@@ -35,6 +35,7 @@ from disputeflow.contracts import CaseStart, workflow_id_for
 from disputeflow.db import intake as intake_db
 from disputeflow.db import queries, reference
 from disputeflow.db.engine import write_session
+from disputeflow.db.erasure import is_erased
 from disputeflow.domain import actions as a
 from disputeflow.domain import lifecycle
 from disputeflow.domain.calendar import BusinessCalendar
@@ -187,17 +188,26 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
     client = await temporal.client()
     claim = await asyncio.to_thread(_claim, engine, numbers, key, intake, now, owner=actor.user_id, key_ttl=key_ttl)
     start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
+    # The caller's other open cases are looked up while Temporal starts this one (neither waits for the other).
+    duplicates = asyncio.ensure_future(asyncio.to_thread(
+        _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+    ) if claim.created else None
     try:
         await _start(client, start, task_queue)
     except RPCError as exc:
+        if duplicates is not None:
+            duplicates.cancel()
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
         if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
             await asyncio.to_thread(_release, engine, key, claim.case_id, actor.user_id)
         raise
-    if claim.created:
+    except BaseException:
+        if duplicates is not None:
+            duplicates.cancel()
+        raise
+    if duplicates is not None:
         detail = CaseDetail.from_view(opened_view(start), actor=actor)
-        detail.possible_duplicates = await asyncio.to_thread(
-            _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+        detail.possible_duplicates = await duplicates
     else:
         detail = await case_detail(claim.case_id, actor, session=session, temporal=temporal)
     return detail, claim.created
@@ -231,13 +241,16 @@ async def _check_named_person(command: a.Command, ref: CaseRef, session: Session
         case _:
             return
     if found is None:
-        raise TransitionRefused(f"no active {what} '{person_id}' serves the city of region {ref.region_code}")
+        raise TransitionRefused(f"no active {what} '{person_id}' serves the city of region {ref.region_code}",
+                                code=f"no_such_{'mediator' if what == 'mediator' else 'lawyer'}",
+                                params={"person": person_id, "region": ref.region_code})
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> TransitionRefused:
     cause = exc.cause
     if isinstance(cause, ApplicationError) and cause.type == REFUSED:
-        return TransitionRefused(cause.message)
+        said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}  # legacy: words only
+        return TransitionRefused(cause.message, code=said.get("code"), params=said.get("params"))
     raise exc
 
 
@@ -265,7 +278,8 @@ async def act(case_id: str, command: a.Command, *, request_id: str, actor: a.Act
         raise _refusal(exc) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:  # it exists (located above), so its workflow has ended
-            raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it") from None
+            raise TransitionRefused(f"case {case_id} is closed; nothing more can be done to it", code="case_closed",
+                                    params={"case": case_id}) from None
         raise
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise CaseNotAnswering(
@@ -289,6 +303,10 @@ async def drill(case_id: str, command: a.Command | None, *, actor: a.Actor, sess
     doing it: a query, which records nothing. A refused action is 409 with the rule's words; a
     closed case, or one still on the legacy workflow type (which has no drill), is 409 too."""
     ref = await locate(case_id, actor, session=session, temporal=temporal)
+    record = await asyncio.to_thread(queries.case_record, session, case_id)
+    if record is not None and is_erased(record):
+        # Its data key is destroyed: the worker could not replay its history to answer (nor should it).
+        raise TransitionRefused(f"case {case_id} was erased: it is closed and its history can no longer be read")
     if command is not None:
         await _check_named_person(command, ref, session)
     request = (a.ActionRequest(request_id=f"drill-{new_request_id()}", actor=actor, command=command)

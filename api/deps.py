@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from datetime import date, datetime
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.datastructures import State
 
 from api.temporal_gateway import TemporalGateway
+from disputeflow import case_keys
 from disputeflow.db.engine import engine_for
 from disputeflow.db.intake import CaseNumbers
+from disputeflow.domain import days
 from disputeflow.pinning import PolicyPins
 from disputeflow.settings import Settings
 
@@ -28,31 +29,51 @@ def database_engine(state: State) -> Engine:
     return state.engine
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies are coroutines: FastAPI runs a plain `def` dependency in its thread pool, a hop
+# that costs more than reading the app's state (a dozen of them per request doubled intake's CPU).
+# Whatever may block (opening a database that was down, a session's last rollback) goes to a thread.
+
+
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _session(request: Request) -> Iterator[Session]:
-    with Session(database_engine(request.app.state)) as session:
+async def _engine(request: Request) -> Engine:
+    state = request.app.state
+    return state.engine if state.engine is not None else await asyncio.to_thread(database_engine, state)
+
+
+async def _session(request: Request) -> AsyncIterator[Session]:
+    session = Session(await _engine(request))
+    try:
         yield session
+    finally:
+        if session.in_transaction():  # a connection to give back: its rollback is a database call
+            await asyncio.to_thread(session.close)
+        else:
+            session.close()
 
 
-def _engine(request: Request) -> Engine:
-    return database_engine(request.app.state)
-
-
-def _temporal(request: Request) -> TemporalGateway:
+async def _temporal(request: Request) -> TemporalGateway:
     return request.app.state.temporal
 
 
-def _pins(request: Request) -> PolicyPins:
+async def _pins(request: Request) -> PolicyPins:
     return request.app.state.pins
 
 
-def _case_numbers(request: Request) -> CaseNumbers:
+def _prepare_case_keys(engine: Engine, case_ids: list[str]) -> None:
+    """Each block of case numbers comes with its cases' data keys, made in one transaction by the
+    key store of this process's Temporal client (once it is connected)."""
+    if (store := case_keys.store_for(engine)) is not None:
+        store.prepare(case_ids)
+
+
+async def _case_numbers(request: Request) -> CaseNumbers:
     state = request.app.state
     if getattr(state, "case_numbers", None) is None:
-        state.case_numbers = CaseNumbers(database_engine(state))
+        engine = await _engine(request)
+        state.case_numbers = CaseNumbers(engine, on_block=lambda ids: _prepare_case_keys(engine, ids))
     return state.case_numbers
 
 
@@ -81,17 +102,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-# A day of the years 2000-2999: old enough for any record, and far from the limits of datetime
-# arithmetic. The schema says so with a pattern (JSON Schema has no minimum for dates).
-DAY_PATTERN = r"^2[0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$"
+# A day of the years 2000-2999, as the schema says it: `disputeflow.domain.days`.
+Day = days.Day
 
-
-def _day_as_written(value: object) -> object:
-    """Only the documented form: pydantic would also take a timestamp or a datetime at midnight."""
-    if isinstance(value, str) and re.fullmatch(DAY_PATTERN, value, flags=re.ASCII) is None:
-        raise ValueError("a day is written YYYY-MM-DD, in the years 2000 to 2999")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_day_as_written), Field(ge=date(2000, 1, 1), le=date(2999, 12, 31)),
-                WithJsonSchema({"type": "string", "format": "date", "pattern": DAY_PATTERN})]

@@ -22,6 +22,7 @@ Services and dependencies raise these (or let Temporal's and the database's own 
 | `TemporalUnavailable`, RPC UNAVAILABLE / DEADLINE_EXCEEDED, | 503 + `Retry-After`      |
 | `CaseNotAnswering`, database unreachable                    |                          |
 | `history.HistoryIncomplete` (an earlier run was purged)      | 410                      |
+| `history.CaseErased` (its data key destroyed)                | 410                      |
 | any other Temporal RPC or update failure                    | 503 + `Retry-After`      |
 """
 
@@ -45,6 +46,7 @@ from api.temporal_gateway import TemporalUnavailable
 from disputeflow import history
 from disputeflow.db.intake import IntakeKeyReused
 from disputeflow.domain.intake import ID_NUMBER_RULE
+from disputeflow.domain.process.command import REFUSAL_CODES
 
 # Validation errors that are not malformed input but a rule of the world the request runs into
 # (a well-formed identity-card number whose check digit is wrong): 409 with the reason, when they
@@ -98,7 +100,21 @@ class NotificationNotFound(ApiError):
 
 
 class TransitionRefused(ApiError):
+    """A rule refused the action. `code` and `params` (the domain's `Refused`, when known) let the
+    console word it in its own languages; the JSON answer carries `detail` alone, as always."""
+
     status_code = 409
+
+    def __init__(self, detail: str, *, code: str | None = None, params: dict[str, Any] | None = None) -> None:
+        if code is not None and code not in REFUSAL_CODES | API_REFUSAL_CODES:
+            raise ValueError(f"unknown refusal code {code!r}")
+        super().__init__(detail)
+        self.code = code
+        self.params = params or {}
+
+
+# Refusals the API itself makes before a case's rules are asked (the rules' own: REFUSAL_CODES).
+API_REFUSAL_CODES = frozenset({"no_such_mediator", "no_such_lawyer", "unknown_action"})
 
 
 class InvalidQuery(ApiError):
@@ -163,7 +179,8 @@ ERROR_DESCRIPTIONS: dict[int | str, str] = {
     "409-intake": "The Idempotency-Key was already used with a different body, or a rule refuses the call as "
                   "given (an identity-card number whose check digit or birthplace code does not hold together, or "
                   "one given on a call that is no legal-aid application); `detail` says which",
-    410: "An earlier run of the case's history is gone (purged by the namespace's retention)",
+    410: "An earlier run of the case's history is gone (purged by the namespace's retention), or the case was "
+         "erased (its data key destroyed: its history can no longer be decrypted)",
     413: "Request body larger than `DISPUTEFLOW_MAX_BODY_BYTES`",
     422: "Invalid input (a body that is not UTF-8 JSON included); `detail` names each offending field",
     429: "Too many requests from you (per-user rate limit); retry after `Retry-After` seconds",
@@ -259,7 +276,7 @@ async def _no_history(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _history_incomplete(_request: Request, exc: Exception) -> JSONResponse:
-    return _json(410, str(exc))
+    return _json(410, str(exc))  # also history.CaseErased: "case ... was erased: ...", no caller data
 
 
 async def _history_undecryptable(_request: Request, exc: Exception) -> JSONResponse:
@@ -315,7 +332,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_type, handler in ((ApiError, _api_error), (StarletteHTTPException, _http_error),
                               (RequestValidationError, _validation_error),
                               (IntakeKeyReused, _intake_key_reused), (history.CaseNotFound, _no_history),
-                              (history.HistoryIncomplete, _history_incomplete),
+                              (history.HistoryIncomplete, _history_incomplete), (history.CaseErased, _history_incomplete),
                               (history.HistoryUndecryptable, _history_undecryptable),
                               (TemporalUnavailable, _temporal_unavailable), (RPCError, _rpc_error),
                               (WorkflowUpdateFailedError, _update_failed), (OperationalError, _database_unavailable)):

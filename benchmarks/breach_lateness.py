@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -241,11 +241,13 @@ async def main(args: argparse.Namespace) -> int:
     engine: Engine | None = None
     try:
         policy_file = write_fast_policy(folder, args.target_seconds)
-        engine = make_engine(f"sqlite:///{(folder / 'readmodel.db').as_posix()}")
+        database_url = f"sqlite:///{(folder / 'readmodel.db').as_posix()}"
+        engine = make_engine(database_url)
         create_schema(engine)
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
-        settings = Settings(policy_file=policy_file, data_dir=folder)
+        # the same database for the read model and the cases' data keys, as in production
+        settings = Settings(policy_file=policy_file, data_dir=folder, database_url=database_url)
         env = await WorkflowEnvironment.start_local(
             # payloads encrypted, as in production; --plain-payloads measures the build without it
             data_converter=pydantic_data_converter if args.plain_payloads else data_converter(settings),

@@ -26,6 +26,7 @@ A long case continues as new: its history is several runs, first run first. Even
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -49,7 +50,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, WorkflowRunner
 
 import worker
-from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, is_encrypted
+from disputeflow.codec import ERASED_MARK as _ERASED_MARK
+from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, is_encrypted, is_erased_marker
 from disputeflow.contracts import CaseInput, workflow_id_for
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.process.command import words
@@ -91,6 +93,15 @@ class CaseNotFound(HistoryError):
 
 class HistoryUndecryptable(HistoryError):
     """A payload of the history carries the encryption marker but the configured keys cannot decrypt it."""
+
+
+class CaseErased(HistoryError):
+    """The case was erased: its data key is destroyed and its history can no longer be decrypted."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id} was erased: its data key is destroyed and its history can no longer "
+                         "be decrypted")
+        self.case_id = case_id
 
 
 class HistoryIncomplete(HistoryError):
@@ -199,6 +210,9 @@ async def decode_history(history: WorkflowHistory, codec: PayloadCodec) -> Workf
         decoded = await codec.decode(payloads) if payloads else []
     except PayloadDecryptionError as error:
         raise HistoryUndecryptable(f"workflow {history.workflow_id}: {error}") from None
+    erased = [plain.metadata[_ERASED_MARK].decode() for plain in decoded if is_erased_marker(plain)]
+    if erased:  # the timeline, the audit check: nothing to read in an erased case's history
+        raise CaseErased(erased[0])
     for payload, plain in zip(payloads, decoded, strict=True):
         payload.CopyFrom(plain)
     for event in events:
@@ -279,6 +293,12 @@ def _raw_or_none(payloads: Sequence[Any]) -> Any:
 
 
 # -- Timeline ------------------------------------------------------------------------------------
+
+
+TIMELINE_KINDS = ("case_opened", "run_continued", "policy_pinned", "action", "case_event", "timer_started",
+                  "timer_fired", "timer_canceled", "activity_failed", "workflow_task_failed", "continued_as_new",
+                  "workflow_completed", "workflow_failed", "workflow_terminated", "workflow_canceled",
+                  "workflow_timed_out")
 
 
 class TimelineEntry(BaseModel):
@@ -683,6 +703,8 @@ class ReplayResult(BaseModel):
     ok: bool
     event_id: int | None = None
     reason: str | None = None
+    erased: bool = Field(default=False, description="The case was erased: its history can no longer be decrypted, "
+                                                    "so it was not replayed (not a divergence)")
 
 
 class ReplayReport(BaseModel):
@@ -690,11 +712,12 @@ class ReplayReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return all(result.ok for result in self.results)
+        """Nothing diverged (an erased case, which cannot be replayed, is not a divergence)."""
+        return all(result.ok or result.erased for result in self.results)
 
     @property
     def diverged(self) -> list[ReplayResult]:
-        return [result for result in self.results if not result.ok]
+        return [result for result in self.results if not result.ok and not result.erased]
 
 
 Progress = Callable[[int, int | None, ReplayResult], None]
@@ -731,13 +754,39 @@ async def replay_histories(
     if total is None and isinstance(histories, Sequence):
         total = len(histories)
     report = ReplayReport()
-    async with replayer.workflow_replay_iterator(_async(histories)) as replays:
+    codec = converter.payload_codec
+
+    def done(result: ReplayResult) -> None:
+        report.results.append(result)
+        if on_progress is not None:
+            on_progress(len(report.results), total, result)
+
+    async def replayable() -> AsyncIterator[WorkflowHistory]:
+        # An erased case's payloads decode to "(erased)" markers, which no workflow code can run on:
+        # it is reported as erased, never handed to the replayer (where it would fail as a divergence).
+        async for history in _async(histories):
+            erased = await _erased_case(codec, history)
+            if erased is None:
+                yield history
+            else:
+                done(ReplayResult(ok=False, erased=True, reason=str(CaseErased(erased)), case_id=erased,
+                                  workflow_id=history.workflow_id, run_id=history.run_id))
+
+    async with replayer.workflow_replay_iterator(replayable()) as replays:
         async for replay in replays:
-            result = await _result(replayer, replay.history, replay.replay_failure)
-            report.results.append(result)
-            if on_progress is not None:
-                on_progress(len(report.results), total, result)
+            done(await _result(replayer, replay.history, replay.replay_failure))
     return report
+
+
+async def _erased_case(codec: PayloadCodec | None, history: WorkflowHistory) -> str | None:
+    """The case whose destroyed data key encrypted payloads of `history`, if any."""
+    if not isinstance(codec, EncryptionCodec) or codec.case_keys is None:
+        return None
+    payloads = [p for event in history.events for p in _payloads_in(event) if is_encrypted(p)]
+    if not payloads:
+        return None
+    erased = await asyncio.to_thread(codec.erased_cases, payloads)
+    return erased[0] if erased else None
 
 
 _REPLAYERS: dict[int, tuple[DataConverter, Replayer]] = {}

@@ -19,6 +19,7 @@ from disputeflow.domain.calendar import SHANGHAI, CalendarData, OfficeHours, cal
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import CaseFacts, CasePolicy, PolicyTable, load_policy, region_calendar_inputs, resolve_case_policy
 
+PINNED_POLICIES = 4096  # resolved policies remembered (facts x year); all forgotten when full
 PINNED_CALENDAR_YEARS = 3  # the opening year and the two after it; beyond, weekdays (with a warning)
 
 
@@ -36,6 +37,7 @@ class PolicyPins:
         self._file = policy_file
         self._loaded: tuple[float, PolicyTable] | None = None
         self._lock = threading.Lock()
+        self._pinned: dict[tuple, tuple[PolicyTable, CasePolicy]] = {}
 
     def current(self) -> PolicyTable:
         mtime = self._file.stat().st_mtime
@@ -45,11 +47,23 @@ class PolicyPins:
             return self._loaded[1]
 
     def pin(self, facts: CaseFacts, opened_on: date) -> CasePolicy:
-        """`opened_on`: the Asia/Shanghai day the case opens, which decides the calendar's years."""
+        """`opened_on`: the Asia/Shanghai day the case opens, which decides the calendar's years.
+        The same facts in the same year and policy version pin the same (immutable) policy, so it is
+        resolved once and remembered."""
         policy = self.current()
+        key = (id(policy), opened_on.year, facts.region_code, facts.category, facts.dispute_type, facts.urgency,
+               tuple(sorted(facts.special_groups)))
+        pinned = self._pinned.get(key)
+        if pinned is not None and pinned[0] is policy:
+            return pinned[1]
         extra_holidays, extra_workdays, office_hours = region_calendar_inputs(policy, facts.region_code)
         calendar = _calendar(opened_on.year, tuple(extra_holidays), tuple(extra_workdays), tuple(office_hours))
-        return resolve_case_policy(policy, facts, calendar)
+        resolved = resolve_case_policy(policy, facts, calendar)
+        with self._lock:
+            if len(self._pinned) >= PINNED_POLICIES:
+                self._pinned.clear()
+            self._pinned[key] = (policy, resolved)
+        return resolved
 
     def start(self, case_id: str, intake: Intake, *, registered_at: datetime, registered_by: Actor | None) -> CaseStart:
         """What a new case's workflow opens with: the policy pinned for the day of the call, and

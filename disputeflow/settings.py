@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="JSON key file of the payload keys; unset: $DISPUTEFLOW_DATA_DIR/keys/payload-keys.json, "
                     "generated on first use",
     )
+    case_key_cache_seconds: float = Field(
+        default=60.0, ge=0, le=3600,
+        validation_alias=_env("DISPUTEFLOW_CASE_KEY_CACHE_SECONDS"),
+        description="How long a process keeps a case's data key in memory before reading it again (an erasure "
+                    "made by another process is seen within this time)",
+    )
     codec_cors_origins: str | None = Field(
         default=None,
         validation_alias=_env("DISPUTEFLOW_CODEC_CORS_ORIGINS"),
@@ -165,6 +171,10 @@ class Settings(BaseSettings):
     rate_limit_expensive_per_minute: int = Field(
         default=6, ge=1, validation_alias=_env("DISPUTEFLOW_RATE_LIMIT_EXPENSIVE_PER_MINUTE"),
         description="Of which replays, history exports, timelines, audit checks and verifications per minute per user",
+    )
+    forecast_max_cases: int = Field(
+        default=20_000, ge=1, le=1_000_000, validation_alias=_env("DISPUTEFLOW_FORECAST_MAX_CASES"),
+        description="Cases one staffing forecast started through the API may simulate (all levels and runs together)",
     )
 
     notify_webhook_url: AnyHttpUrl | None = Field(

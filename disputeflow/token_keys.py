@@ -19,6 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,10 @@ def public_jwks(settings: Settings) -> dict[str, Any]:
     return {"keys": [public_jwk(load_private_key(settings).public_key())]}
 
 
+CACHE_SECONDS = 60  # how long a verified token is taken on trust (never past its expiry)
+CACHE_SIZE = 4096  # tokens remembered, the least recently used forgotten first
+
+
 class Verifier:
     """Finds the key a token was signed with, among the configured public keys."""
 
@@ -118,6 +125,8 @@ class Verifier:
         self.max_lifetime_seconds = int(settings.token_max_ttl_hours * 3600)
         self._client: jwt.PyJWKClient | None = None
         self._keys: dict[str | None, Any] = {}
+        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self._lock = threading.Lock()
         if self.algorithm == "HS256":
             assert settings.jwt_secret is not None
             self._keys = {None: settings.jwt_secret.get_secret_value().encode()}
@@ -148,7 +157,29 @@ class Verifier:
         raise jwt.InvalidTokenError("no key with the token's kid")
 
     def claims(self, token: str) -> dict[str, Any]:
-        """The verified claims: signature, algorithm, issuer, audience, expiry and lifetime."""
+        """The verified claims: signature, algorithm, issuer, audience, expiry and lifetime.
+
+        A token verified in the last `CACHE_SECONDS` is not verified again (a person's console or
+        client sends the same token with every request; checking an Ed25519 signature costs more
+        than the rest of a small request), until it expires: a removed key stops its tokens within
+        that minute, expiry at once."""
+        now = time.time()
+        with self._lock:
+            known = self._verified.get(token)
+            if known is not None:
+                payload, until = known
+                if now < until:
+                    self._verified.move_to_end(token)
+                    return dict(payload)
+                del self._verified[token]
+        payload = self._verify(token)
+        with self._lock:
+            self._verified[token] = (payload, min(now + CACHE_SECONDS, float(payload["exp"])))
+            while len(self._verified) > CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return dict(payload)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         payload = jwt.decode(
             token, self.key_for(token), algorithms=[self.algorithm], issuer=self.issuer, audience=self.audience,
             options={"require": ["sub", "exp", "iat", "iss", "aud"]},

@@ -90,6 +90,24 @@ async def sign_in(page: Page, console: Console, user_id: str, check: bool = Fals
     await expect(page.get_by_test_id("who")).to_be_visible()
 
 
+# Three English words in a row: a sentence or a title the domain said in English. What a Chinese
+# page may show in Latin letters is ids (case, user, clock, route), codes and product names.
+ENGLISH_WORDS = re.compile(r"\b[A-Za-z]{2,}(?:[ ,:;'’-]+[A-Za-z]{2,}){2,}\b")
+LATIN_ALLOWED = ("Temporal Web UI",)
+
+
+def english_in(text: str) -> list[str]:
+    for allowed in LATIN_ALLOWED:
+        text = text.replace(allowed, " ")
+    return ENGLISH_WORDS.findall(text)
+
+
+async def chinese_only(page: Page, what: str) -> None:
+    """A Chinese page shows no English domain text: task titles, refusals, the timeline's sentences,
+    clock and stage names all come from the catalogue."""
+    assert english_in(await page.locator("body").inner_text()) == [], what
+
+
 async def shot(page: Page, journey: str, step: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{journey}-{step}.png"), full_page=True)
@@ -215,6 +233,8 @@ async def test_operator_registers_a_call(console: Console) -> None:
     assert [c.case_id for c in console.cases_described(description)] == [case_id]
     assert record.caller_phone.endswith(phone)
     await accessible(page, "case page (operator)")
+    await chinese_only(page, "case page (operator)")
+    await expect(page.locator("section[aria-labelledby=h-tasks]")).to_contain_text("分流来电")
     await shot(page, "operator", "3-case")
 
     # The same form sent again with its key (a retry after a lost answer) finds the same case.
@@ -243,7 +263,10 @@ async def test_operator_registers_a_call(console: Console) -> None:
     # not offered, so sent by hand as a stale form would be).
     refused = await page.request.post(f"{console.origin}/console/cases/{case_id}/act/record_referral_outcome",
                                       form={"csrf": csrf, "accepted": "true"})
-    assert refused.status == 409 and "cannot record whether a referral was accepted" in await refused.text()
+    assert refused.status == 409
+    refusal = await refused.text()
+    assert "案件处于「分流」阶段，不能办理「记录转交结果」（可办理的阶段：已转交）。" in refusal
+    assert english_in(re.sub(r"<[^>]+>", " ", refusal.split("<main", 1)[-1])) == []
     await page.locator("details[data-action=send_to_mediation] summary").focus()
     await page.keyboard.press("Enter")  # opens the form by keyboard
     await page.get_by_test_id("do-send_to_mediation").click()
@@ -291,6 +314,8 @@ async def test_mediator_works_their_case_and_another_cannot_see_it(console: Cons
     await expect(row.locator(".badge")).to_have_text(re.compile("正常|预警|超时"))
     await expect(row.locator("time.countdown")).to_contain_text("剩余")
     await accessible(page, "inbox")
+    await chinese_only(page, "inbox (mediator)")
+    await expect(row).to_contain_text("组织调解并记录结果")
     await shot(page, "mediator", "2-inbox")
     await row.get_by_role("link", name=case_id).click()
     offered = await page.locator("details.action").evaluate_all("ds => ds.map(d => d.dataset.action)")
@@ -365,6 +390,8 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
     # ...and the open board shows it within 2 s, without a reload.
     await expect(page.locator(f"[data-testid=breaches] tr[data-case='{case_id}']")).to_be_visible(timeout=2_000)
     assert await page.evaluate("window.__sameDocument") is True
+    await expect(page.locator(f"[data-testid=breaches] tr[data-case='{case_id}']")).to_contain_text("上报处理")
+    await chinese_only(page, "board")
     await shot(page, "supervisor", "2-breach-appeared")
 
     # Someone asks to extend the escalation's deadline; the supervisor finds the request in the
@@ -380,8 +407,11 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
                                       "by": {"amount": 2, "unit": "calendar_hours"}})
     assert asked.status_code == 200, asked.text
     await page.goto(f"{console.origin}/console/inbox")
-    await page.locator(f"tr[data-case='{case_id}']").filter(has_text="extension").get_by_role("link").click()
+    await chinese_only(page, "inbox (supervisor)")
+    await page.locator(f"tr[data-case='{case_id}']").filter(has_text="审批延期申请：上报处理").get_by_role("link").click()
     await expect(page.get_by_test_id("extension-requests")).to_contain_text("当事人住院")
+    await expect(page.get_by_test_id("extension-requests")).to_contain_text("2 小时")
+    await chinese_only(page, "case page with an extension request")
     decide = page.locator("details[data-action=decide_extension]")
     await decide.locator("summary").click()
     await decide.locator("[name='approve']").select_option("true")
@@ -484,7 +514,13 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     await expect(page.get_by_test_id("chain-result")).to_contain_text("一致")
     story = page.get_by_test_id("story")
     await expect(story).to_contain_text("张晓燕")  # the operator, by name
-    await expect(story).to_contain_text("recorded a mediation session: agreement")
+    await expect(story).to_contain_text("记录调解情况：达成协议（双方同意分两期支付）")
+    await chinese_only(page, "audit page")
+    # Who was shown the caller's data: the operator and the mediator opened the case page.
+    reads = page.get_by_test_id("reads")
+    await expect(reads.locator("tr[data-reader='op-1']").first).to_contain_text("GET /console/cases/{case_id}")
+    await expect(reads.locator(f"tr[data-reader='{CARRIED.mediator}']").first).to_contain_text("姓名, 电话")
+    await expect(reads.locator("tr[data-reader='op-1']").first).to_contain_text("接线员")
     href = await page.get_by_test_id("temporal-ui").get_attribute("href")
     assert href and href.endswith(f"/workflows/case-{case_id}")
     history = await page.request.get(f"{console.origin}/console/cases/{case_id}/history.json")
@@ -497,5 +533,145 @@ async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Con
     # English on request, from the catalogue.
     await page.get_by_role("button", name="English").click()
     await expect(page.locator("h1")).to_have_text(f"Audit of case {case_id}")
+    await expect(page.get_by_test_id("reads").locator("tr[data-reader='op-1']").first).to_contain_text("name, phone")
+    await context.close()
+    assert console.left == []
+
+
+# -- Keyboard alone ----------------------------------------------------------------------------------
+
+FOCUSED = """() => {
+    const e = document.activeElement;
+    if (!e || e === document.body) return null;
+    const s = getComputedStyle(e);
+    const ring = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2) || (s.boxShadow || 'none') !== 'none';
+    const box = e.getBoundingClientRect();
+    return {what: e.tagName + (e.id ? '#' + e.id : '') + (e.name ? '[' + e.name + ']' : '') + ' ' +
+                  (e.textContent || '').trim().slice(0, 30) + ' ' + location.pathname, ring: ring,
+            shown: box.width > 0 && box.height > 0 && box.right > 0 && box.bottom > 0};
+}"""
+
+
+async def tab_to(page: Page, selector: str, *, back: bool = False, limit: int = 200) -> None:
+    """Tab (or Shift+Tab) until `selector` has the focus; every element passed on the way shows
+    that it has it (a visible ring, on screen)."""
+    key = "Shift+Tab" if back else "Tab"
+    await page.wait_for_load_state("load")  # the stylesheet applied, as a person would see the page
+    for _ in range(limit):
+        await page.keyboard.press(key)
+        focused = await page.evaluate(FOCUSED)
+        if focused is not None:
+            assert focused["ring"] and focused["shown"], f"focus not visible on {focused}"
+        if await page.evaluate("s => document.activeElement !== null && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} not reached with {key}")
+
+
+async def test_every_form_by_keyboard_alone(console: Console) -> None:
+    """Sign-in, intake, action forms, the board's filter, an extension decision and a reassignment,
+    sign-out: Tab, Shift+Tab, Enter, Space and the arrow keys only, with the focus always visible."""
+    context = await console.context()
+    page = await context.new_page()
+    await page.goto(f"{console.origin}/console/signin")
+    await tab_to(page, "[data-testid=signin-op-1]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text("登记来电")
+
+    # Intake: text, a select by the arrow keys, a special group by Space, sent with Enter.
+    description = f"键盘登记 {uuid.uuid4().hex[:8]}"
+    await tab_to(page, "#caller-name")
+    await page.keyboard.type("赵六")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(f"1390{uuid.uuid4().int % 10**7:07d}")
+    await tab_to(page, "#dispute-type")
+    await page.keyboard.press("ArrowUp")
+    assert await page.locator("#dispute-type").input_value() != "other"
+    await tab_to(page, "#g-migrant_worker")
+    await page.keyboard.press("Space")
+    await expect(page.locator("#g-migrant_worker")).to_be_checked()
+    await tab_to(page, "#description")
+    await page.keyboard.type(description)
+    await tab_to(page, "[data-testid=register]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text(re.compile(r"案件 370102-\d{8}-\d{4}"), timeout=TIMEOUT_MS)
+    case_id = (await page.locator("h1").text_content() or "").split()[-1]
+    assert [c.case_id for c in console.cases_described(description)] == [case_id]
+
+    # An action form: opened with Enter on its summary, sent with Space on its button.
+    await tab_to(page, "details[data-action=send_to_mediation] summary")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("details[data-action=send_to_mediation]")).to_have_attribute("open", "")
+    await tab_to(page, "[data-testid=do-send_to_mediation]")
+    await page.keyboard.press("Space")
+    await expect(page.get_by_test_id("notice")).to_have_text("已办理。", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("mediator")).to_contain_text("med-370102")
+
+    # A form with a select, a number and a text: ask for more time for mediation.
+    await tab_to(page, "details[data-action=request_extension] summary")
+    await page.keyboard.press("Enter")
+    await tab_to(page, "details[data-action=request_extension] [name='by.amount']")
+    await page.keyboard.type("3")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("ArrowDown")  # calendar hours -> calendar days
+    await expect(page.locator("details[data-action=request_extension] [name='by.unit']")).to_have_value("calendar_days")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("当事人外出务工")
+    await tab_to(page, "[data-testid=do-request_extension]")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("notice")).to_have_text("已办理。", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("extension-requests")).to_contain_text("3 自然日")
+
+    # Sign out: back up to the header with Shift+Tab.
+    await tab_to(page, "form[action$='/signout'] button", back=True)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text("登录")
+
+    # The supervisor: the board's filter, then the request from the inbox, decided; the mediator reassigned.
+    await tab_to(page, "[data-testid=signin-sup-1]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text("督办看板")
+    await tab_to(page, "#b-region")
+    await page.keyboard.type("370102")
+    await tab_to(page, "#b-stage")
+    await page.keyboard.press("ArrowDown")  # the first stage
+    await tab_to(page, "#board-filters button[type=submit]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#b-region")).to_have_value("370102")
+    assert "region=370102" in page.url
+    await tab_to(page, "nav a[href$='/inbox']", back=True)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text("我的待办")
+    await tab_to(page, f"tr[data-case='{case_id}'] a")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text(f"案件 {case_id}")
+    await tab_to(page, "details[data-action=decide_extension] summary")
+    await page.keyboard.press("Enter")
+    await tab_to(page, "details[data-action=decide_extension] [name='approve']")
+    await page.keyboard.press("ArrowDown")  # choose -> yes
+    await expect(page.locator("details[data-action=decide_extension] [name='approve']")).to_have_value("true")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("同意延期")
+    await tab_to(page, "[data-testid=do-decide_extension]")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("notice")).to_have_text("已办理。", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("extension-requests")).to_have_count(0)
+
+    mediator = re.search(r"med-370102-\d\d", await page.get_by_test_id("mediator").text_content() or "").group(0)
+    other = "med-370102-02" if mediator != "med-370102-02" else "med-370102-01"
+    await tab_to(page, "details[data-action=reassign_mediator] summary")
+    await page.keyboard.press("Enter")
+    await tab_to(page, "details[data-action=reassign_mediator] [name='mediator_id']")
+    await page.keyboard.type(other)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("原调解员休假")
+    await tab_to(page, "[data-testid=do-reassign_mediator]")
+    await page.keyboard.press("Space")
+    await expect(page.get_by_test_id("notice")).to_have_text("已办理。", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("mediator")).to_contain_text(other)
+    await shot(page, "keyboard", "1-reassigned")
+
+    await tab_to(page, "form[action$='/signout'] button", back=True)
+    await page.keyboard.press("Space")
+    await expect(page.locator("h1")).to_have_text("登录")
     await context.close()
     assert console.left == []

@@ -34,9 +34,79 @@ def test_every_message_the_pages_ask_for_exists(language: str) -> None:
     wanted = _keys_in_templates()
     wanted |= {f"action.{kind}" for kind in COMMAND_TYPES}
     wanted |= {f"field.{f.leaf}" for command in COMMAND_TYPES.values() for f in fields_of(command)}
+    wanted |= {f"{f.leaf}.{o}" for command in COMMAND_TYPES.values() for f in fields_of(command) for o in f.options or []}
     for kind, values in (("stage", Stage), ("role", Role), ("channel", Channel), ("category", Category),
                          ("dispute_type", DisputeType), ("urgency", Urgency), ("special_groups", SpecialGroup)):
         wanted |= {f"{kind}.{v.value}" for v in values}
     missing = sorted(k for k in wanted if k not in messages)
     assert missing == []
     assert len(wanted) > 150  # the check looked at the pages' messages, not at nothing
+
+
+# -- The domain's words --------------------------------------------------------------------------
+
+
+def _domain_keys() -> set[str]:
+    """Every key the console words the domain's English by: a new command, task, refusal, clock,
+    stage or timeline kind without its message fails here, in both languages."""
+    from api.errors import API_REFUSAL_CODES
+    from disputeflow.domain.clocks import ClockStatus
+    from disputeflow.domain.policy import DEFAULT_POLICY_PATH, load_policy
+    from disputeflow.domain.process.command import REFUSAL_CODES
+    from disputeflow.domain.process.tasks import TASK_TITLES
+    from disputeflow.history import TIMELINE_KINDS
+
+    keys = {f"action.{kind}" for kind in COMMAND_TYPES} | {f"did.{kind}" for kind in COMMAND_TYPES}
+    keys |= {f"task.{key}" for key in TASK_TITLES}
+    keys |= {f"refusal.{code}" for code in REFUSAL_CODES | API_REFUSAL_CODES}
+    keys |= {f"clock.{rule.clock}" for rule in load_policy(DEFAULT_POLICY_PATH).clocks}
+    keys |= {f"clock_status.{s.value}" for s in ClockStatus} | {f"stage.{s.value}" for s in Stage}
+    keys |= {f"story.{kind}" for kind in TIMELINE_KINDS if kind != "action"}
+    return keys
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_domain_key_has_a_message(language: str) -> None:
+    wanted = _domain_keys()
+    assert len(wanted) > 120
+    assert sorted(k for k in wanted if k not in catalogue(language)) == []
+
+
+def test_the_timeline_kinds_are_the_ones_the_history_writes() -> None:
+    from disputeflow.history import TIMELINE_KINDS
+
+    source = (Path(__file__).resolve().parents[1] / "disputeflow" / "history.py").read_text(encoding="utf-8")
+    assert set(re.findall(r'self\._add\(event, "([a-z_]+)"', source)) == set(TIMELINE_KINDS)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_each_did_names_only_its_commands_fields(language: str) -> None:
+    import string
+
+    for kind, command in COMMAND_TYPES.items():
+        named = {name for _, name, _, _ in string.Formatter().parse(catalogue(language)[f"did.{kind}"]) if name}
+        assert named <= set(command.model_fields) - {"id_number"}, (kind, named)  # never the caller's data
+
+
+def test_refusals_carry_their_code_and_the_console_words_them() -> None:
+    from api.console.web import words_for
+    from api.errors import TransitionRefused
+    from disputeflow.domain import lifecycle
+    from disputeflow.domain.actions import Actor
+    from disputeflow.domain.process.command import Refused
+
+    with pytest.raises(TypeError):
+        Refused("no code")  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        Refused("unknown", code="no_such_code")
+    actor = Actor(user_id="op-1", role=Role.operator, region_code="370102")
+    command = COMMAND_TYPES["record_mediation_session"]
+    with pytest.raises(Refused) as refused:
+        lifecycle._check_door("370102-20261202-0001", False, Stage.triage, None, "370102", command, actor)
+    assert refused.value.code == "role_not_allowed"
+    said = TransitionRefused(str(refused.value), code=refused.value.code, params=refused.value.params)
+    zh = words_for("zh").refusal(said)
+    assert zh == "接线员不能办理「记录调解情况」；须由以下角色办理：调解员、督办人员。"
+    assert words_for("en").refusal(said) == ("Record a mediation session: not for the role Operator; it needs one of: "
+                                             "Mediator, Supervisor.")
+    assert words_for("zh").refusal(TransitionRefused("legacy words")) == "legacy words"  # no code: the API's words

@@ -28,13 +28,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import AliasChoices
 
@@ -43,7 +41,7 @@ from disputeflow.domain.policy import DEFAULT_POLICY_PATH, PolicyTable, load_pol
 from disputeflow.settings import Settings
 from disputeflow.stack import child_environment
 from tests.conftest import IN_CI
-from tests.test_stack import RunningStack, stack_settings, start_stack, stop
+from tests.test_stack import RunningStack, stack_settings, healthy_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmarks").glob("*.md"))]
@@ -294,21 +292,8 @@ def test_toml_block_is_a_valid_policy_fragment(block: Block, tmp_path: Path) -> 
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, RunningStack]]:
     folder = tmp_path_factory.mktemp("docs-stack")
     settings = stack_settings(folder / "data")
-    running = start_stack(settings, folder / "stack.log")
-    try:
-        deadline = time.monotonic() + STACK_START_TIMEOUT_SECONDS
-        while True:
-            assert running.process.poll() is None, f"the stack exited early:\n{running.output()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{settings.api_port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"/health not 200:\n{running.output()}"
-            time.sleep(0.25)
+    with healthy_stack(settings, folder / "stack.log", STACK_START_TIMEOUT_SECONDS) as running:
         yield settings, running
-    finally:
-        stop(running)
 
 
 @pytest.mark.parametrize("block", STACK_BLOCKS, ids=lambda b: b.id)

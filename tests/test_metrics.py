@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.auth import issue_token
 from disputeflow.settings import Settings
 from tests.samples import WAGE_ARREARS_CALL
-from tests.test_stack import RunningStack, stack_settings, start_stack, stop
+from tests.test_stack import RunningStack, stack_settings, healthy_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "disputeflow.json"
@@ -53,18 +53,7 @@ def dashboard_metrics() -> set[str]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, RunningStack]]:
     folder = tmp_path_factory.mktemp("metrics-stack")
     settings = stack_settings(folder / "data")
-    running = start_stack(settings, folder / "stack.log")
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            assert running.process.poll() is None, f"the stack exited early:\n{running.output()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{settings.api_port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"/health not 200:\n{running.output()}"
-            time.sleep(0.25)
+    with healthy_stack(settings, folder / "stack.log", START_TIMEOUT_SECONDS) as running:
         api = f"http://127.0.0.1:{settings.api_port}"
         op = {"Authorization": f"Bearer {issue_token(settings, user_id='op-m1', role='operator', region='370102')}"}
         created = httpx.post(f"{api}/cases", json=WAGE_ARREARS_CALL, timeout=30,
@@ -74,8 +63,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
         acted = httpx.post(f"{api}/cases/{case_id}/actions/send_to_mediation", json={}, headers=op, timeout=30)
         assert acted.status_code == 200, acted.text
         yield settings, running
-    finally:
-        stop(running)
 
 
 def test_the_api_exports_its_documented_metrics(stack: tuple[Settings, RunningStack]) -> None:

@@ -201,6 +201,14 @@ def test_at_risk_window_and_filters(seeded: Engine) -> None:
         assert keys(at_risk_clocks(session, now=NOW, assignee_id=MEDIATOR)) == ["A"]
         assert keys(at_risk_clocks(session, now=NOW, clock="triage_response")) == ["B"]
         assert keys(at_risk_clocks(session, now=NOW, limit=2, offset=1)) == ["B", "I"]
+        # Every page, whether it ends among the clocks due soon, across them to the warned ones
+        # due later, or wholly among those: the same order as one whole list.
+        whole = keys(at_risk_clocks(session, now=NOW, within=timedelta(hours=8)))
+        assert whole == ["R", "B", "A"]  # R and B due within the window, A warned and due later
+        for limit in (1, 2, 3, 4):
+            for offset in range(5):
+                page = keys(at_risk_clocks(session, now=NOW, within=timedelta(hours=8), limit=limit, offset=offset))
+                assert page == whole[offset:offset + limit], (limit, offset)
         # `now` in any zone means the same instant
         assert keys(at_risk_clocks(session, now=NOW.astimezone(UTC))) == ["R", "B", "I", "A"]
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,27 @@ def start_stack(settings: Settings, log: Path) -> RunningStack:
             stderr=subprocess.STDOUT,
         )
     return RunningStack(process, log)
+
+
+@contextmanager
+def healthy_stack(settings: Settings, log: Path, timeout: float = START_TIMEOUT_SECONDS) -> Iterator[RunningStack]:
+    """A whole stack (`start_stack`) once its /health answers 200, stopped however the block ends:
+    for the test modules that share one stack (the docs' commands, the metrics, the fuzzer)."""
+    running = start_stack(settings, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert running.process.poll() is None, f"the stack exited early:\n{running.output()}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{settings.api_port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"/health not 200 within {timeout:g} s:\n{running.output()}"
+            time.sleep(0.25)
+        yield running
+    finally:
+        stop(running)
 
 
 async def wait_healthy(stack: RunningStack, settings: Settings) -> None:

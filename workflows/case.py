@@ -178,7 +178,9 @@ class CaseWorkflowV2:
         try:
             lifecycle.check(self._state, request)
         except lifecycle.Refused as refusal:
-            raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True) from None
+            # The code and its values beside the words, so that the console can say it in Chinese.
+            raise ApplicationError(str(refusal), {"code": refusal.code, "params": refusal.params}, type=REFUSED,
+                                   non_retryable=True) from None
 
     def _snapshot(self) -> RawValue | None:
         """What the read model lacks of the case as it stands now, taken off the case's to-do: the

@@ -12,6 +12,7 @@ to start if a route lacks either. Cases are found, shown and acted on through `a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -30,13 +31,15 @@ from api import cases
 from api.auth import HUMAN_ROLES, RoleGuard, api_routes, ensure_every_route_has_roles, in_scope, scoped_region
 from api.console import chart, oidc, staff
 from api.console.forms import errors_by_field, fields_of, form_values, nest
-from api.console.web import LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate
+from api.console.web import (
+    LANG_COOKIE, LANGUAGES, SessionCookies, csrf_matches, language_of, render, session_of, translate, words_for,
+)
 from api.deps import CaseIdPath, CaseNumbersDep, EngineDep, NowDep, PolicyPinsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, install_error_handlers
 from api.read_log import ReadLog
 from api.schemas import CaseDetail, CaseSummary, InboxTask
 from disputeflow import history
-from disputeflow.db import audit, queries, reports
+from disputeflow.db import audit, queries, reads, reports
 from disputeflow.domain import lifecycle
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.calendar import SHANGHAI
@@ -48,6 +51,7 @@ PUBLIC_PAGES = frozenset({"/", "/signin", "/signin/dev", "/signout", "/oidc/logi
                           "/static/{path:path}"})
 AT_RISK_WINDOW = reports.DEFAULT_AT_RISK_WINDOW
 BOARD_ROWS = 100
+READ_LOG_ROWS = 100  # the audit page's newest reads of a case's caller data
 HOME = {Role.operator: "/intake", Role.mediator: "/inbox", Role.legal_aid_officer: "/inbox",
         Role.supervisor: "/board", Role.auditor: "/cases"}
 
@@ -383,7 +387,7 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
     command_type = COMMAND_TYPES.get(kind)
     await cases.locate(case_id, me, session=session, temporal=temporal)  # 404 before anything else
     if command_type is None:
-        raise TransitionRefused(f"there is no action '{kind[:40]}'")
+        raise TransitionRefused(f"there is no action '{kind[:40]}'", code="unknown_action")
     values = form_values(await request.form())
     request_id = str(values.get("idempotency_key") or "")[:64] or cases.new_request_id()
     fields = fields_of(command_type)
@@ -398,7 +402,7 @@ async def case_act(request: Request, case_id: CaseIdPath, kind: str, me: Me, ses
     except TransitionRefused as refused:
         case = await cases.case_detail(case_id, me, session=session, temporal=temporal)
         return _case_page(request, me, case, status=409, open_form=kind, form_values_=values,
-                          refusal=refused.detail)
+                          refusal=words_for(language_of(request)).refusal(refused))
     except ActionAccepted:
         session_of(request)["flash"] = {"notice": "action.accepted"}
         return see_other(f"/cases/{case_id}")
@@ -432,8 +436,10 @@ async def _audit_page(request: Request, case_id: str, me: Actor, session: Sessio
     runs = await history.fetch_case_history(await temporal.client(), case_id)
     entries = await asyncio.to_thread(audit.entries_for_case, session, case_id)
     check = audit.compare_with_source(case_id, entries, history.projected_events(runs))
+    # Who was shown the caller's data: the read log's own query, as GET /audit/reads answers it.
+    read_log = await asyncio.to_thread(reads.for_case, session, case_id, limit=READ_LOG_ROWS)
     return render(request, "audit.html", canonical=f"{PREFIX}/cases/{case_id}/audit", case_id=case_id, story=history.timeline(runs), runs=len(runs), check=check,
-                  replay=replay, temporal_ui=_temporal_ui_link(request, case_id))
+                  replay=replay, temporal_ui=_temporal_ui_link(request, case_id), read_log=read_log)
 
 
 @audit_pages.post("/cases/{case_id}/replay", dependencies=[Csrf])
@@ -491,9 +497,27 @@ def board(request: Request, me: Me, session: SessionDep, region: str | None = No
 @board_pages.get("/board/live")
 def board_live(request: Request, me: Me, session: SessionDep, region: str | None = None, stage: str | None = None,
                clock: str | None = None, assignee: str | None = None) -> Response:
-    """The board's tables alone: the board's script asks for them every second."""
+    """The board's tables alone: the board's script asks for them every second, sending the ETag of
+    the tables it shows; when nothing in them changed, the answer is 304 and nothing is rendered."""
     filters = _board_filters(me, region, stage, clock, assignee)
-    return render(request, "board_rows.html", **_board_rows(session, filters))
+    rows = _board_rows(session, filters)
+    etag = _board_etag(language_of(request), rows)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response = render(request, "board_rows.html", **rows)
+    response.headers["ETag"] = etag
+    return response
+
+
+def _board_etag(language: str, rows: dict[str, Any]) -> str:
+    """What the board's tables show, as a tag: each row's shown fields (the groups follow from
+    them), each at-risk row's colour (which moves with the time), and the language."""
+    def shown(row: reports.ClockRow) -> str:
+        return f"{row.case_id}\t{row.title}\t{row.region_code}\t{row.stage}\t{row.assignee_id}\t{row.due_at.timestamp()}\n"
+
+    text = "".join([language, "\n", *map(shown, rows["breached"]), "|\n",
+                    *(item["state"] + shown(item["row"]) for item in rows["at_risk"])])
+    return f'"{hashlib.blake2b(text.encode(), digest_size=16).hexdigest()}"'
 
 
 @board_pages.get("/board/compliance.csv")
@@ -662,6 +686,8 @@ def _wrap_handlers(console: FastAPI) -> None:
         async def as_page(request: Request, exc: Exception, handler: Any = handler) -> Response:
             answer = await handler(request, exc)
             detail = json.loads(answer.body).get("detail")
+            if isinstance(exc, TransitionRefused):  # a rule's refusal, in the page's language
+                detail = words_for(language_of(request)).refusal(exc)
             if isinstance(detail, list):
                 detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
             return render(request, "error.html", status_code=answer.status_code, status=answer.status_code,

@@ -25,6 +25,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from disputeflow.domain.actions import Actor
+from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.enums import Role
 from disputeflow.keyfiles import KEYS_FOLDER, read_or_create
 from disputeflow.settings import Settings
@@ -56,6 +57,13 @@ def translate(language: str, key: str, **values: Any) -> str:
     last resort (so a missing message shows, rather than breaking the page)."""
     text = catalogue(language).get(key) or catalogue("en").get(key) or key
     return text.format(**values) if values else text
+
+
+def words_for(language: str) -> Any:
+    """The domain's words (tasks, refusals, the timeline) in `language` (`domain_text.Words`)."""
+    from api.console.domain_text import Words
+
+    return Words(language, lambda key: catalogue(language).get(key) or catalogue("en").get(key))
 
 
 def language_of(request: Request) -> str:
@@ -178,10 +186,10 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 def _local_time(moment: datetime | None, language: str = DEFAULT_LANGUAGE) -> str:
     if moment is None:
         return "—"
-    from disputeflow.domain.calendar import SHANGHAI
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    local = moment.astimezone(SHANGHAI)  # formatted by hand: strftime cost the board's 200 rows time
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 
 def _iso(moment: datetime | None) -> str:
@@ -212,6 +220,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         text = catalogue(language).get(f"{kind}.{raw}") or catalogue("en").get(f"{kind}.{raw}")
         return text or str(raw).replace("_", " ")
 
-    base = {"t": t, "label": label, "lang": language, "languages": LANGUAGES, "me": session.actor(),
+    base = {"t": t, "label": label, "words": words_for(language), "lang": language, "languages": LANGUAGES,
+            "me": session.actor(),
             "csrf": session.csrf, "root": "/console"}
     return templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)

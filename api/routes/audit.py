@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query, Request, Response
 from sqlmodel import Session
@@ -21,6 +21,7 @@ from api.auth import ActorDep, allow, router_for
 from api.deps import CaseIdPath, EngineDep, NowDep, SessionDep, TemporalDep
 from api.errors import ApiError, error_responses
 from api.jobs import Job, jobs_of
+from api.read_log import ReadLogDep
 from api.schemas import AuditEntryPublic
 from disputeflow import history
 from disputeflow.db import audit, reads
@@ -48,14 +49,22 @@ class ReplayVerdict(BaseModel):
     results: list[history.ReplayResult]
 
 
+ReadKind = Literal["caller", "timeline", "history", "payloads"]
+
+
 class CallerDataReadPublic(BaseModel):
-    """Someone was served the case's caller data unmasked."""
+    """Someone was served the case's caller data unmasked, or read its history."""
 
     case_id: str
     user_id: str
     role: Role
     region_code: str = Field(description="The reader's region (their token's)")
-    fields: list[str] = Field(examples=[["name", "phone"]])
+    kind: ReadKind = Field(default="caller", description="caller: name and phone (or identity card number) "
+                           "unmasked; timeline: the timeline; history: the raw history downloaded; payloads: "
+                           "payloads decrypted through the codec endpoint")
+    fields: list[str] = Field(examples=[["name", "phone"]],
+                              description="For kind caller, the fields shown; otherwise what was read "
+                                          "(`2 run(s)`, `run 1`, `3 payloads`)")
     route: str = Field(examples=["GET /cases/{case_id}"])
     read_at: datetime
 
@@ -77,10 +86,13 @@ class CaseAudit(BaseModel):
             description="Who asked for what and whether it was done, when each clock's timer was set and fired, "
                         "every domain event, read from the case's workflow history (all runs).",
             responses=FROM_HISTORY)
-async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep) -> Timeline:
+async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+                        read_log: ReadLogDep) -> Timeline:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
     runs = await history.fetch_case_history(await temporal.client(), case_id)
-    return Timeline(case_id=case_id, runs=len(runs), entries=history.timeline(runs))
+    answer = Timeline(case_id=case_id, runs=len(runs), entries=history.timeline(runs))
+    await read_log.aaccess([case_id], kind="timeline", detail=f"{len(runs)} run(s)")  # before it leaves
+    return answer
 
 
 @router.get(
@@ -95,7 +107,7 @@ async def case_timeline(case_id: CaseIdPath, actor: ActorDep, session: SessionDe
                **error_responses(404, 410, e404="No such case (or not one you may see), or no such run of it")},
 )
 async def case_history(
-    case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep,
+    case_id: CaseIdPath, actor: ActorDep, session: SessionDep, temporal: TemporalDep, read_log: ReadLogDep,
     run: Annotated[int | None, Query(ge=1, le=10_000, description="Run number, 1 = first")] = None,
 ) -> Response:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
@@ -105,6 +117,7 @@ async def case_history(
     if run is not None and run > len(runs):
         raise RunNotFound(f"case {case_id} has no run {run}: it has {len(runs)}")
     chosen = runs[(run or len(runs)) - 1]
+    await read_log.aaccess([case_id], kind="history", detail=f"run {run or len(runs)}")
     return Response(history.export_history_json(chosen), media_type="application/json",
                     headers={"X-Case-Runs": str(len(runs)),
                              "Content-Disposition": f'inline; filename="case-{case_id}-run{run or len(runs)}.json"'})
@@ -117,8 +130,19 @@ async def case_history(
              responses=FROM_HISTORY)
 async def case_replay(case_id: CaseIdPath, actor: ActorDep, session: SessionDep,
                       temporal: TemporalDep) -> ReplayVerdict:
-    await cases.locate(case_id, actor, session=session, temporal=temporal)
-    report = await history.replay_case(await temporal.client(), case_id)
+    client = await temporal.client()
+    # The history is fetched while the read model says whether this auditor may see the case; it is
+    # replayed (and answered) only if so.
+    fetched = asyncio.ensure_future(history.fetch_case_history(client, case_id, decode=False))
+    try:
+        await cases.locate(case_id, actor, session=session, temporal=temporal)
+    except BaseException:
+        fetched.cancel()
+        fetched.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error is not news
+        raise
+    report = await history.replay_histories(await fetched, data_converter=client.data_converter)
+    if report.results and all(result.erased for result in report.results):
+        raise history.CaseErased(case_id)  # 410: nothing left to replay
     return ReplayVerdict(case_id=case_id, ok=report.ok, results=report.results)
 
 
@@ -184,21 +208,25 @@ def audit_job(request: Request, actor: ActorDep,
 
 
 @router.get("/audit/reads", response_model=CallerDataReadPage, dependencies=[allow(Role.auditor)],
-            summary="Who was shown a case's caller data in full",
+            summary="Who was shown a case's caller data in full, or read its history",
             description="Every answer that carried the case's caller name and phone (or identity card number) "
-                        "unmasked: who, in which role and region, which fields, through which route, when; newest "
+                        "unmasked (`kind` caller), and every read of its Temporal history: the timeline, the raw "
+                        "history download, payloads decrypted through `/codec/decode` (`kind` timeline, history, "
+                        "payloads). Who, in which role and region, what, through which route, when; newest "
                         "first. The log holds no caller data. Auditors only, for cases in their region.")
 async def caller_data_reads(
     actor: ActorDep, session: SessionDep, temporal: TemporalDep,
     case_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$", description="The case number")],
     user_id: Annotated[str | None, Query(max_length=64, description="Only this reader")] = None,
+    kind: Annotated[ReadKind | None, Query(description="Only this kind of read")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> CallerDataReadPage:
     await cases.locate(case_id, actor, session=session, temporal=temporal)
-    page = await asyncio.to_thread(reads.for_case, session, case_id, user_id=user_id, limit=limit, offset=offset)
+    page = await asyncio.to_thread(reads.for_case, session, case_id, user_id=user_id, kind=kind,
+                                   limit=limit, offset=offset)
     return CallerDataReadPage(
         items=[CallerDataReadPublic(case_id=r.case_id, user_id=r.user_id, role=Role(r.role), region_code=r.region_code,
-                                    fields=r.fields.split(","), route=r.route, read_at=r.read_at)
+                                    kind=r.kind, fields=r.fields.split(","), route=r.route, read_at=r.read_at)
                for r in page.items],
         total=page.total, limit=limit, offset=offset)

@@ -114,7 +114,10 @@ async def register_case(
                                               temporal=temporal, task_queue=settings.temporal_task_queue, pins=pins,
                                               numbers=numbers, now=now,
                                               key_ttl=timedelta(hours=settings.intake_key_ttl_hours))
-    await read_log.arecord([case])
+    if not created:
+        # A registration's answer shows the operator what they have just typed, and the case's first
+        # event already records who registered it: the read log records later reads, such as this.
+        await read_log.arecord([case])
     response.headers["Location"] = f"/cases/{case.case_id}"
     if not created:
         response.status_code = 200

@@ -12,8 +12,10 @@ Point the UI at it: `temporal server start-dev --ui-codec-endpoint http://127.0.
 that the UI sends its user's `Authorization` header. Browsers call it across origins: CORS admits the
 Web UI's origins (`DISPUTEFLOW_CODEC_CORS_ORIGINS`) on `/codec/*` only.
 
-A payload without the encryption marker comes back unchanged; one that cannot be decrypted is 400,
-naming the key id and never the payload.
+A payload without the encryption marker comes back unchanged; one of an erased case (its data key
+destroyed) comes back as the JSON string `"(erased)"` with metadata `disputeflow-erased`; one that
+cannot be decrypted is 400, naming the key id and never the payload. Every decryption is recorded
+in the read log (kind `payloads`, per case named in the payloads' metadata) before the answer.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from temporalio.api.common.v1 import Payloads
 
 from api.auth import router_for
 from api.errors import ApiError, error_responses
-from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, codec_for
+from api.read_log import ReadLogDep
+from disputeflow.codec import (
+    EncryptionCodec,
+    PayloadDecryptionError,
+    case_of,
+    codec_for,
+    is_encrypted,
+    is_erased_marker,
+)
 from disputeflow.domain.enums import Role
 
 CODEC_ROLES = (Role.auditor, Role.supervisor)
@@ -80,11 +90,23 @@ def _answer(payloads: list[Any]) -> dict[str, Any]:
 @router.post("/decode", summary="Decrypt payloads (Temporal remote codec)",
              description="For the Temporal Web UI: the payloads as Temporal stores them in, decrypted out. "
                          "Auditors and supervisors only.")
-async def decode(body: CodecPayloads, request: Request) -> dict[str, Any]:
+async def decode(body: CodecPayloads, request: Request, read_log: ReadLogDep) -> dict[str, Any]:
+    payloads = _parse(body).payloads
     try:
-        return _answer(_codec(request).decode_sync(_parse(body).payloads))
+        decoded = await _codec(request).decode(payloads)
     except PayloadDecryptionError as error:
         raise PayloadUndecryptable(str(error)) from None
+    # Every decryption is a read of the cases the payloads belong to (their metadata names the case),
+    # recorded before the answer leaves; payloads encrypted with the shared keys name no case: "".
+    # An erased case's payloads decode to the "(erased)" marker: nothing of it is read.
+    counts: dict[str, int] = {}
+    for payload, plain in zip(payloads, decoded, strict=True):
+        if is_encrypted(payload) and not is_erased_marker(plain):
+            case_id = case_of(payload) or ""
+            counts[case_id] = counts.get(case_id, 0) + 1
+    for case_id, count in counts.items():
+        await read_log.aaccess([case_id], kind="payloads", detail=f"{count} payloads")
+    return _answer(decoded)
 
 
 @router.post("/encode", summary="Encrypt payloads (Temporal remote codec)",

@@ -12,6 +12,7 @@ from api import cases
 from api.auth import ActorDep, router_for
 from api.deps import CaseIdPath, EngineDep, NowDep, SessionDep, TemporalDep
 from api.errors import TransitionRefused, error_responses
+from disputeflow.case_keys import forget_everywhere
 from disputeflow.db.engine import write_session
 from disputeflow.db.erasure import CannotErase, ErasureReason, ErasureResult, erase_case
 from disputeflow.domain.enums import Role
@@ -44,8 +45,9 @@ class ErasureDone(BaseModel):
     summary="Erase a closed case's personal data (verified request)",
     description="Anonymises the caller's name, phone, description and special groups, and the free text of the "
                 "case's events and notifications, in the read model; records the erasure (reason, reference, "
-                "who, when) in the audit chain. Closed cases only (409 for an open one). The case's Temporal "
-                "history is not touched: see docs/data-protection.md. Asking again changes nothing.",
+                "who, when) in the audit chain, and destroys the case's data key: its Temporal history and the free text of "
+                "its audit entries can no longer be decrypted. Closed cases only (409 for an open one). Asking "
+                "again changes nothing.",
     responses=error_responses(409, 413, e409="The case is not closed, or cannot be erased; `detail` says why"),
 )
 async def erase(case_id: CaseIdPath, request: ErasureRequest, actor: ActorDep, session: SessionDep,
@@ -61,5 +63,6 @@ async def erase(case_id: CaseIdPath, request: ErasureRequest, actor: ActorDep, s
         result = await asyncio.to_thread(run)
     except CannotErase as exc:
         raise TransitionRefused(str(exc)) from None
+    forget_everywhere([case_id])  # committed: the case's data key leaves this process's memory too
     return ErasureDone(case_id=case_id, erased_now=result.erased_now, events=result.events,
                        notifications=result.notifications, at=now)

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from api.auth import REGION_PATTERN, ActorDep, router_for, scoped_region
 from api.deps import Day, SessionDep, SettingsDep
-from api.errors import ApiError, InvalidQuery, TransitionRefused, error_responses
+from api.errors import ApiError, TransitionRefused, error_responses
 from disputeflow.db import reports
 from disputeflow.db.reports import ClockRow, ComplianceRow
 from disputeflow.domain.actions import Actor
@@ -144,8 +144,6 @@ def compliance_csv(
 
 # -- Staffing forecasts ------------------------------------------------------------------------------
 
-MAX_FORECAST_CASES = 20_000  # cases one forecast may simulate (all levels and runs): minutes of CPU
-
 
 class ForecastJob(BaseModel):
     job_id: str
@@ -195,8 +193,10 @@ def _run_forecast(job: ForecastJob, spec: ForecastSpec, policy_file: FilePath) -
                  "the real cases or namespace), with simulated staff acting at the given capacity, and reports "
                  "per clock the forecast compliance (with its spread over runs), lateness, backlog per week and "
                  "the staffing level reaching the target. **202** with a job: poll `GET /supervision/forecast/"
-                 "{job_id}` for its progress and result. One forecast at a time (**409** while one runs); at most "
-                 f"{MAX_FORECAST_CASES} simulated cases. The region must be inside yours."),
+                 "{job_id}` for its progress and result. **409**, with its reason: while another forecast runs (one at "
+                 "a time), when it would simulate more cases than this API allows (`DISPUTEFLOW_FORECAST_MAX_CASES`, "
+                 "all levels and runs together), or when a mix of shares does not add up to 1. The region must be "
+                 "inside yours."),
              responses=error_responses(409, 413))
 def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -> ForecastJob:
     return start_forecast_job(spec, actor, settings.policy_file)
@@ -206,10 +206,12 @@ def start_forecast_job(spec: ForecastSpec, actor: Actor, policy_file: FilePath) 
     """A forecast job of `actor`'s (the route's and the console's): 403 outside their region, 413
     when too large, 409 while another runs."""
     scoped_region(actor, spec.region_code)  # 403 outside the supervisor's region
+    if problems := spec.problems():
+        raise TransitionRefused("; ".join(problems))
     cases = round(spec.cases_per_run() * spec.runs * len(spec.levels()))
-    if cases > MAX_FORECAST_CASES:
-        raise InvalidQuery("body", f"this forecast would simulate about {cases} cases; at most "
-                                   f"{MAX_FORECAST_CASES} (fewer runs, levels or weeks)")
+    if cases > settings.forecast_max_cases:
+        raise TransitionRefused(f"this forecast would simulate about {cases} cases; this API runs at most "
+                                f"{settings.forecast_max_cases} (fewer runs, levels, weeks or arrivals)")
     with JOBS.lock:
         if JOBS.busy():
             raise TransitionRefused("a forecast is already running on this API; try again when it is done")

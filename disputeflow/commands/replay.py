@@ -107,7 +107,7 @@ async def _replay(args: SimpleNamespace) -> int:
                 bar.set_total(total)
             bar.update()
             if not result.ok:
-                bar.write(_describe(result, label(done - 1)))
+                bar.write(_describe(result, label(done - 1)))  # a divergence, or an erased case
             return
         print(f"[{done}/{total if total is not None else '?'}] {_describe(result, label(done - 1))}", flush=True)
 
@@ -124,8 +124,10 @@ async def _replay(args: SimpleNamespace) -> int:
         report = await history.replay_case(await _client(), args.case, on_progress=progress)
 
     bar.close()
-    diverged = [(index, result) for index, result in enumerate(report.results) if not result.ok]
-    print(f"{len(report.results)} replayed, {len(diverged)} diverged")
+    diverged = [(index, result) for index, result in enumerate(report.results) if not result.ok and not result.erased]
+    erased = sum(result.erased for result in report.results)
+    print(f"{len(report.results) - erased} replayed, {len(diverged)} diverged"
+          + (f", {erased} erased (not replayable)" if erased else ""))
     for index, result in diverged:
         print(f"  {_describe(result, label(index))}")
     return DIVERGED if diverged else OK
@@ -135,6 +137,8 @@ def _describe(result: ReplayResult, label: str) -> str:
     where = f"{label}case {result.case_id} (workflow {result.workflow_id}, run {result.run_id})"
     if result.ok:
         return f"{where}: replays"
+    if result.erased:
+        return f"{where}: erased: its data key is destroyed, its history can no longer be decrypted"
     return f"{where}: DIVERGED at event {result.event_id}: {result.reason}"
 
 

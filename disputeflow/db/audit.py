@@ -348,8 +348,47 @@ class SourceComparison(BaseModel):
         return not self.discrepancies
 
 
-def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Sequence[Mapping[str, Any]]) -> SourceComparison:
+def _case_key_for(case_id: str, entries: Sequence[AuditEntry]) -> Any:
+    """The case's data key, from this process's key store for the entries' database (None: none)."""
+    from sqlalchemy.orm import object_session
+
+    from disputeflow.case_keys import CaseKeyError, store_for
+
+    session = object_session(entries[0]) if entries else None
+    if session is None:
+        return None
+    bind = session.get_bind()
+    store = store_for(getattr(bind, "engine", bind))
+    if store is None:
+        return None
+    try:
+        return store.get(case_id)
+    except CaseKeyError:
+        return None
+
+
+_FIND_KEY: Any = object()
+
+
+def readable_payload(entry: AuditEntry, key: Any) -> Any:
+    """The event an entry records, its free text decrypted with the case's data key `key`
+    (`(erased)` where the key is destroyed); None if the entry is unreadable JSON."""
+    from disputeflow.case_keys import open_free_text
+
+    try:
+        payload = json.loads(entry.canonical)["payload"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return open_free_text(payload, key, entry.event_seq)
+
+
+def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Sequence[Mapping[str, Any]],
+                        *, key: Any = _FIND_KEY) -> SourceComparison:
     """Compare a case's log entries with the domain events (JSON form) from its Temporal history.
+
+    Entries keep their free text encrypted with the case's data key (`disputeflow.case_keys`): it is
+    decrypted with `key` (a `CaseKey`), by default the one this process's key store for the entries'
+    database holds.
 
     The hash chain proves the log was not changed after it was written, unless someone rewrote it
     and recomputed every later hash. Temporal's history is kept by another system: an entry that
@@ -358,6 +397,9 @@ def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Seq
     """
     # Negative event numbers are records made outside the workflow (an erasure): not in its history.
     logged = {e.event_seq: e for e in entries if e.event_seq > 0}
+    if key is _FIND_KEY:  # only entries with encrypted text need the key
+        sealed = any('"enc:' in e.canonical for e in logged.values())
+        key = _case_key_for(case_id, list(logged.values())) if sealed else None
     source = {int(event["seq"]): event for event in events}
     problems: list[Discrepancy] = []
     for seq in sorted(source.keys() | logged.keys()):
@@ -367,10 +409,7 @@ def compare_with_source(case_id: str, entries: Sequence[AuditEntry], events: Seq
         elif event is None:
             problems.append(Discrepancy(event_seq=seq, problem="in the audit log but not in the workflow history"))
         else:
-            try:
-                payload = json.loads(entry.canonical)["payload"]
-            except (ValueError, KeyError, TypeError):
-                payload = None
+            payload = readable_payload(entry, key)
             if payload is None or canonical_json(payload) != canonical_json(event):
                 problems.append(Discrepancy(
                     event_seq=seq, problem=f"the audit entry ({entry.event_type}) differs from the event the "

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from disputeflow.case_keys import CaseKey, seal_free_text
 from disputeflow.contracts import Projection
 from disputeflow.db.audit import AuditEvent, append_events
 from disputeflow.domain.case import CaseEvent
@@ -18,8 +19,12 @@ from disputeflow.db.models import (
 )
 
 
-def apply_projection(session: Session, p: Projection, *, now: datetime) -> int:
-    """Bring the read model up to date with `p`; returns how many new events were written."""
+def apply_projection(session: Session, p: Projection, *, now: datetime, key: CaseKey | None = None) -> int:
+    """Bring the read model up to date with `p`; returns how many new events were written.
+
+    `key`: the case's data key; the free text of the audit entries is stored encrypted with it
+    (`disputeflow.case_keys.seal_free_text`), so that destroying it erases that text. Without one
+    (tests of the read model alone), the entries hold the event as it is."""
     intake = p.intake
     case = session.get(CaseRecord, p.case_id)
     if case is None:
@@ -49,11 +54,16 @@ def apply_projection(session: Session, p: Projection, *, now: datetime) -> int:
     _project_notifications(session, p, now)
     append_events(
         session,
-        [AuditEvent(case_id=p.case_id, event_seq=e.seq, event_type=e.type, payload=e.model_dump(mode="json"))
+        [AuditEvent(case_id=p.case_id, event_seq=e.seq, event_type=e.type,
+                    payload=_sealed(e.model_dump(mode="json"), key, e.seq))
          for e in new_events],
         now=now,
     )
     return len(new_events)
+
+
+def _sealed(payload: dict, key: CaseKey | None, seq: int) -> dict:
+    return payload if key is None else seal_free_text(payload, key, seq)
 
 
 def _project_tasks(session: Session, p: Projection, now: datetime) -> None:

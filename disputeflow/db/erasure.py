@@ -12,14 +12,15 @@ What `erase_case` changes, in one transaction:
 - `intake_requests` of the case: deleted (their fingerprint is a hash of the intake body, and a hash
   of a phone number can be reversed by trying every number).
 
+- `case_data_keys`: the case's data key is destroyed (`disputeflow.case_keys.destroy`): the payloads
+  of its Temporal history and the free text of its audit entries, encrypted with it, can no longer
+  be decrypted anywhere (crypto-erasure). Callers drop it from memory after the commit
+  (`case_keys.forget_everywhere`).
+
 Not changed: `caller_data_reads` (no caller data), and the audit log, which cannot be updated. An
 erasure appends an entry to the chain (type `case_erased`, a negative event number: it is not an
 event of the case's workflow) saying when, why, on whose authority and what was erased; it holds
-no caller data. The audit log's older entries of the case keep their text: see
-docs/data-protection.md for what that leaves and the design that would close it.
-
-The case's Temporal history is not touched here: until crypto-erasure exists (a per-case data key
-destroyed; see docs/data-protection.md) it expires with the namespace's retention period.
+no caller data. The chain still verifies: its entries hold the free text as ciphertext.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, delete, select
 
+from disputeflow import case_keys
 from disputeflow.db import audit
 from disputeflow.db.models import (
     AuditEntry,
@@ -108,6 +110,7 @@ def erase_case(session: Session, case_id: str, *, now: datetime, reason: Erasure
             parked.reason = ERASED
             session.add(parked)
     session.exec(delete(IntakeRequest).where(IntakeRequest.case_id == case_id))
+    case_keys.destroy(session, case_id, now=now)  # crypto-erasure: Temporal's payloads, the chain's free text
     earlier = session.exec(select(func.count()).select_from(AuditEntry).where(
         AuditEntry.case_id == case_id, AuditEntry.event_seq < 0)).one()
     audit.append_events(session, [audit.AuditEvent(
@@ -116,7 +119,7 @@ def erase_case(session: Session, case_id: str, *, now: datetime, reason: Erasure
                  "reference": reference, "by": by.user_id if by else None,
                  "by_role": by.role.value if by else "system",
                  "erased": ["cases.caller", "cases.description", "cases.special_groups", "case_events.data",
-                            "outbox.payload", "intake_requests"]})], now=now)
+                            "outbox.payload", "intake_requests", "case_data_keys"]})], now=now)
     return ErasureResult(case_id=case_id, erased_now=True, events=len(events), notifications=len(messages))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -92,10 +92,12 @@ class CaseNumbers:
     numbers are lost when the process stops (numbers are unique, not gapless), and with several API
     processes each counts up within its own blocks."""
 
-    def __init__(self, engine: Engine, *, block: int = 10) -> None:
+    def __init__(self, engine: Engine, *, block: int = 10,
+                 on_block: Callable[[list[str]], None] | None = None) -> None:
         self._engine, self._block = engine, block
         self._reserved: dict[tuple[str, str], Iterator[int]] = {}
         self._lock = threading.Lock()
+        self._on_block = on_block  # told each new block's case numbers (to make their data keys ahead)
 
     def next(self, *, region_code: str, now: datetime) -> str:
         key = (region_code, _day(now))
@@ -107,6 +109,8 @@ class CaseNumbers:
                 self._reserved = {k: v for k, v in self._reserved.items() if k[1] == key[1]}  # forget past days
                 self._reserved[key] = iter(block)
                 number = next(self._reserved[key])
+                if self._on_block is not None:
+                    self._on_block([f"{region_code}-{key[1]}-{n:04d}" for n in block])
         return f"{region_code}-{key[1]}-{number:04d}"
 
 

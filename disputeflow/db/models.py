@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Date, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -312,9 +312,32 @@ class CallerDataRead(SQLModel, table=True):
     user_id: str = Field(index=True, max_length=64)
     role: str = Field(max_length=32)
     region_code: str = Field(max_length=6)
-    fields: str = Field(max_length=64)  # "name,phone" or "name,phone,id_number"
+    fields: str = Field(max_length=64)  # "name,phone" or "name,phone,id_number"; for the other kinds, see `kind`
+    # What was read: "caller" (an answer with the caller's name and phone unmasked), "timeline" (the case's
+    # timeline, decrypted from Temporal's history), "history" (the raw history, downloaded), "payloads"
+    # (payloads of the case decrypted through POST /codec/decode).
+    kind: str = Field(default="caller", max_length=16, sa_column_kwargs={"server_default": "caller"})
     route: str = Field(max_length=120)  # the route's template, e.g. "GET /cases/{case_id}"; never a query string
     read_at: datetime = _utc_column(nullable=False, index=True)
+
+
+# -- Each case's data key (crypto-erasure) ---------------------------------------------------------
+
+
+class CaseDataKey(SQLModel, table=True):
+    """The key that encrypts one case's payloads in Temporal and the free text of its audit entries
+    (`disputeflow.case_keys`), stored wrapped (AES-256-GCM) by a payload master key. Erasing the
+    case destroys it: `wrapped_key` becomes NULL and `destroyed_at` is set, and what it encrypted
+    can no longer be read anywhere."""
+
+    __tablename__ = "case_data_keys"
+
+    case_id: str = Field(primary_key=True, max_length=40)
+    key_id: str = Field(max_length=40)  # "dk-<hex>": named in each payload it encrypts
+    master_key_id: str | None = Field(default=None, max_length=64)  # the payload key that wraps it
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = _utc_column(nullable=False)
+    destroyed_at: datetime | None = _utc_column(nullable=True)
 
 
 # -- Intake bookkeeping ----------------------------------------------------------------------

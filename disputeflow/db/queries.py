@@ -258,9 +258,18 @@ def open_tasks(session: Session, *, assignee_id: str | None = None, role: str | 
     # Counted on the tasks alone (the projection writes a task with its case, in one transaction):
     # the index answers it without visiting a case row.
     total = session.exec(select(func.count()).select_from(t).where(*conditions)).one()
-    if session.get_bind().dialect.name == "sqlite":  # NULLs sort first in SQLite: put them last by hand
-        order = (t.due_at.is_(None), t.due_at, t.task_id)
-    else:  # PostgreSQL's own order (ASC NULLS LAST): the inbox indexes can deliver rows in it
-        order = (t.due_at.asc().nulls_last(), t.task_id)
-    rows = session.exec(joined.order_by(*order).limit(max(1, min(limit, MAX_PAGE))).offset(offset))
-    return InboxPage(items=[(task, case) for task, case in rows], total=total)
+    size = max(1, min(limit, MAX_PAGE))
+    if session.get_bind().dialect.name != "sqlite":  # PostgreSQL's own order (ASC NULLS LAST): the index's
+        rows = session.exec(joined.order_by(t.due_at.asc().nulls_last(), t.task_id).limit(size).offset(offset))
+        return InboxPage(items=[(task, case) for task, case in rows], total=total)
+    # NULLs sort first in SQLite. Ordering by `due_at IS NULL` first would sort every matching task
+    # (thousands in a busy county's operator inbox) for each page; instead the tasks with a due time,
+    # in the index's own order, then those without, after them.
+    items = list(session.exec(joined.where(t.due_at.is_not(None)).order_by(t.due_at, t.task_id).limit(size)
+                              .offset(offset)))
+    if len(items) < size:
+        dated = (offset + len(items) if items else
+                 session.exec(select(func.count()).select_from(t).where(*conditions, t.due_at.is_not(None))).one())
+        items += session.exec(joined.where(t.due_at.is_(None)).order_by(t.task_id).limit(size - len(items))
+                              .offset(max(0, offset - dated)))
+    return InboxPage(items=[(task, case) for task, case in items], total=total)

@@ -1,4 +1,4 @@
-"""The read log: who was served which case's caller data unmasked, and when.
+"""The read log: who was served which case's caller data unmasked, or read its history, and when.
 
 Written by the API before an answer with unmasked caller data leaves it (`record`); read by
 auditors (`for_case`). Rows hold ids, roles, field names and route templates, never the data.
@@ -35,10 +35,30 @@ def record(session: Session, *, actor: Actor, disclosed: Iterable[tuple[str, Ite
     return len(rows)
 
 
-def for_case(session: Session, case_id: str | None = None, *, user_id: str | None = None,
+READ_KINDS = ("caller", "timeline", "history", "payloads")
+
+
+def record_access(session: Session, *, actor: Actor, case_ids: Iterable[str], kind: str, detail: str, route: str,
+                  at: datetime) -> int:
+    """One row per case whose history an auditor or supervisor read decrypted or downloaded (`kind`:
+    "timeline", "history" or "payloads"; `detail`, in `fields`, says which part: "run 2", "3 payloads").
+    Returns how many. The caller commits."""
+    if kind not in READ_KINDS:
+        raise ValueError(f"unknown kind of read {kind!r}")
+    rows = [CallerDataRead(case_id=case_id, user_id=actor.user_id, role=actor.role.value,
+                           region_code=actor.region_code or "", fields=detail[:64], kind=kind, route=route[:120],
+                           read_at=at)
+            for case_id in dict.fromkeys(case_ids)]
+    session.add_all(rows)
+    return len(rows)
+
+
+def for_case(session: Session, case_id: str | None = None, *, user_id: str | None = None, kind: str | None = None,
              limit: int = 50, offset: int = 0) -> ReadPage:
-    """Newest first, filtered by case and/or reader."""
+    """Newest first, filtered by case and/or reader and/or kind."""
     conditions = []
+    if kind is not None:
+        conditions.append(CallerDataRead.kind == kind)
     if case_id is not None:
         conditions.append(CallerDataRead.case_id == case_id)
     if user_id is not None:

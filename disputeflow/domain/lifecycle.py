@@ -76,25 +76,31 @@ def offered(actor: a.Actor, *, case_id: str, stage: Stage, closed: bool, mediato
 def _check_door(case_id: str, closed: bool, stage: Stage, mediator_id: str | None, region_code: str,
                 command: type[a.CommandBase], actor: a.Actor) -> None:
     if closed:
-        raise Refused(f"case {case_id} is closed; nothing more can be done to it")
+        raise Refused(f"case {case_id} is closed; nothing more can be done to it", code="case_closed", case=case_id)
     if actor.role not in command.roles:
         allowed = ", ".join(sorted(r.value for r in command.roles))
         article = "an" if actor.role.value[0] in "aeiou" else "a"
-        raise Refused(f"{article} {actor.role.value} cannot {command.what}; this needs one of: {allowed}")
+        raise Refused(f"{article} {actor.role.value} cannot {command.what}; this needs one of: {allowed}",
+                      code="role_not_allowed", role=actor.role, action=command.model_fields["type"].default,
+                      roles=sorted(r.value for r in command.roles))
     _check_scope(case_id, mediator_id, region_code, actor)
     if stage not in command.stages:
         allowed = ", ".join(sorted(s.value for s in command.stages))
-        raise Refused(f"cannot {command.what} while the case is in stage '{stage.value}' (allowed in: {allowed})")
+        raise Refused(f"cannot {command.what} while the case is in stage '{stage.value}' (allowed in: {allowed})",
+                      code="stage_not_allowed", action=command.model_fields["type"].default, stage=stage,
+                      stages=sorted(s.value for s in command.stages))
 
 
 def _check_scope(case_id: str, mediator_id: str | None, region_code: str, actor: a.Actor) -> None:
     if actor.role is Role.mediator:
         if mediator_id is None or mediator_id != actor.user_id:
-            raise Refused(f"mediator {actor.user_id} is not assigned to case {case_id}")
+            raise Refused(f"mediator {actor.user_id} is not assigned to case {case_id}", code="not_assigned_mediator",
+                          user=actor.user_id, case=case_id)
     elif actor.region_code and not region_code.startswith(actor.region_code):
         raise Refused(
             f"case {case_id} belongs to region {region_code}, "
-            f"outside your region {actor.region_code}"
+            f"outside your region {actor.region_code}",
+            code="outside_region", case=case_id, region=region_code, yours=actor.region_code,
         )
 
 

@@ -19,6 +19,8 @@ def forecast(spec: ForecastSpec, *, policy_file: Path, progress: Progress | None
     from disputeflow.forecast.report import build
     from disputeflow.forecast.simulation import simulate
 
+    if problems := spec.problems():
+        raise ValueError("; ".join(problems))
     return build(simulate(spec, policy=policy_file, progress=progress, **kwargs))
 
 

@@ -266,7 +266,7 @@ def poisson(rng: random.Random, mean: float) -> int:
 def draw_arrivals(spec: ForecastSpec, cal: BusinessCalendar, run: int) -> list[tuple[datetime, CaseFacts]]:
     """The run's arrivals in target (unshifted) time, the same for every staffing level."""
     if spec.exact_arrivals is not None:
-        return sorted((datetime.fromisoformat(at).astimezone(UTC),
+        return sorted((at.astimezone(UTC),
                        CaseFacts(region_code=spec.region_code, category=cat, dispute_type=dt, urgency=urg))
                       for at, cat, dt, urg in spec.exact_arrivals)
     rng = random.Random(f"{spec.seed}/arrivals/{run}")

@@ -7,25 +7,41 @@ county's 12348 centre. Nothing here does I/O; `disputeflow.forecast.profile` fil
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Strict, BaseModel, ConfigDict, Field, model_validator
+from annotated_types import Interval
+from pydantic import BeforeValidator, Strict, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from disputeflow.domain.days import Day, Instant
 from disputeflow.domain.enums import Category, DisputeType, Urgency
 
 StaffRole = Literal["operator", "mediator", "legal_aid_officer", "supervisor"]
 
 
+def _whole(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("a whole number")
+    return value
+
+
 # A number as JSON writes it: true and false are not 1 and 0 here.
 Number = Annotated[float, Strict()]
+def Whole(ge: int, le: int | None = None):  # noqa: N802 - a type
+    """A whole number as JSON Schema has it, between `ge` and `le`: 3 and 3.0 are, true and "3" are
+    not. (The bounds go before the check, so that the schema says them as minimum and maximum.)"""
+    return Annotated[int, Interval(ge=ge, le=le), BeforeValidator(_whole)]
+# Days between two events of the outside world: a range (low, high), drawn uniformly.
+Days = Annotated[Number, Interval(ge=0, le=365)]
+DayRange = tuple[Days, Days]
 
 class Staff(BaseModel):
     """`count` people of a role, each handling up to `per_day` tasks (sessions, decisions, calls) a working day."""
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int = Field(ge=0, le=200)
+    count: Whole(0, 200)
     per_day: float = Field(strict=True, gt=0, le=500)
 
 
@@ -50,16 +66,16 @@ class Arrival(BaseModel):
 
 
 class Shares(BaseModel):
-    """Helper: shares that must add up to 1 (within rounding)."""
+    """Helper: shares that must add up to 1 (within rounding). JSON Schema cannot say that, so it is
+    a business rule: `problem()` names it, the route answers 409 with it, `forecast` refuses it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="after")
-    def _sum_to_one(self) -> Shares:
+    def problem(self, name: str) -> str | None:
         total = sum(v for v in self.model_dump().values())
         if abs(total - 1) > 0.01:
-            raise ValueError(f"{type(self).__name__}: the shares add up to {total:.3f}, not 1")
-        return self
+            return f"{name}: the shares add up to {total:.3f}, not 1"
+        return None
 
 
 class SessionMix(Shares):
@@ -87,19 +103,25 @@ class Outcomes(BaseModel):
     dispute_to_mediation: float = Field(strict=True, default=0.8, ge=0, le=1, description="the rest is referred")
     consultation_answered: float = Field(strict=True, default=0.9, ge=0, le=1, description="the rest is referred")
     referral_accepted: float = Field(strict=True, default=0.9, ge=0, le=1)
-    referral_reply_days: tuple[Number, Number] = (1, 6)
-    first_session_days: tuple[Number, Number] = (1, 5)  # from assignment to the first session possible
+    referral_reply_days: DayRange = (1, 6)
+    first_session_days: DayRange = (1, 5)  # from assignment to the first session possible
     session_interval_days: float = Field(strict=True, default=5, ge=0, le=60)  # between two sessions of one case
     sessions: SessionMix = Field(default_factory=SessionMix)
     confirmation_applied: float = Field(strict=True, default=0.6, ge=0, le=1)
-    confirmation_days: tuple[Number, Number] = (3, 25)
+    confirmation_days: DayRange = (3, 25)
     performed: float = Field(strict=True, default=0.85, ge=0, le=1)
-    performance_days: tuple[Number, Number] = (10, 40)
+    performance_days: DayRange = (10, 40)
     escalation: EscalationMix = Field(default_factory=EscalationMix)
     legal_aid_approved: float = Field(strict=True, default=0.75, ge=0, le=1)
-    legal_aid_outcome_days: tuple[Number, Number] = (20, 90)
+    legal_aid_outcome_days: DayRange = (20, 90)
     refusal_overturned: float = Field(strict=True, default=0.2, ge=0, le=1)
     dissatisfied: float = Field(strict=True, default=0.08, ge=0, le=1)
+
+    @field_validator("referral_reply_days", "first_session_days", "confirmation_days", "performance_days",
+                     "legal_aid_outcome_days")
+    @classmethod
+    def _low_high(cls, value: tuple[float, float]) -> tuple[float, float]:
+        return (min(value), max(value))  # a range given high-first is the same range
 
 
 class Sweep(BaseModel):
@@ -108,24 +130,22 @@ class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: StaffRole = "mediator"
-    levels: list[int] = Field(min_length=1, max_length=12)
+    levels: list[Whole(1, 200)] = Field(min_length=1, max_length=12)
 
-    @model_validator(mode="after")
-    def _levels(self) -> Sweep:
-        if any(n < 1 or n > 200 for n in self.levels):
-            raise ValueError("staffing levels are between 1 and 200 people")
-        self.levels = sorted(set(self.levels))
-        return self
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, levels: list[int]) -> list[int]:
+        return sorted(set(levels))
 
 
 class ForecastSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     region_code: str = Field(default="370102", pattern=r"^\d{6}$")
-    start: date
-    weeks: int = Field(default=8, ge=1, le=26)
-    runs: int = Field(default=3, ge=1, le=20)
-    seed: int = 12348
+    start: Day
+    weeks: Whole(1, 26) = 8
+    runs: Whole(1, 20) = 3
+    seed: Whole(0) = 12348
     staff: dict[StaffRole, Staff] = Field(default_factory=default_staff)
     arrivals: list[Arrival] = Field(min_length=1, max_length=200)
     outcomes: Outcomes = Field(default_factory=Outcomes)
@@ -133,13 +153,18 @@ class ForecastSpec(BaseModel):
     sweep: Sweep | None = None
     # A back-test: the period's real arrivals, (registered instant, category, dispute type, urgency),
     # used instead of drawing from `arrivals` (whose rates then only describe them).
-    exact_arrivals: list[tuple[str, Category, DisputeType, Urgency]] | None = Field(default=None, max_length=100_000)
+    exact_arrivals: list[tuple[Instant, Category, DisputeType, Urgency]] | None = Field(default=None, max_length=100_000)
 
     @model_validator(mode="after")
     def _complete(self) -> ForecastSpec:
         for role, staff in default_staff().items():
             self.staff.setdefault(role, staff)  # type: ignore[index]
         return self
+
+    def problems(self) -> list[str]:
+        """What the schema cannot say and the forecast cannot run with (a business rule each)."""
+        return [p for p in (self.outcomes.sessions.problem("outcomes.sessions"),
+                            self.outcomes.escalation.problem("outcomes.escalation")) if p]
 
     def levels(self) -> list[int]:
         """The staffing levels of the swept role (or its one given level)."""

@@ -243,3 +243,31 @@ def test_the_actor_is_the_token(stack: Stack) -> None:
     token = stack.auth(OPERATOR, name="王芳")["Authorization"].removeprefix("Bearer ")
     actor = decode_token(token, token_keys.Verifier(stack.settings))
     assert actor.model_dump() == {"user_id": "op-1", "role": Role.operator, "region_code": "370102", "name": "王芳"}
+
+
+def test_a_verified_token_is_remembered_until_it_expires(tmp_path, monkeypatch) -> None:
+    """The signature is checked once a minute per token and never taken on trust past the token's
+    expiry; a token that differs by one character is checked on its own (and refused)."""
+    import time as clock
+
+    from disputeflow import token_keys
+    from disputeflow.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    verifier = token_keys.Verifier(settings)
+    now = int(clock.time())
+    claims = {"sub": "op-1", "role": "operator", "region": "370102", "iat": now, "exp": now + 30,
+              "iss": settings.token_issuer, "aud": settings.token_audience}
+    token = token_keys.signer(settings).sign(claims)
+    calls: list[str] = []
+    verify = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: calls.append(t) or verify(t))  # count the real checks
+    assert verifier.claims(token)["sub"] == "op-1" and verifier.claims(token)["sub"] == "op-1"
+    assert calls == [token]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.claims(forged)
+    # Taken on trust up to its expiry (30 s from now), not the cache's minute; after it, checked again.
+    monkeypatch.setattr(token_keys.time, "time", lambda: now + 31)
+    verifier.claims(token)  # (PyJWT reads the real clock: still valid for it)
+    assert calls == [token, forged, token]

@@ -74,16 +74,23 @@ async def test_the_identity_card_number_only_for_the_legal_aid_officer_on_legal_
 
 async def test_every_unmasked_read_is_logged_and_auditors_see_the_log(stack: Stack) -> None:
     phone = _phone()
-    case = await stack.open_case(caller={"name": "赵六", "phone": phone})
-    case_id = case["case_id"]
-    assert [(r.user_id, r.route) for r in _reads(stack, case_id)] == [(OPERATOR[0], "POST /cases")]
-    await _get(stack, case_id, SUPERVISOR)
+    body, key = intake_body(caller={"name": "赵六", "phone": phone}), f"privacy-{uuid.uuid4().hex}"
+    registered = await stack.http.post("/cases", json=body, headers=stack.auth(OPERATOR) | {"Idempotency-Key": key})
+    assert registered.status_code == 201, registered.text
+    case_id = registered.json()["case_id"]
+    await stack.projected(case_id)
+    # Registering shows the operator what they typed; the case's first event names who registered it.
+    assert _reads(stack, case_id) == []
+    assert [e["actor_id"] for e in (await _get(stack, case_id, SUPERVISOR))["timeline"][:1]] == [OPERATOR[0]]
+    # The same registration again is a read of the stored case, and recorded.
+    again = await stack.http.post("/cases", json=body, headers=stack.auth(OPERATOR) | {"Idempotency-Key": key})
+    assert again.status_code == 200 and again.json()["case_id"] == case_id
     await _get(stack, case_id, AUDITOR)  # masked: not a read of the caller's data
     await stack.http.post("/cases/search", json={"phone": phone}, headers=stack.auth(OPERATOR))
     rows = _reads(stack, case_id)
     assert [(r.user_id, r.role, r.route, r.fields) for r in rows] == [
-        (OPERATOR[0], "operator", "POST /cases", "name,phone"),
         (SUPERVISOR[0], "supervisor", "GET /cases/{case_id}", "name,phone"),
+        (OPERATOR[0], "operator", "POST /cases", "name,phone"),
         (OPERATOR[0], "operator", "POST /cases/search", "name"),
     ]
     assert all(phone not in f"{r.route}{r.fields}" and "赵六" not in r.route for r in rows)
@@ -135,3 +142,28 @@ async def test_the_identity_card_number_is_asked_only_for_legal_aid(stack: Stack
     assert opened and opened[0]["data"]["command"]["id_number"] == "***"
     audit = await stack.http.get(f"/cases/{case['case_id']}/audit", headers=stack.auth(AUDITOR))
     assert ID_NUMBER not in audit.text
+
+
+async def test_reading_a_cases_history_is_logged_by_kind(stack: Stack) -> None:
+    """The timeline and the raw history download are reads of the case's data too: who, when, what kind."""
+    case_id = (await stack.open_case())["case_id"]
+    before = len(_reads(stack, case_id))
+    timeline = await stack.http.get(f"/cases/{case_id}/timeline", headers=stack.auth(AUDITOR))
+    assert timeline.status_code == 200, timeline.text
+    exported = await stack.http.get(f"/cases/{case_id}/history", headers=stack.auth(SUPERVISOR))
+    assert exported.status_code == 200, exported.text
+    rows = _reads(stack, case_id)[before:]
+    assert [(r.user_id, r.role, r.kind, r.route, r.fields) for r in rows] == [
+        (AUDITOR[0], "auditor", "timeline", "GET /cases/{case_id}/timeline", "1 run(s)"),
+        (SUPERVISOR[0], "supervisor", "history", "GET /cases/{case_id}/history", "run 1"),
+    ]
+    log = await stack.http.get("/audit/reads", params={"case_id": case_id, "kind": "history"},
+                               headers=stack.auth(AUDITOR))
+    assert log.status_code == 200, log.text
+    [item] = log.json()["items"]
+    assert (item["user_id"], item["kind"], item["fields"]) == (SUPERVISOR[0], "history", ["run 1"])
+    everything = await stack.http.get("/audit/reads", params={"case_id": case_id}, headers=stack.auth(AUDITOR))
+    assert {i["kind"] for i in everything.json()["items"]} == {"timeline", "history"}  # registering is no read (see above)
+    # a refused read (another region's auditor: 404) records nothing
+    await stack.http.get(f"/cases/{case_id}/timeline", headers=stack.auth(OTHER_AUDITOR))
+    assert len(_reads(stack, case_id)) == before + 2

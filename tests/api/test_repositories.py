@@ -130,6 +130,12 @@ def test_open_tasks_soonest_due_first(engine: Engine) -> None:
         assert [t.task_id for t, _ in mine.items] == ["A:3", "A:1", "A:2"] and mine.total == 3
         page = queries.open_tasks(session, assignee_id="med-1", limit=1, offset=1)
         assert [t.task_id for t, _ in page.items] == ["A:1"] and page.total == 3
+        # Every page, among the tasks with a due time, across to those without, or past them: one order.
+        whole = ["A:3", "A:1", "A:2"]
+        for limit in (1, 2, 3, 4):
+            for offset in range(5):
+                page = queries.open_tasks(session, assignee_id="med-1", limit=limit, offset=offset)
+                assert [t.task_id for t, _ in page.items] == whole[offset:offset + limit], (limit, offset)
         ops = queries.open_tasks(session, role="operator", region_prefix="3701")
         assert [(t.task_id, c.case_id) for t, c in ops.items] == [("A:5", "A")]
 

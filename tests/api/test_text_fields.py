@@ -146,13 +146,14 @@ async def test_a_nul_never_reaches_postgresql(tmp_path: Path, postgres_url: str)
     with Session(engine) as session, pytest.raises(DataError):  # the hazard: what a NUL would meet
         session.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"})
 
-    settings = settings_for(tmp_path, "set-below", f"nul-{uuid.uuid4().hex[:6]}")
+    # The database first: the worker's data converter reads the cases' data keys from it, as the API's does.
+    settings = settings_for(tmp_path, "set-below", f"nul-{uuid.uuid4().hex[:6]}").model_copy(
+        update={"database_url": postgres_url})
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=installed_binary("temporal-test-server"), data_converter=data_converter(settings))
     try:
         await register_search_attributes(env.client, "default")
-        settings = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host,
-                                               "database_url": postgres_url})
+        settings = settings.model_copy(update={"temporal_address": env.client.service_client.config.target_host})
         with write_session(engine) as session:
             seed_reference(session, DEFAULT_REFERENCE_FILE)
         app = create_app(settings)

@@ -59,9 +59,11 @@ def open_clock_or_refuse(state: CaseState, clock_id: str) -> Clock:
     clock = state.clock(clock_id)
     if clock is None:
         known = ", ".join(c.clock_id for c in state.open_clocks) or "none"
-        raise Refused(f"case {state.case_id} has no clock '{clock_id}' (open clocks: {known})")
+        raise Refused(f"case {state.case_id} has no clock '{clock_id}' (open clocks: {known})", code="unknown_clock",
+                      clock_id=clock_id, known=[c.clock_id for c in state.open_clocks])
     if not clock.open:
-        raise Refused(f"clock '{clock_id}' has already ended ({clock.status.value})")
+        raise Refused(f"clock '{clock_id}' has already ended ({clock.status.value})", code="clock_ended",
+                      clock_id=clock_id, clock=clock.name, status=clock.status)
     return clock
 
 

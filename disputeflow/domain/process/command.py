@@ -28,8 +28,28 @@ OPEN_STAGES = frozenset(Stage) - {Stage.closed}
 STAFF = frozenset({Role.operator, Role.mediator, Role.legal_aid_officer, Role.supervisor})
 
 
+# Every reason an action can be refused, by a stable code: the console words each in its own
+# languages (`refusal.<code>`); the message, in English, is what the API answers.
+REFUSAL_CODES = frozenset({
+    "case_closed", "role_not_allowed", "stage_not_allowed", "not_assigned_mediator", "outside_region",
+    "unknown_clock", "clock_ended", "clock_not_legal_aid", "clock_already_paused", "clock_not_paused",
+    "extension_already_requested", "no_extension_requested", "no_mediator_yet", "mediation_extension_limit",
+    "no_mediation_deadline", "confirmation_already_recorded", "no_materials_requested", "materials_missing",
+    "eligibility_not_assessed", "not_eligible", "legal_aid_not_approved",
+})
+
+
 class Refused(Exception):
-    """An action that is not allowed now, by this actor; the message says why, for a person."""
+    """An action that is not allowed now, by this actor; the message says why, for a person. `code`
+    (one of REFUSAL_CODES) and `params` (plain values: ids, enum values, lists of them) say the same
+    for a translation."""
+
+    def __init__(self, message: str, *, code: str, **params: Any) -> None:
+        if code not in REFUSAL_CODES:
+            raise ValueError(f"unknown refusal code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.params = {k: (v.value if hasattr(v, "value") else v) for k, v in params.items()}
 
 
 class Actor(BaseModel):

@@ -41,7 +41,8 @@ SUPERVISOR = frozenset({Role.supervisor})
 
 def _may_pause(actor: Actor, clock: Clock) -> None:
     if actor.role is Role.legal_aid_officer and clock.stage not in c.LEGAL_AID_STAGES:
-        raise Refused(f"a legal-aid officer may pause or resume only legal-aid clocks, not '{clock.name}'")
+        raise Refused(f"a legal-aid officer may pause or resume only legal-aid clocks, not '{clock.name}'",
+                      code="clock_not_legal_aid", clock=clock.name)
 
 
 class PauseClock(Command):
@@ -57,7 +58,8 @@ class PauseClock(Command):
         clock = c.open_clock_or_refuse(state, self.clock_id)
         _may_pause(actor, clock)
         if clock.paused:
-            raise Refused(f"clock '{self.clock_id}' is already paused")
+            raise Refused(f"clock '{self.clock_id}' is already paused", code="clock_already_paused",
+                          clock_id=self.clock_id, clock=clock.name)
 
     def apply(self, state: CaseState, change: Change) -> None:
         c.pause(state, c.require_clock(state, self.clock_id), change.now, change.actor, self.reason.value, note=self.note)
@@ -78,7 +80,8 @@ class ResumeClock(Command):
         clock = c.open_clock_or_refuse(state, self.clock_id)
         _may_pause(actor, clock)
         if not clock.paused:
-            raise Refused(f"clock '{self.clock_id}' is not paused")
+            raise Refused(f"clock '{self.clock_id}' is not paused", code="clock_not_paused", clock_id=self.clock_id,
+                          clock=clock.name)
 
     def apply(self, state: CaseState, change: Change) -> None:
         c.resume(state, c.require_clock(state, self.clock_id), change.now, change.cal, change.actor, note=self.note)
@@ -123,10 +126,11 @@ class RequestExtension(Command):
                "reason": "当事人需补充工资条证据"}
 
     def guard(self, state: CaseState, actor: Actor) -> None:
-        c.open_clock_or_refuse(state, self.clock_id)
+        clock = c.open_clock_or_refuse(state, self.clock_id)
         if (pending := c.extension_request(state, self.clock_id)) is not None:
             raise Refused(f"an extension of clock '{self.clock_id}' requested by {pending.requested_by.user_id} "
-                          "already awaits a supervisor's decision")
+                          "already awaits a supervisor's decision", code="extension_already_requested",
+                          clock_id=self.clock_id, clock=clock.name, user=pending.requested_by.user_id)
 
     def apply(self, state: CaseState, change: Change) -> None:
         clock = c.require_clock(state, self.clock_id)
@@ -154,10 +158,12 @@ class DecideExtension(Command):
     example = {"clock_id": "mediation_conclusion-2", "approve": True, "reason": "同意，请按期结案"}
 
     def guard(self, state: CaseState, actor: Actor) -> None:
-        c.open_clock_or_refuse(state, self.clock_id)
+        clock = c.open_clock_or_refuse(state, self.clock_id)
         if c.extension_request(state, self.clock_id) is None:
             waiting = ", ".join(r.clock_id for r in state.extension_requests) or "none"
-            raise Refused(f"no extension of clock '{self.clock_id}' awaits a decision (awaiting: {waiting})")
+            raise Refused(f"no extension of clock '{self.clock_id}' awaits a decision (awaiting: {waiting})",
+                          code="no_extension_requested", clock_id=self.clock_id, clock=clock.name,
+                          waiting=[r.clock_id for r in state.extension_requests])
 
     def apply(self, state: CaseState, change: Change) -> None:
         asked = c.extension_request(state, self.clock_id)

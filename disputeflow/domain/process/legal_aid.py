@@ -49,7 +49,7 @@ class MaterialsSupplied(Command):
 
     def guard(self, state: CaseState, actor: Actor) -> None:
         if not state.legal_aid.missing_materials:
-            raise Refused("no materials were requested, so none can be supplied")
+            raise Refused("no materials were requested, so none can be supplied", code="no_materials_requested")
 
     def apply(self, state: CaseState, change: Change) -> None:
         supplied, state.legal_aid.missing_materials = state.legal_aid.missing_materials, []
@@ -104,13 +104,15 @@ class DecideLegalAid(Command):
     def guard(self, state: CaseState, actor: Actor) -> None:
         if state.legal_aid.missing_materials:
             missing = "; ".join(state.legal_aid.missing_materials)
-            raise Refused(f"materials are still missing ({missing}); record them as supplied before deciding")
+            raise Refused(f"materials are still missing ({missing}); record them as supplied before deciding",
+                          code="materials_missing", missing=list(state.legal_aid.missing_materials))
         if self.approve:
             assessment = state.legal_aid.assessment
             if assessment is None:
-                raise Refused("assess eligibility before approving legal aid")
+                raise Refused("assess eligibility before approving legal aid", code="eligibility_not_assessed")
             if not assessment.eligible:
-                raise Refused(f"cannot approve: the applicant is not eligible ({assessment.explanation})")
+                raise Refused(f"cannot approve: the applicant is not eligible ({assessment.explanation})",
+                              code="not_eligible", explanation=assessment.explanation)
 
     def apply(self, state: CaseState, change: Change) -> Effects | None:
         state.legal_aid.approved, state.legal_aid.decision_reason = self.approve, self.reason
@@ -179,7 +181,7 @@ class AssignLawyer(Command):
 
     def guard(self, state: CaseState, actor: Actor) -> None:
         if state.stage is Stage.escalated and not state.legal_aid.approved:
-            raise Refused("a lawyer can be assigned only after legal aid was approved")
+            raise Refused("a lawyer can be assigned only after legal aid was approved", code="legal_aid_not_approved")
 
     def apply(self, state: CaseState, change: Change) -> None:
         if change.chosen is not None:  # looked up before the action (the legacy workflow)

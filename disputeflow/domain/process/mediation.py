@@ -28,7 +28,7 @@ class RecordMediationSession(Command):
 
     def guard(self, state: CaseState, actor: Any) -> None:
         if state.mediator is None:
-            raise Refused("no mediator is assigned yet; assign one before recording a session")
+            raise Refused("no mediator is assigned yet; assign one before recording a session", code="no_mediator_yet")
 
     def apply(self, state: CaseState, change: Change) -> None:
         now, cal, actor = change.now, change.cal, change.actor
@@ -63,9 +63,10 @@ class ExtendMediation(Command):
         rules = state.policy.mediation
         if state.mediation.extensions >= rules.max_extensions:
             raise Refused(f"mediation was already extended {state.mediation.extensions} time(s); "
-                          f"the limit is {rules.max_extensions}")
+                          f"the limit is {rules.max_extensions}", code="mediation_extension_limit",
+                          times=state.mediation.extensions, limit=rules.max_extensions)
         if c.stage_clock(state, "mediation_conclusion") is None:
-            raise Refused("this case has no running mediation deadline to extend")
+            raise Refused("this case has no running mediation deadline to extend", code="no_mediation_deadline")
 
     def apply(self, state: CaseState, change: Change) -> None:
         clock = c.stage_clock(state, "mediation_conclusion")
@@ -88,7 +89,8 @@ class RecordJudicialConfirmation(Command):
 
     def guard(self, state: CaseState, actor: Any) -> None:
         if state.mediation.confirmation_applied is not None:
-            raise Refused("the judicial confirmation was already recorded for this agreement")
+            raise Refused("the judicial confirmation was already recorded for this agreement",
+                          code="confirmation_already_recorded")
 
     def apply(self, state: CaseState, change: Change) -> None:
         state.mediation.confirmation_applied = self.applied

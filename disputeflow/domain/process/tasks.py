@@ -22,42 +22,67 @@ TASK_CLOCKS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Every task's title, by a stable key: the task's kind, or for a task whose title changes with the
+# case, the variant's own key (`await_materials`). The console words each key in its languages.
+TASK_TITLES: dict[str, str] = {
+    "triage": "Triage the call: answer, refer, mediate or open legal aid",
+    "confirm_referral": "Confirm the referral was accepted",
+    "assign_mediator": "Assign a mediator",
+    "hold_mediation_session": "Hold a mediation session and record its outcome",
+    "record_judicial_confirmation": "Record whether the parties applied for judicial confirmation",
+    "check_performance": "Check that the agreement is performed",
+    "resolve_escalation": "Resolve the escalation: reassign, legal aid or refer out",
+    "await_materials": "Await the missing materials",
+    "decide_legal_aid": "Assess eligibility and decide the application",
+    "review_refusal": "Review the refusal of legal aid",
+    "assign_lawyer": "Assign a lawyer",
+    "record_legal_aid_outcome": "Record the outcome of the legal aid",
+    "return_visit": "Return visit: ask the caller's satisfaction",
+    "review_dissatisfaction": "Review the dissatisfied caller's case",
+    "decide_extension": "Decide the extension by {by} of '{clock}' asked by {user}: {reason}",
+}
+
+
+def title_key(kind: str, title: str) -> str:
+    """The key of a task's title (its kind, or the variant it shows)."""
+    return "await_materials" if kind == "decide_legal_aid" and title == TASK_TITLES["await_materials"] else kind
+
+
 def _stage_tasks(state: CaseState) -> list[tuple[str, str, Role, str | None]]:
     """(kind, title, role, assignee id) of the tasks the case's stage calls for."""
     match state.stage:
         case Stage.triage:
-            return [("triage", "Triage the call: answer, refer, mediate or open legal aid", Role.operator, None)]
+            return [("triage", TASK_TITLES["triage"], Role.operator, None)]
         case Stage.referred:
-            return [("confirm_referral", "Confirm the referral was accepted", Role.operator, None)]
+            return [("confirm_referral", TASK_TITLES["confirm_referral"], Role.operator, None)]
         case Stage.mediation if state.mediator is None:
-            return [("assign_mediator", "Assign a mediator", Role.supervisor, None)]
+            return [("assign_mediator", TASK_TITLES["assign_mediator"], Role.supervisor, None)]
         case Stage.mediation:
-            return [("hold_mediation_session", "Hold a mediation session and record its outcome", Role.mediator,
+            return [("hold_mediation_session", TASK_TITLES["hold_mediation_session"], Role.mediator,
                      state.mediator.id)]
         case Stage.agreement:
             who = state.mediator.id if state.mediator else None
             tasks = []
             if state.mediation.confirmation_applied is None:
                 tasks.append(("record_judicial_confirmation",
-                              "Record whether the parties applied for judicial confirmation", Role.mediator, who))
-            return tasks + [("check_performance", "Check that the agreement is performed", Role.mediator, who)]
+                              TASK_TITLES["record_judicial_confirmation"], Role.mediator, who))
+            return tasks + [("check_performance", TASK_TITLES["check_performance"], Role.mediator, who)]
         case Stage.escalated:
-            return [("resolve_escalation", "Resolve the escalation: reassign, legal aid or refer out", Role.supervisor,
+            return [("resolve_escalation", TASK_TITLES["resolve_escalation"], Role.supervisor,
                      None)]
         case Stage.legal_aid_review:
-            title = ("Await the missing materials" if state.legal_aid.missing_materials
-                     else "Assess eligibility and decide the application")
+            title = TASK_TITLES["await_materials" if state.legal_aid.missing_materials else "decide_legal_aid"]
             return [("decide_legal_aid", title, Role.legal_aid_officer, None)]
         case Stage.legal_aid_reconsideration:
-            return [("review_refusal", "Review the refusal of legal aid", Role.supervisor, None)]
+            return [("review_refusal", TASK_TITLES["review_refusal"], Role.supervisor, None)]
         case Stage.legal_aid_assignment:
-            return [("assign_lawyer", "Assign a lawyer", Role.legal_aid_officer, None)]
+            return [("assign_lawyer", TASK_TITLES["assign_lawyer"], Role.legal_aid_officer, None)]
         case Stage.legal_aid_representation:
-            return [("record_legal_aid_outcome", "Record the outcome of the legal aid", Role.legal_aid_officer, None)]
+            return [("record_legal_aid_outcome", TASK_TITLES["record_legal_aid_outcome"], Role.legal_aid_officer, None)]
         case Stage.follow_up:
-            return [("return_visit", "Return visit: ask the caller's satisfaction", Role.operator, None)]
+            return [("return_visit", TASK_TITLES["return_visit"], Role.operator, None)]
         case Stage.supervisor_review:
-            return [("review_dissatisfaction", "Review the dissatisfied caller's case", Role.supervisor, None)]
+            return [("review_dissatisfaction", TASK_TITLES["review_dissatisfaction"], Role.supervisor, None)]
     return []
 
 
@@ -74,8 +99,8 @@ def open_tasks(state: CaseState) -> list[CaseTask]:
         assert clock is not None
         tasks.append(CaseTask(key=f"{state.stage_entries}-{stage.value}-decide_extension-{asked.clock_id}",
                               kind="decide_extension",
-                              title=f"Decide the extension by {asked.by} of '{clock.title}' asked by "
-                                    f"{asked.requested_by.user_id}: {asked.reason}",
+                              title=TASK_TITLES["decide_extension"].format(
+                                  by=asked.by, clock=clock.title, user=asked.requested_by.user_id, reason=asked.reason),
                               assignee_role=Role.supervisor, due_at=clock.due_at, created_at=asked.requested_at))
     return tasks
 
