@@ -56,6 +56,8 @@ def main() -> int:
         err = "-" if r.error is None else f"{100 * r.error:+.1f}pp"
         print(f"{r.clock:30} {pct(r.actual):>8} {r.actual_rated:6d} {pct(r.forecast):>9} "
               f"{pct(r.forecast_low) + '-' + pct(r.forecast_high):>13} {r.forecast_rated:6.1f} {err:>7}")
+    print("outcome mix from the period's events: " + (", ".join(
+        f"{e.share} {e.value:.0%} of {e.seen}" for e in result.outcomes if e.taken) or "none; the defaults"))
     mae = result.mean_absolute_error
     print(f"mean absolute error, weighted by the clocks rated: {'-' if mae is None else f'{100 * mae:.1f}pp'}")
     return 0

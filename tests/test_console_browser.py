@@ -441,6 +441,67 @@ async def test_supervisor_board_shows_a_new_breach_without_reload(console: Conso
     assert console.left == []
 
 
+async def test_supervisor_runs_a_small_forecast_and_sees_the_chart(console: Console) -> None:
+    """The forecast page: the form (an error beside its field, everything typed kept), the job's
+    progress, then a chart of compliance against staffing level per clock with its table."""
+    context = await console.context()
+    page = await context.new_page()
+    await sign_in(page, console, "sup-1")
+    await page.get_by_role("link", name="人员预测").click()
+    await expect(page.locator("h1")).to_have_text("人员配置预测")
+    await accessible(page, "forecast form")
+    await page.locator("#f-region").fill("370102")
+    await page.locator("#f-start").fill("2027-03-01")
+    await page.locator("#f-weeks").fill("1")
+    await page.locator("#f-runs").fill("1")
+    await page.locator("#f-staff_mediator_per_day").fill("2")
+    await page.locator("#f-sweep_levels").fill("one and three")
+    await page.locator("#f-arrivals-given").check()
+    await page.locator("#f-arrivals").fill("dispute:labour_wages=12\nconsultation:other=6")
+    await page.get_by_test_id("run-forecast").click()
+    await expect(page.get_by_test_id("error-sweep_levels")).to_have_text("请写成 2-6 或 2,3,5。")
+    assert await page.locator("#f-sweep_levels").get_attribute("aria-invalid") == "true"
+    await expect(page.locator("#f-arrivals")).to_have_value("dispute:labour_wages=12\nconsultation:other=6")
+    await expect(page.locator("#f-staff_mediator_per_day")).to_have_value("2")
+    await shot(page, "supervisor", "5-forecast-form-error")
+
+    await page.locator("#f-sweep_levels").fill("1,3")
+    await page.get_by_test_id("run-forecast").click()
+    await expect(page.locator("h1")).to_have_text("预测结果")
+    assert re.search(r"/console/forecast/[0-9a-f]{32}$", page.url)
+    # The progress while it runs (each second), then the page again with the result.
+    chart = page.get_by_test_id("forecast-chart-triage_response")
+    await expect(chart.locator("svg[role=img]")).to_be_visible(timeout=180_000)
+    await expect(page.get_by_test_id("forecast-status")).to_have_attribute("data-status", "done")
+    levels = await chart.locator("tbody tr td:first-child").all_text_contents()
+    assert levels == ["1", "3"]
+    assert await chart.locator("svg rect").count() == 2  # a bar per staffing level
+    assert await chart.locator("svg line.target").count() == 1
+    await expect(page.get_by_test_id("forecast-chart-mediation_conclusion")).to_be_visible()
+    await expect(page.get_by_test_id("forecast-backlog").locator("tbody tr")).to_have_count(2)
+    await accessible(page, "forecast result")
+    await shot(page, "supervisor", "6-forecast-result")
+
+    # Another supervisor's forecast answers 404; a mediator may not use the page at all.
+    job_url = page.url
+    await context.close()
+    other_context = await console.context()
+    other = await other_context.new_page()
+    await sign_in(other, console, "sup-bj")
+    answer = await other.goto(job_url)
+    assert answer is not None and answer.status == 404
+    await other_context.close()
+    mediator_context = await console.context()
+    mediator = await mediator_context.new_page()
+    await sign_in(mediator, console, "med-370102-01")
+    answer = await mediator.goto(f"{console.origin}/console/forecast")
+    assert answer is not None and answer.status == 403
+    answer = await mediator.goto(job_url)
+    assert answer is not None and answer.status == 403
+    await mediator_context.close()
+    assert console.left == []
+
+
 async def test_auditor_reads_the_story_checks_the_chain_and_replays(console: Console) -> None:
     case_id = CARRIED.case_id
     await console.projected(case_id, lambda r: r.closed_at is not None)

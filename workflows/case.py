@@ -15,7 +15,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -61,7 +61,7 @@ class CaseWorkflowV2:
             state = lifecycle.open_case(start.case_id, start.intake, start.policy, start.registered_at, self._cal,
                                         registered_by=start.registered_by)
         self._state: CaseState = state
-        self._snapshots: SnapshotQueue[Projection] = SnapshotQueue(self._write)
+        self._snapshots: SnapshotQueue[RawValue] = SnapshotQueue(self._write)
         self._changes = 0  # bumped by every change: the run loop re-arms its timer
         self._searching: PersonWanted | None = None  # the person a search under way is for
         self._searches: set[asyncio.Task] = set()
@@ -182,9 +182,12 @@ class CaseWorkflowV2:
             raise ApplicationError(str(refusal), {"code": refusal.code, "params": refusal.params}, type=REFUSED,
                                    non_retryable=True) from None
 
-    def _snapshot(self) -> Projection | None:
+    def _snapshot(self) -> RawValue | None:
         """What the read model lacks of the case as it stands now, taken off the case's to-do: the
-        events after the last snapshot and the notifications not yet handed over."""
+        events after the last snapshot and the notifications not yet handed over. Serialized at
+        once (a `Projection` as the activity's payload): a queued snapshot must not see later
+        changes to the case's objects, and these are the bytes scheduling the activity would write
+        anyway (a deep copy of the objects cost more than the whole serialization)."""
         state = self._state
         events = [e for e in state.timeline if e.seq > state.projected_seq]
         notifications = state.outbox
@@ -200,13 +203,15 @@ class CaseWorkflowV2:
             policy_version=state.policy.version, breached=state.breached,
             tasks=lifecycle.open_tasks(state), clocks=state.clocks, events=events,
             notifications=notifications,
-        ).model_copy(deep=True)  # a queued snapshot must not see later changes to the case's objects
+        )
+        snapshot = RawValue(workflow.payload_converter().to_payload(projection))
         if events:
             state.projected_seq = events[-1].seq
         state.outbox = []
-        return projection
+        return snapshot
 
-    async def _write(self, projection: Projection) -> None:
+    async def _write(self, projection: RawValue) -> None:
+        """Write a snapshot (a serialized `Projection`) to the read model."""
         try:
             await workflow.execute_activity_method(CaseActivities.project_case, projection, **_ACTIVITY)
         except ActivityError as error:

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -541,6 +542,150 @@ def board_csv(me: Me, session: SessionDep, weeks: int = 8, group_by: int = 4) ->
                               region_prefix=region, group_by_region_level=level)  # type: ignore[arg-type]
     return Response(reports.compliance_csv(rows).encode(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="compliance-{region}-{today:%Y%m%d}.csv"'})
+
+
+# -- Staffing forecast --------------------------------------------------------------------------------------
+
+FORECAST_ROLES = ("operator", "mediator", "legal_aid_officer", "supervisor")
+FORECAST_FIELDS = ("region", "start", "weeks", "runs", "target", "sweep_role", "sweep_levels", "arrivals_source",
+                   "arrivals_weeks", "arrivals", "outcomes_source", "outcomes_weeks",
+                   *(f"staff_{r}_{k}" for r in FORECAST_ROLES for k in ("count", "per_day")))
+JOB_ID = r"^[0-9a-f]{32}$"
+
+
+def _forecast_defaults(me: Actor) -> dict[str, str]:
+    from disputeflow.forecast.spec import default_staff
+
+    today = datetime.now(SHANGHAI).date()
+    monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+    values = {"region": me.region_code if len(me.region_code) == 6 else "", "start": monday.isoformat(), "weeks": "8",
+              "runs": "3", "target": "95", "sweep_role": "mediator", "sweep_levels": "", "arrivals_source": "read_model",
+              "arrivals_weeks": "8", "arrivals": "dispute:labour_wages=40\nconsultation:other=30",
+              "outcomes_source": "given", "outcomes_weeks": "8"}
+    for role, staff in default_staff().items():
+        values[f"staff_{role}_count"], values[f"staff_{role}_per_day"] = str(staff.count), f"{staff.per_day:g}"
+    return values
+
+
+def _forecast_form(request: Request, values: dict[str, str], errors: dict[str, str], status: int = 200) -> Response:
+    return render(request, "forecast.html", status_code=status, canonical=f"{PREFIX}/forecast", values=values,
+                  errors=errors, roles=FORECAST_ROLES)
+
+
+def _forecast_spec(values: dict[str, str], session: Session, language: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form's values as a forecast (a `ForecastSpec`'s input), and the errors by field. The
+    arrivals and the outcome mix come from the read model's last weeks when asked."""
+    from disputeflow.forecast.profile import outcome_mix, weekly_rates
+    from disputeflow.forecast.spec import parse_arrival, parse_levels
+
+    errors: dict[str, str] = {}
+
+    def number(name: str, kind: type = int) -> Any:
+        try:
+            return kind(values[name].strip())
+        except ValueError:
+            errors[name] = translate(language, "forecast.error.number")
+            return None
+
+    raw: dict[str, Any] = {"region_code": values["region"].strip(), "weeks": number("weeks"), "runs": number("runs")}
+    try:
+        raw["start"] = date.fromisoformat(values["start"].strip()).isoformat()
+    except ValueError:
+        errors["start"] = translate(language, "forecast.error.date")
+    target = number("target", float)
+    if target is not None:
+        raw["target"] = target / 100
+    raw["staff"] = {role: {"count": number(f"staff_{role}_count"), "per_day": number(f"staff_{role}_per_day", float)}
+                    for role in FORECAST_ROLES}
+    if values["sweep_levels"].strip():
+        try:
+            raw["sweep"] = {"role": values["sweep_role"], "levels": parse_levels(values["sweep_levels"])}
+        except ValueError:
+            errors["sweep_levels"] = translate(language, "forecast.error.levels")
+    today = datetime.now(SHANGHAI).date()
+    if values["arrivals_source"] == "read_model":
+        weeks = number("arrivals_weeks")
+        if weeks is not None and "region" not in errors:
+            if not 1 <= weeks <= 52:
+                errors["arrivals_weeks"] = translate(language, "forecast.error.weeks_back")
+            else:
+                rates = weekly_rates(session, raw["region_code"], weeks=weeks, until=today)
+                if not rates:
+                    errors["arrivals_weeks"] = translate(language, "forecast.error.no_arrivals", weeks=weeks)
+                raw["arrivals"] = [a.model_dump(mode="json") for a in rates]
+    else:
+        try:
+            raw["arrivals"] = [parse_arrival(line) for line in values["arrivals"].splitlines() if line.strip()]
+        except ValueError:
+            errors["arrivals"] = translate(language, "forecast.error.arrivals")
+    if values["outcomes_source"] == "read_model":
+        weeks = number("outcomes_weeks")
+        if weeks is not None:
+            if not 1 <= weeks <= 52:
+                errors["outcomes_weeks"] = translate(language, "forecast.error.weeks_back")
+            else:
+                mix, _ = outcome_mix(session, raw["region_code"], weeks=weeks, until=today)
+                raw["outcomes"] = mix.model_dump(mode="json")
+    return raw, errors
+
+
+_SPEC_FIELDS = {"region_code": "region", "start": "start", "weeks": "weeks", "runs": "runs", "target": "target",
+                "arrivals": "arrivals", "sweep": "sweep_levels"}
+
+
+@board_pages.get("/forecast")
+def forecast_form(request: Request, me: Me) -> Response:
+    return _forecast_form(request, _forecast_defaults(me), {})
+
+
+@board_pages.post("/forecast", dependencies=[Csrf])
+async def forecast_submit(request: Request, me: Me, session: SessionDep, settings: SettingsDep) -> Response:
+    """Start a forecast (the same job as `POST /supervision/forecast`) and show its page."""
+    from api.errors import InvalidQuery
+    from api.routes.supervision import start_forecast_job
+    from disputeflow.forecast.spec import ForecastSpec
+
+    form = await request.form()
+    values = _forecast_defaults(me) | {k: str(form.get(k) or "") for k in FORECAST_FIELDS if k in form}
+    language = language_of(request)
+    raw, errors = _forecast_spec(values, session, language)
+    if errors:
+        return _forecast_form(request, values, errors, status=422)
+    try:
+        spec = ForecastSpec.model_validate(raw)
+    except ValidationError as error:
+        for dotted, message in errors_by_field(error, language=language).items():
+            head, _, rest = dotted.partition(".")
+            if head == "staff":
+                role, _, what = rest.partition(".")
+                name = f"staff_{role}_{what}" if what in ("count", "per_day") else "_form"
+            else:
+                name = _SPEC_FIELDS.get(head, "_form")
+            errors.setdefault(name if name in values or name == "_form" else "_form", message)
+        return _forecast_form(request, values, errors, status=422)
+    try:
+        job = start_forecast_job(spec, me, settings.policy_file)
+    except (InvalidQuery, TransitionRefused, Forbidden) as refused:
+        return _forecast_form(request, values, {"_form": str(refused.detail)}, status=refused.status_code)
+    return see_other(f"/forecast/{job.job_id}")
+
+
+@board_pages.get("/forecast/{job_id}")
+def forecast_page(request: Request, me: Me, job_id: Annotated[str, FastApiPath(pattern=JOB_ID)]) -> Response:
+    """A forecast's progress (updated every second), then its charts and tables."""
+    from api.routes.supervision import forecast_job_of
+
+    job = forecast_job_of(job_id, me)
+    charts = chart.forecast_svg(job.result, language_of(request)) if job.result is not None else []
+    return render(request, "forecast_job.html", canonical=f"{PREFIX}/forecast/{job_id}", job=job, charts=charts)
+
+
+@board_pages.get("/forecast/{job_id}/progress")
+def forecast_progress(request: Request, me: Me, job_id: Annotated[str, FastApiPath(pattern=JOB_ID)]) -> Response:
+    """The progress alone: the page's script asks for it every second, and reloads the page once done."""
+    from api.routes.supervision import forecast_job_of
+
+    return render(request, "forecast_progress.html", job=forecast_job_of(job_id, me))
 
 
 # -- The app ---------------------------------------------------------------------------------------------

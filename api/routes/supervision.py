@@ -205,6 +205,12 @@ def _run_forecast(job: ForecastJob, spec: ForecastSpec, policy_file: FilePath) -
                  "inside yours."),
              responses=error_responses(409, 413))
 def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -> ForecastJob:
+    return start_forecast_job(spec, actor, settings.policy_file)
+
+
+def start_forecast_job(spec: ForecastSpec, actor: Actor, policy_file: FilePath) -> ForecastJob:
+    """A forecast job of `actor`'s (the route's and the console's): 403 outside their region, 413
+    when too large, 409 while another runs."""
     scoped_region(actor, spec.region_code)  # 403 outside the supervisor's region
     if problems := spec.problems():
         raise TransitionRefused("; ".join(problems))
@@ -218,7 +224,7 @@ def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -
         job = ForecastJob(job_id=uuid.uuid4().hex, status="running", progress=0.0, cases=cases,
                           started_at=datetime.now(timezone.utc))
         JOBS.jobs[job.job_id] = (actor.user_id, job)
-    threading.Thread(target=_run_forecast, args=(job, spec, settings.policy_file), daemon=True,
+    threading.Thread(target=_run_forecast, args=(job, spec, policy_file), daemon=True,
                      name=f"forecast-{job.job_id[:8]}").start()
     return job
 
@@ -226,6 +232,11 @@ def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -
 @router.get("/forecast/{job_id}", response_model=ForecastJob, summary="A staffing forecast: progress and result",
             responses=error_responses(404))
 def forecast_job(job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], actor: ActorDep) -> ForecastJob:
+    return forecast_job_of(job_id, actor)
+
+
+def forecast_job_of(job_id: str, actor: Actor) -> ForecastJob:
+    """`actor`'s own forecast job; 404 for anyone else's, as for an unknown one."""
     found = JOBS.jobs.get(job_id)
     if found is None or found[0] != actor.user_id:
         raise ForecastNotFound(f"forecast {job_id} not found")

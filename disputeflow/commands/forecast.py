@@ -36,21 +36,15 @@ def _staff(text: str) -> tuple[str, int, float]:
 
 
 def _arrival(text: str) -> dict:
-    kind, per_week = text.split("=", 1)
-    parts = kind.split(":")
-    out = {"category": parts[0], "per_week": float(per_week)}
-    if len(parts) > 1:
-        out["dispute_type"] = parts[1]
-    if len(parts) > 2:
-        out["urgency"] = parts[2]
-    return out
+    from disputeflow.forecast.spec import parse_arrival
+
+    return parse_arrival(text)
 
 
 def _levels(text: str) -> list[int]:
-    if "-" in text:
-        low, high = text.split("-", 1)
-        return list(range(int(low), int(high) + 1))
-    return [int(x) for x in text.split(",")]
+    from disputeflow.forecast.spec import parse_levels
+
+    return parse_levels(text)
 
 
 @command("forecast", "Forecast deadline compliance for a staffing plan: runs the real case workflow over "
@@ -68,6 +62,10 @@ def _levels(text: str) -> list[int]:
               help="CATEGORY[:DISPUTE_TYPE[:URGENCY]]=PER_WEEK, e.g. dispute:labour_wages=40 (repeat)")
 @click.option("--from-read-model", type=int, metavar="WEEKS",
               help="take the arrivals from the read model's last WEEKS weeks in the region")
+@click.option("--outcomes-from-read-model", type=int, metavar="WEEKS",
+              help="take the outcome mix (sessions that agree, disputes sent to mediation, legal aid approved...) "
+                   "from the read model's last WEEKS weeks in the region; a share seen fewer than 5 times keeps "
+                   "its default")
 @click.option("--sweep", metavar="ROLE=LEVELS", help="e.g. mediator=2-6")
 @click.option("--target", type=float, default=0.95, show_default=True)
 @click.option("--spec", type=click.Path(path_type=Path), help="a JSON file with the whole forecast (overrides the options)")
@@ -91,16 +89,23 @@ def forecast_command(args: SimpleNamespace) -> int:
         if args.sweep:
             role, levels = args.sweep.split("=", 1)
             raw["sweep"] = {"role": role, "levels": _levels(levels)}
-        if args.from_read_model:
+        if args.from_read_model or args.outcomes_from_read_model:
             from sqlmodel import Session
 
             from disputeflow.db.engine import make_engine
-            from disputeflow.forecast.profile import weekly_rates
+            from disputeflow.forecast.profile import outcome_mix, weekly_rates
 
             engine = make_engine(args.database_url or settings.effective_database_url)
             with Session(engine) as session:
-                raw["arrivals"] = [a.model_dump(mode="json") for a in weekly_rates(
-                    session, args.region, weeks=args.from_read_model, until=today)]
+                if args.from_read_model:
+                    raw["arrivals"] = [a.model_dump(mode="json") for a in weekly_rates(
+                        session, args.region, weeks=args.from_read_model, until=today)]
+                if args.outcomes_from_read_model:
+                    mix, evidence = outcome_mix(session, args.region, weeks=args.outcomes_from_read_model, until=today)
+                    raw["outcomes"] = mix.model_dump(mode="json")
+                    taken = [f"{e.share} {e.value:.0%} of {e.seen}" for e in evidence if e.taken]
+                    print("outcome mix from the read model: " + (", ".join(taken) or "nothing seen often enough; "
+                          "the defaults"), file=sys.stderr)
             engine.dispose()
     try:
         spec = ForecastSpec.model_validate(raw)

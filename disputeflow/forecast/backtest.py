@@ -1,7 +1,8 @@
 """Back-test: forecast a past period from its real arrivals, and compare with what the read model shows.
 
 The period's cases of the region, as they arrived (instant, category, dispute type, urgency), are
-fed to the forecast instead of drawn rates; its compliance per clock is set beside the read model's
+fed to the forecast instead of drawn rates, with the outcome mix the period's events show (unless
+the spec gives one); its compliance per clock is set beside the read model's
 own figures for the clocks started in the period (`reports.compliance`, evaluated as the read model
 stands, so run it on a read model whose last change is the end of the period).
 """
@@ -18,7 +19,7 @@ from sqlmodel import Session
 
 from disputeflow.db import reports
 from disputeflow.forecast import forecast
-from disputeflow.forecast.profile import exact_arrivals, weekly_rates
+from disputeflow.forecast.profile import OutcomeEvidence, exact_arrivals, outcome_mix, weekly_rates
 from disputeflow.forecast.report import Forecast
 from disputeflow.forecast.spec import ForecastSpec
 
@@ -41,6 +42,7 @@ class Backtest(BaseModel):
     cases: int
     rows: list[BacktestRow]
     mean_absolute_error: float | None  # weighted by the actual clocks rated
+    outcomes: list[OutcomeEvidence]  # the outcome mix used, and which shares the period's events set
     forecast: Forecast
 
 
@@ -51,10 +53,16 @@ def backtest(engine: Engine, spec: dict[str, Any], *, policy_file: Path, **kwarg
         arrivals = exact_arrivals(session, base.region_code, start=base.start, weeks=base.weeks)
         rates = weekly_rates(session, base.region_code, weeks=base.weeks,
                              until=base.start + timedelta(weeks=base.weeks) - timedelta(days=1))
+        last_day = base.start + timedelta(weeks=base.weeks) - timedelta(days=1)
+        if "outcomes" in spec:
+            outcomes, evidence = base.outcomes, []
+        else:
+            outcomes, evidence = outcome_mix(session, base.region_code, weeks=base.weeks, until=last_day)
         actual = reports.compliance(session, start=base.start, end=base.start + timedelta(weeks=base.weeks, days=-1),
                                     period="month", region_prefix=base.region_code)
     full = ForecastSpec.model_validate(base.model_dump(mode="json") | {
-        "exact_arrivals": arrivals, "arrivals": [a.model_dump(mode="json") for a in rates or base.arrivals]})
+        "exact_arrivals": arrivals, "arrivals": [a.model_dump(mode="json") for a in rates or base.arrivals],
+        "outcomes": outcomes.model_dump(mode="json")})
     result = forecast(full, policy_file=policy_file, **kwargs)
     totals: dict[str, list[int]] = {}
     for row in actual:
@@ -76,4 +84,4 @@ def backtest(engine: Engine, spec: dict[str, Any], *, policy_file: Path, **kwarg
     weighted = [(abs(r.error), r.actual_rated) for r in rows if r.error is not None and r.actual_rated]
     mae = sum(e * w for e, w in weighted) / sum(w for _, w in weighted) if weighted else None
     return Backtest(region_code=base.region_code, start=base.start.isoformat(), weeks=base.weeks, cases=len(arrivals),
-                    rows=rows, mean_absolute_error=mae, forecast=result)
+                    rows=rows, mean_absolute_error=mae, outcomes=evidence, forecast=result)

@@ -31,10 +31,13 @@ the instants reported are shifted back.
 from __future__ import annotations
 
 import asyncio
-import resource
 import logging
 import math
+import os
 import random
+import resource
+import subprocess
+import sys
 import time as wall
 import uuid
 from collections.abc import Callable
@@ -43,13 +46,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.common import RawValue
+
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from disputeflow.contracts import CaseStart, ChoosePersonInput, FindPersonInput, Projection, workflow_id_for
+from disputeflow.contracts import CaseStart, ChoosePersonInput, FindPersonInput, workflow_id_for
 from disputeflow.domain.actions import ActionRequest, Actor
 from disputeflow.domain.calendar import SHANGHAI, BusinessCalendar, CalendarData, calendar_data_from_holidays
 from disputeflow.domain.case import Assignee, CaseTask, CaseView
@@ -59,6 +64,7 @@ from disputeflow.domain.enums import Category, DisputeType, Role, Stage, Urgency
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import CaseFacts, CasePolicy, PolicyTable, load_policy, region_calendar_inputs, resolve_case_policy
 from disputeflow.forecast.spec import ForecastSpec
+from disputeflow.forecast.worker import data_converter
 from disputeflow.temporal import register_search_attributes
 from workflows.case import CaseWorkflowV2
 
@@ -85,6 +91,7 @@ UPDATE_TIMEOUT_SECONDS = 5.0
 ALARM_MARGIN = timedelta(minutes=5)
 EMERGENCY_PICKUP = timedelta(minutes=15)  # an emergency is triaged this long after the call, day or night
 UPDATE_ATTEMPTS = 4
+WORKER_START_SECONDS = 60.0
 
 
 def test_server_path() -> str:
@@ -154,6 +161,19 @@ class World:
         self.cases: dict[str, SimCase] = {}
 
 
+class Seen(BaseModel):
+    """What the simulated people see of a case's snapshot (a `Projection`): the read model's
+    inbox and clocks. Read straight from the snapshot's JSON, the rest of it (the intake, the
+    events, the notifications) skipped unbuilt: the simulation writes no read model."""
+
+    case_id: str
+    stage: Stage
+    mediator_id: str | None
+    closed_at: datetime | None
+    tasks: list[CaseTask]
+    clocks: list[Clock]
+
+
 class StandIns:
     """The case workflow's activities, by their names, without a database."""
 
@@ -161,15 +181,16 @@ class StandIns:
         self.world = world
 
     @activity.defn(name="project_case")
-    async def project_case(self, projection: Projection) -> int:
-        case = self.world.cases.get(projection.case_id)
+    async def project_case(self, projection: RawValue) -> int:
+        seen = Seen.model_validate_json(projection.payload.data)
+        case = self.world.cases.get(seen.case_id)
         if case is not None:
-            case.stage = projection.stage
-            case.mediator_id = projection.mediator_id
-            case.tasks = projection.tasks
-            case.clocks = projection.clocks
-            case.closed = projection.closed_at is not None
-        return len(projection.events)
+            case.stage = seen.stage
+            case.mediator_id = seen.mediator_id
+            case.tasks = seen.tasks
+            case.clocks = seen.clocks
+            case.closed = seen.closed_at is not None
+        return 0  # the events written; the workflow does not read it
 
     @activity.defn(name="choose_mediator")
     async def choose_mediator(self, inp: ChoosePersonInput) -> Assignee | None:
@@ -286,7 +307,7 @@ Progress = Callable[[float, str], None]
 class Simulation:
     def __init__(self, spec: ForecastSpec, *, policy: PolicyTable | Path, progress: Progress | None = None,
                  concurrency: int = 64, sandboxed: bool = False, workflow_tasks: int = 16,
-                 inline: bool = True, verify_views: bool = False) -> None:
+                 inline: bool = True, verify_views: bool = False, worker_process: bool = False) -> None:
         self.spec = spec
         self.policy = policy if isinstance(policy, PolicyTable) else load_policy(policy)
         self.progress = progress or (lambda fraction, what: None)
@@ -299,7 +320,13 @@ class Simulation:
         self.retried = 0  # updates sent again after a timeout
         self.lost = 0  # updates that never answered
         self.unanswered = 0  # final `view` queries that failed
+        self.tick_at: datetime | None = None
+        self.acted: list[tuple[datetime, str]] = []  # (server time of the tick, case id) of each update sent
         self.verify_views = verify_views
+        # The workflow tasks in a child process: faster while a core is free, slower on a busy machine
+        # (more CPU in all: two SDK workers, the test server's extra polls); see benchmarks/RESULTS.md.
+        self.worker_process = worker_process
+        self.worker_pid: int | None = None
         self.task_queue = f"forecast-{uuid.uuid4().hex[:8]}"
         self.prefix = f"F{uuid.uuid4().hex[:6]}"
         self._policies: dict[tuple, CasePolicy] = {}
@@ -360,7 +387,7 @@ class Simulation:
         cpu_before = (usage[0].ru_utime + usage[0].ru_stime, usage[1].ru_utime + usage[1].ru_stime)
         spec = self.spec
         env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_path(),
-                                                            data_converter=pydantic_data_converter)
+                                                            data_converter=data_converter)
         try:
             await register_search_attributes(env.client, "default")
             now = await env.get_current_time()
@@ -372,30 +399,77 @@ class Simulation:
             self.build(offset)
             total_cases = sum(len(s.cases) for s in self.world.scenarios)
             stand_ins = StandIns(self.world)
-            worker = Worker(
-                env.client, task_queue=self.task_queue, workflows=[CaseWorkflowV2], activities=stand_ins.all(),
-                workflow_runner=(self._sandbox() if self.sandboxed else UnsandboxedWorkflowRunner()),
-                max_cached_workflows=total_cases + 100, max_concurrent_activities=400,
-                # Few workflow-task threads: each activation is short, and hundreds of threads taking
-                # turns at the GIL of a busy machine make one of them wait past the 2 s deadlock
-                # timeout, which fails its task (and, on the test server, can lose an update).
-                max_concurrent_workflow_tasks=self.workflow_tasks, debug_mode=self.inline,
-            )
-            async with worker:
-                await self._drive(env, env.client, period_start, offset)
-                await self._final_views()
+            child = None
+            if self.worker_process:
+                child = await self._start_worker_process(env, total_cases + 100)
+                worker = Worker(env.client, task_queue=self.task_queue, activities=stand_ins.all(),
+                                max_concurrent_activities=400)
+            else:
+                worker = Worker(
+                    env.client, task_queue=self.task_queue, workflows=[CaseWorkflowV2], activities=stand_ins.all(),
+                    workflow_runner=(self._sandbox() if self.sandboxed else UnsandboxedWorkflowRunner()),
+                    max_cached_workflows=total_cases + 100, max_concurrent_activities=400,
+                    # Few workflow-task threads: each activation is short, and hundreds of threads taking
+                    # turns at the GIL of a busy machine make one of them wait past the 2 s deadlock
+                    # timeout, which fails its task (and, on the test server, can lose an update).
+                    max_concurrent_workflow_tasks=self.workflow_tasks, debug_mode=self.inline,
+                )
+            try:
+                async with worker:
+                    await self._drive(env, env.client, period_start, offset)
+                    await self._final_views()
+            finally:
+                if child is not None:
+                    self.timings["cpu_workflow_worker"] = self._stop_worker_process(child)
         finally:
             await env.shutdown()
         seconds = wall.monotonic() - began
         after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.timings["cpu_driver_and_worker"] = (after[0].ru_utime + after[0].ru_stime) - cpu_before[0]
-        self.timings["cpu_test_server"] = (after[1].ru_utime + after[1].ru_stime) - cpu_before[1]
+        self.timings["cpu_driver_and_worker" if not self.worker_process else "cpu_driver_and_activities"] = (
+            (after[0].ru_utime + after[0].ru_stime) - cpu_before[0])
+        self.timings["cpu_test_server"] = ((after[1].ru_utime + after[1].ru_stime) - cpu_before[1]
+                                           - self.timings.get("cpu_workflow_worker", 0.0))
         scenarios = self.world.scenarios
         return SimResult(spec=spec, scenarios=scenarios, offset_days=self.offset.days, period_start=period_start,
                          period_end=period_start + timedelta(weeks=spec.weeks), seconds=seconds,
                          cases=sum(len(s.cases) for s in scenarios), actions=sum(s.actions for s in scenarios),
                          refused=sum(s.refused for s in scenarios), timings=self.timings, lost=self.lost,
                          retried=self.retried)
+
+    async def _start_worker_process(self, env: WorkflowEnvironment, max_cached: int) -> subprocess.Popen:
+        """The workflow worker (`disputeflow.forecast.worker`) in a child process, polling once it answers."""
+        command = [sys.executable, "-m", "disputeflow.forecast.worker", env.client.service_client.config.target_host,
+                   self.task_queue, str(max_cached)] + (["--sandboxed"] if self.sandboxed else [])
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 env=os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), WORKER_START_SECONDS)
+        except TimeoutError:
+            line = b""
+        self.worker_pid = child.pid
+        if line.strip() != b"ready":
+            self._stop_worker_process(child)
+            raise RuntimeError("the forecast's workflow worker did not start")
+        return child
+
+    @staticmethod
+    def _stop_worker_process(child: subprocess.Popen) -> float:
+        """Stop the child (end of its standard input, then SIGTERM, then SIGKILL); its CPU seconds."""
+        if child.stdin is not None:
+            child.stdin.close()
+        for stop in (None, child.terminate, child.kill):
+            if stop is not None:
+                stop()
+            deadline = wall.monotonic() + 10
+            while wall.monotonic() < deadline:
+                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+                if pid == child.pid:
+                    child.returncode = os.waitstatus_to_exitcode(status)
+                    if child.stdout is not None:
+                        child.stdout.close()
+                    return usage.ru_utime + usage.ru_stime
+                wall.sleep(0.05)
+        return 0.0
 
     @staticmethod
     def _sandbox():
@@ -435,6 +509,7 @@ class Simulation:
             for at, k in sorted(ticks, key=lambda x: x[0]):
                 await self._sleep_until(env, at)
                 now = await env.get_current_time()
+                self.tick_at = now
                 t = wall.monotonic()
                 starting = []
                 while cursor < len(pending) and pending[cursor].registered_at <= now:
@@ -564,18 +639,21 @@ class Simulation:
                 jobs.append(self._do(s, case, task, now))
         return jobs
 
-    async def _act(self, s: Scenario, case: SimCase, actor: Actor, command: dict) -> CaseView | None:
+    async def _act(self, s: Scenario, case: SimCase, actor: Actor, command: dict) -> RawValue | None:
+        """The action through the real `act` update; its answer (the case as a `CaseView`) is left
+        as JSON: only a legal-aid decision reads it."""
         request = ActionRequest.model_validate({"request_id": uuid.uuid4().hex, "actor": actor.model_dump(),
                                                 "command": command})
         async with self.sem:
             self.inflight[request.request_id] = (case.case_id, command["type"], wall.monotonic())
+            self.acted.append((self.tick_at, case.case_id))
             try:
                 # The time-skipping server now and then loses an update under load (the call then
                 # waits forever); the same update id again is safe: the case applies a request once.
                 for attempt in range(UPDATE_ATTEMPTS):
                     try:
                         view = await asyncio.wait_for(
-                            case.handle.execute_update(CaseWorkflowV2.act, request, id=request.request_id),
+                            case.handle.execute_update("act", request, id=request.request_id, result_type=RawValue),
                             UPDATE_TIMEOUT_SECONDS * (attempt + 1))
                         break
                     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
@@ -651,7 +729,8 @@ class Simulation:
                 view = await self._act(s, case, officer, {"type": "assess_eligibility",
                                                           "monthly_income_per_capita": 500 if approve else 90_000})
                 if view is not None:
-                    eligible = bool(view.legal_aid.assessment and view.legal_aid.assessment.eligible)
+                    assessment = CaseView.model_validate_json(view.payload.data).legal_aid.assessment
+                    eligible = bool(assessment and assessment.eligible)
                     await self._act(s, case, officer, {"type": "decide_legal_aid", "approve": eligible and approve,
                                                        "reason": "审查决定"})
             case "assign_lawyer":

@@ -179,3 +179,30 @@ class ForecastSpec(BaseModel):
         if self.exact_arrivals is not None:
             return len(self.exact_arrivals)
         return sum(a.per_week for a in self.arrivals) * self.weeks
+
+
+# -- The short forms the command line and the console take ------------------------------------------
+
+
+def parse_arrival(text: str) -> dict:
+    """`CATEGORY[:DISPUTE_TYPE[:URGENCY]]=PER_WEEK`, e.g. `dispute:labour_wages=40`, as an `Arrival`'s
+    fields (checked by `Arrival` itself). ValueError when it is not of that shape."""
+    kind, per_week = text.strip().split("=", 1)
+    parts = kind.strip().split(":")
+    out: dict = {"category": parts[0], "per_week": float(per_week)}
+    if len(parts) > 1:
+        out["dispute_type"] = parts[1]
+    if len(parts) > 2:
+        out["urgency"] = parts[2]
+    if len(parts) > 3:
+        raise ValueError(text)
+    return out
+
+
+def parse_levels(text: str) -> list[int]:
+    """`2-6` or `2,3,5`: staffing levels. ValueError when it is neither."""
+    text = text.strip()
+    if "-" in text:
+        low, high = text.split("-", 1)
+        return list(range(int(low), int(high) + 1))[:50]
+    return [int(x) for x in text.split(",")]

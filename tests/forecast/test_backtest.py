@@ -27,6 +27,10 @@ def test_a_back_test_feeds_the_periods_arrivals_and_compares_per_clock(tmp_path)
     engine.dispose()
     assert result.cases == in_region > 20  # every real arrival of the period, no drawn ones
     assert result.forecast.cases_simulated == result.cases
+    # the period's own outcome mix: the seeder sends most disputes to mediation, and says so in its events
+    taken = {e.share: e for e in result.outcomes if e.taken}
+    assert taken["dispute_to_mediation"].seen > 10
+    assert result.forecast.spec.outcomes.dispute_to_mediation == taken["dispute_to_mediation"].value
     triage = next(r for r in result.rows if r.clock == "triage_response")
     assert triage.actual is not None and triage.forecast is not None and triage.actual_rated > 10
     assert triage.error == triage.forecast - triage.actual

@@ -91,4 +91,23 @@
       }).catch(function () {});
     }, 1000);
   }
+
+  // A forecast's page: its progress every second, the whole page again once it is done.
+  var progress = document.getElementById("forecast-progress");
+  if (progress && progress.dataset.poll) {
+    var poll = setInterval(function () {
+      fetch(progress.dataset.poll, { credentials: "same-origin" }).then(function (r) {
+        if (r.redirected || !r.ok) return null;
+        return r.text();
+      }).then(function (html) {
+        if (html === null || html === undefined) return;
+        progress.innerHTML = html;
+        var status = progress.querySelector("[data-status]");
+        if (status && status.dataset.status !== "running") {
+          clearInterval(poll);
+          window.location.reload();
+        }
+      }).catch(function () {});
+    }, 1000);
+  }
 })();
