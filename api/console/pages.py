@@ -664,7 +664,7 @@ async def forecast_submit(request: Request, me: Me, session: SessionDep, setting
             errors.setdefault(name if name in values or name == "_form" else "_form", message)
         return _forecast_form(request, values, errors, status=422)
     try:
-        job = start_forecast_job(spec, me, settings.policy_file)
+        job = start_forecast_job(spec, me, settings)
     except (InvalidQuery, TransitionRefused, Forbidden) as refused:
         return _forecast_form(request, values, {"_form": str(refused.detail)}, status=refused.status_code)
     return see_other(f"/forecast/{job.job_id}")

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from api.auth import REGION_PATTERN, ActorDep, router_for, scoped_region
 from api.deps import Day, SessionDep, SettingsDep
+from disputeflow.settings import Settings
 from api.errors import ApiError, TransitionRefused, error_responses
 from disputeflow.db import reports
 from disputeflow.db.reports import ClockRow, ComplianceRow
@@ -205,12 +206,12 @@ def _run_forecast(job: ForecastJob, spec: ForecastSpec, policy_file: FilePath) -
                  "inside yours."),
              responses=error_responses(409, 413))
 def start_forecast(spec: ForecastSpec, actor: ActorDep, settings: SettingsDep) -> ForecastJob:
-    return start_forecast_job(spec, actor, settings.policy_file)
+    return start_forecast_job(spec, actor, settings)
 
 
-def start_forecast_job(spec: ForecastSpec, actor: Actor, policy_file: FilePath) -> ForecastJob:
-    """A forecast job of `actor`'s (the route's and the console's): 403 outside their region, 413
-    when too large, 409 while another runs."""
+def start_forecast_job(spec: ForecastSpec, actor: Actor, settings: Settings) -> ForecastJob:
+    """A forecast job of `actor`'s (the route's and the console's): 403 outside their region; 409
+    while another runs, when too large for this API, or when its shares do not add up."""
     scoped_region(actor, spec.region_code)  # 403 outside the supervisor's region
     if problems := spec.problems():
         raise TransitionRefused("; ".join(problems))
@@ -224,7 +225,7 @@ def start_forecast_job(spec: ForecastSpec, actor: Actor, policy_file: FilePath) 
         job = ForecastJob(job_id=uuid.uuid4().hex, status="running", progress=0.0, cases=cases,
                           started_at=datetime.now(timezone.utc))
         JOBS.jobs[job.job_id] = (actor.user_id, job)
-    threading.Thread(target=_run_forecast, args=(job, spec, policy_file), daemon=True,
+    threading.Thread(target=_run_forecast, args=(job, spec, settings.policy_file), daemon=True,
                      name=f"forecast-{job.job_id[:8]}").start()
     return job
 
