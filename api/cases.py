@@ -194,16 +194,13 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
     ) if claim.created else None
     try:
         await _start(client, start, task_queue)
-    except RPCError as exc:
+    except BaseException as exc:
         if duplicates is not None:
             duplicates.cancel()
+            duplicates.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error is not news
         # With an unknown outcome the key stays: a retry with it finds or starts the same case.
-        if key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
+        if isinstance(exc, RPCError) and key is not None and claim.created and exc.status not in OUTCOME_UNKNOWN:
             await asyncio.to_thread(_release, engine, key, claim.case_id, actor.user_id)
-        raise
-    except BaseException:
-        if duplicates is not None:
-            duplicates.cancel()
         raise
     if duplicates is not None:
         detail = CaseDetail.from_view(opened_view(start), actor=actor)
