@@ -7,6 +7,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,20 +44,26 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+@contextmanager
+def fresh_postgres_database(server: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at `server` (an admin URL), dropped on exit."""
     name = f"disputeflow_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
     try:
-        yield url
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    with fresh_postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

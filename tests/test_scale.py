@@ -5,6 +5,7 @@ clocks). Small N here; `benchmarks/read_model_scale.py` measures 100,000 cases."
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from disputeflow.db import queries, reports
-from disputeflow.db.engine import make_engine, write_session
+from disputeflow.db.engine import create_schema, make_engine, write_session
 from disputeflow.db.models import (
     CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, ComplianceCount, Mediator,
     phone_digits,
@@ -24,16 +25,37 @@ from disputeflow.db.models import (
 from disputeflow.db.seed import SeedError, seed
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.intake import Caller
+from tests.conftest import fresh_postgres_database
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=SHANGHAI)
 CASES = 2000
 
 
-@pytest.fixture
-def seeded(engine: Engine) -> Engine:
+def _seed(engine: Engine) -> Engine:
     report = seed(engine, cases=CASES, now=NOW, seed=7, batch_size=500, workers=0)
     assert report.cases == CASES
     return engine
+
+
+@pytest.fixture
+def seeded(engine: Engine) -> Engine:
+    """A seeded database of each kind for a test that writes to it."""
+    return _seed(engine)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeded_once(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One seeded database of each kind, shared by the tests that only read it (a seed of 2,000
+    cases takes seconds; the index tests alone would otherwise seed 26 times)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{(tmp_path_factory.mktemp('scale') / 'disputeflow.db').as_posix()}"
+        else:
+            url = stack.enter_context(fresh_postgres_database(request.getfixturevalue("postgres_server")))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        create_schema(engine)
+        yield _seed(engine)
 
 
 def _all_compliance_agrees(session: Session) -> None:
@@ -50,8 +72,8 @@ def _all_compliance_agrees(session: Session) -> None:
         assert reports.compliance(session, **kw) == reports.compliance_from_clocks(session, **kw), kw
 
 
-def test_the_seed_fills_every_table_consistently(seeded: Engine) -> None:
-    with Session(seeded) as session:
+def test_the_seed_fills_every_table_consistently(seeded_once: Engine) -> None:
+    with Session(seeded_once) as session:
         cases = {c.case_id: c for c in session.exec(select(CaseRecord))}
         tasks = list(session.exec(select(CaseTaskRecord)))
         clocks = list(session.exec(select(ClockRecord)))
@@ -102,19 +124,19 @@ def test_the_seed_fills_every_table_consistently(seeded: Engine) -> None:
         _all_compliance_agrees(session)
 
 
-def test_the_seed_is_deterministic_and_refuses_a_database_with_cases(seeded: Engine, tmp_path) -> None:
+def test_the_seed_is_deterministic_and_refuses_a_database_with_cases(seeded_once: Engine, tmp_path) -> None:
     other = make_engine(f"sqlite:///{(tmp_path / 'again.db').as_posix()}")
     from disputeflow.db.engine import create_schema
 
     create_schema(other)
     seed(other, cases=CASES, now=NOW, seed=7, batch_size=500, workers=0)
-    with Session(seeded) as a, Session(other) as b:
+    with Session(seeded_once) as a, Session(other) as b:
         def rows(session: Session) -> list:
             return sorted((c.case_id, c.stage, c.caller_phone, c.opened_at) for c in session.exec(select(CaseRecord)))
         assert rows(a) == rows(b)
     other.dispose()
     with pytest.raises(SeedError):
-        seed(seeded, cases=10, now=NOW)
+        seed(seeded_once, cases=10, now=NOW)
 
 
 def test_the_counters_follow_every_write_of_a_clock(seeded: Engine) -> None:
@@ -143,7 +165,7 @@ def test_the_counters_follow_every_write_of_a_clock(seeded: Engine) -> None:
 
 
 async def test_the_compliance_route_answers_its_declared_model_from_plain_rows(
-        seeded: Engine, database_url: str, tmp_path) -> None:
+        seeded_once: Engine, tmp_path) -> None:
     """The route encodes plain rows itself (no model per row): byte for byte the JSON of its declared
     response model `Compliance`, filled from a recount of the clocks; the CSV likewise."""
     import httpx
@@ -153,6 +175,8 @@ async def test_the_compliance_route_answers_its_declared_model_from_plain_rows(
     from api.routes.supervision import Compliance
     from disputeflow.settings import Settings
 
+    seeded = seeded_once
+    database_url = seeded.url.render_as_string(hide_password=False)
     settings = Settings(_env_file=None, database_url=database_url, data_dir=tmp_path,
                         temporal_address="127.0.0.1:9")  # never dialled by these routes
     asks = [("37", dict(start="2026-01-01", end="2026-12-01", period="month")),
@@ -186,16 +210,16 @@ async def test_the_compliance_route_answers_its_declared_model_from_plain_rows(
 
 
 @pytest.fixture
-def statements(seeded: Engine) -> Iterator[list[tuple[str, object]]]:
+def statements(seeded_once: Engine) -> Iterator[list[tuple[str, object]]]:
     captured: list[tuple[str, object]] = []
 
     def capture(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             captured.append((statement, parameters))
 
-    event.listen(seeded, "before_cursor_execute", capture)
+    event.listen(seeded_once, "before_cursor_execute", capture)
     yield captured
-    event.remove(seeded, "before_cursor_execute", capture)
+    event.remove(seeded_once, "before_cursor_execute", capture)
 
 
 def _plans(engine: Engine, captured: list[tuple[str, object]]) -> list[str]:
@@ -264,10 +288,10 @@ ROUTES: dict[str, Callable[[Session, dict], object]] = {
 }
 
 
-def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded: Engine, statements: list) -> None:
+def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded_once: Engine, statements: list) -> None:
     """A caller's name or a text of the description: found on both databases; on PostgreSQL through
     the trigram indexes of migration 0009 (a bitmap of matching cases, not a read of every case)."""
-    with Session(seeded) as session:
+    with Session(seeded_once) as session:
         name, words = session.exec(select(CaseRecord.caller_name, CaseRecord.description)
                                    .order_by(CaseRecord.case_id).offset(321)).first()
         texts = {"name": name, "words": words[:4]}
@@ -277,16 +301,16 @@ def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded: Engi
                  for label, text in texts.items()}
     assert found["name"].items and all(name in c.caller_name for c in found["name"].items)
     assert found["words"].items and all(texts["words"] in c.description for c in found["words"].items)
-    if seeded.dialect.name != "postgresql":
+    if seeded_once.dialect.name != "postgresql":
         return  # SQLite: no trigram index; LIKE reads the cases in listing order until the page is full
-    with seeded.connect() as conn:
+    with seeded_once.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").first()
         indexes = {row[0] for row in conn.exec_driver_sql(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'cases' AND indexdef LIKE '%%gin_trgm_ops%%'")}
     assert indexes == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
     searches = [(statement, parameters) for statement, parameters in statements if " ILIKE " in statement]
     assert len(searches) == 2
-    with seeded.connect() as conn:
+    with seeded_once.connect() as conn:
         # Without the listing's own order to walk (which, for a rare text, means reading every case
         # newest first), the planner takes the trigram indexes rather than a sequential scan.
         conn.exec_driver_sql("SET enable_seqscan = off")
@@ -295,17 +319,17 @@ def test_the_text_search_is_served_by_trigram_indexes_on_postgresql(seeded: Engi
             plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
             assert "Bitmap Index Scan on ix_cases_description_trgm" in plan, plan
             assert "Bitmap Index Scan on ix_cases_caller_name_trgm" in plan, plan
-            assert not _full_scans(seeded, plan), plan
+            assert not _full_scans(seeded_once, plan), plan
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
-def test_the_queries_are_served_by_indexes(seeded: Engine, statements: list, route: str) -> None:
-    with Session(seeded) as session:
+def test_the_queries_are_served_by_indexes(seeded_once: Engine, statements: list, route: str) -> None:
+    with Session(seeded_once) as session:
         first = session.exec(select(CaseRecord).order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
                              .offset(500)).first()
-        e164 = _phone_of_a_case(seeded)
+        e164 = _phone_of_a_case(seeded_once)
         values = {"cursor": queries.encode_cursor(first), "phone": e164.removeprefix("+86")[:8], "e164": e164,
-                  "mediator": _busiest_mediator(seeded)}
+                  "mediator": _busiest_mediator(seeded_once)}
         statements.clear()
         result = ROUTES[route](session, values)
     assert result is not None
@@ -315,5 +339,5 @@ def test_the_queries_are_served_by_indexes(seeded: Engine, statements: list, rou
     if "compliance" in route:
         assert all("clocks" not in statement for statement, _ in statements)  # the counters, not the clocks
     ran = list(statements)
-    for (statement, _), plan in zip(ran, _plans(seeded, ran), strict=True):
-        assert not _full_scans(seeded, plan), f"{route}: full scan in\n{plan}\nfor\n{statement}"
+    for (statement, _), plan in zip(ran, _plans(seeded_once, ran), strict=True):
+        assert not _full_scans(seeded_once, plan), f"{route}: full scan in\n{plan}\nfor\n{statement}"
