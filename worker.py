@@ -20,7 +20,10 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, Worker
+from temporalio.api.enums.v1 import CommandType
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+# The sandbox's instance class is not exported; tests/test_worker_runner.py fails if it moves.
+from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxedInstance
 
 from activities.case import CaseActivities
 from activities.retention import RetentionActivities
@@ -40,8 +43,40 @@ WORKFLOWS = [*CASE_WORKFLOWS, RetentionSweepWorkflow]
 RETENTION_SWEEP_EVERY = timedelta(days=1)
 
 
+_SCHEDULE_ACTIVITY = CommandType.COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK
+
+
+class _ContextOutsideTheSandbox(_SandboxedInstance):
+    """A sandboxed workflow instance that answers the payload codec's question "whose payload is
+    this?" without entering the sandbox.
+
+    The SDK asks it for every payload of every activation (about 130 times in a replay of 150
+    events), and the sandbox answers each by `exec` under its import hooks: a quarter of a replay's
+    time and of a workflow task's. The answer is the same method of the same workflow instance,
+    called directly; it only reads the instance's workflow info and pending activities (no workflow
+    code runs). Only for the workflow's own payloads and its activities' (all our workflows have):
+    a child workflow, an external signal or a Nexus operation still asks inside the sandbox."""
+
+    def _inner(self) -> Any:
+        in_sandbox = self.globals_and_locals.get("__temporal_in_sandbox")
+        return None if in_sandbox is None else in_sandbox.instance
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        inner = self._inner()
+        if inner is not None and (command_info is None or command_info.command_type == _SCHEDULE_ACTIVITY):
+            return inner.get_serialization_context(command_info)
+        return super().get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        inner = self._inner()
+        if inner is not None and (command_info is None or command_info.command_type == _SCHEDULE_ACTIVITY):
+            return inner.get_external_store_context(command_info)
+        return super().get_external_store_context(command_info)
+
+
 class _ValidatedOnce(SandboxedWorkflowRunner):
-    """The sandbox, validating each workflow type once per runner rather than once per worker.
+    """The sandbox, validating each workflow type once per runner rather than once per worker, and
+    answering serialization contexts outside it (`_ContextOutsideTheSandbox`).
 
     Every worker built on a runner first creates a throw-away instance of each of its workflow
     types to validate it; a `Replayer` builds a worker for every replay, so an auditor's replay of
@@ -56,6 +91,9 @@ class _ValidatedOnce(SandboxedWorkflowRunner):
         if defn.cls not in self._validated:
             super().prepare_workflow(defn)
             self._validated.add(defn.cls)
+
+    def create_instance(self, det: Any) -> Any:
+        return _ContextOutsideTheSandbox(det, self.runner_class, self.restrictions)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
