@@ -99,6 +99,18 @@ class CaseNumbers:
         self._lock = threading.Lock()
         self._on_block = on_block  # told each new block's case numbers (to make their data keys ahead)
 
+    def reserved(self, *, region_code: str, now: datetime) -> str | None:
+        """A number from a block already reserved, without waiting: None when the block is used up
+        or another thread is reserving one (then `next`, in a thread, reserves or waits)."""
+        key = (region_code, _day(now))
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            number = next(self._reserved.get(key, iter(())), None)
+        finally:
+            self._lock.release()
+        return None if number is None else f"{region_code}-{key[1]}-{number:04d}"
+
     def next(self, *, region_code: str, now: datetime) -> str:
         key = (region_code, _day(now))
         with self._lock:

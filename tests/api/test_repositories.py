@@ -151,3 +151,16 @@ def test_case_numbers_from_reserved_blocks_are_unique_in_order_and_write_once_pe
     with Session(engine) as session:
         (counter,) = session.exec(select(CaseNumberCounter).where(CaseNumberCounter.region_code == "370102")).all()
     assert counter.last == 12  # three blocks reserved: three writes for seven numbers
+
+
+def test_a_reserved_case_number_is_taken_without_waiting_and_none_when_the_block_is_used_up(engine: Engine) -> None:
+    numbers = CaseNumbers(engine, block=2)
+    day = NOW.astimezone(SHANGHAI).strftime("%Y%m%d")
+    assert numbers.reserved(region_code="370102", now=NOW) is None  # nothing reserved yet: no database call here
+    assert numbers.next(region_code="370102", now=NOW) == f"370102-{day}-0001"
+    assert numbers.reserved(region_code="370102", now=NOW) == f"370102-{day}-0002"
+    assert numbers.reserved(region_code="370102", now=NOW) is None  # used up
+    assert numbers.reserved(region_code="370103", now=NOW) is None  # another region's block
+    with numbers._lock:  # another thread reserving a block: no wait, the caller goes to `next`
+        assert numbers.reserved(region_code="370102", now=NOW) is None
+    assert numbers.next(region_code="370102", now=NOW) == f"370102-{day}-0003"
