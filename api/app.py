@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         description=API_DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        telemetry=tracing.NO_NATIVE_TELEMETRY,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)

@@ -55,6 +55,13 @@ def temporal_interceptors() -> list[Any]:
     return [TracingInterceptor(_provider.get_tracer("disputeflow.temporal"))]
 
 
+# For `FastAPI(telemetry=...)`: traces are this module's (OpenTelemetry's FastAPI instrumentation,
+# when an endpoint is set) and metrics disputeflow.metrics'. FastAPI's own telemetry, on by default,
+# asks OpenTelemetry for its three global providers on every request (a tenth of an intake's CPU in
+# the API) to find them unconfigured.
+NO_NATIVE_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
+
+
 def instrument_app(app: Any) -> None:
     if _provider is None:
         return

@@ -38,7 +38,7 @@ from api.deps import CaseIdPath, database_engine, CaseNumbersDep, EngineDep, Now
 from api.errors import ActionAccepted, ApiError, Forbidden, TransitionRefused, install_error_handlers
 from api.read_log import ReadLog
 from api.schemas import CaseDetail, CaseSummary, InboxTask
-from disputeflow import history
+from disputeflow import history, tracing
 from disputeflow.db import audit, queries, reads, reports
 from disputeflow.domain import lifecycle
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
@@ -725,7 +725,7 @@ def create_console(state: Any) -> FastAPI:
 
     from api.console.web import HERE
 
-    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, telemetry=tracing.NO_NATIVE_TELEMETRY)
     console.state = state
     install_error_handlers(console)
     _wrap_handlers(console)
