@@ -193,7 +193,8 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
     start = pins.start(claim.case_id, intake, registered_at=claim.registered_at, registered_by=actor)
     # The caller's other open cases are looked up while Temporal starts this one (neither waits for the other).
     duplicates = asyncio.ensure_future(asyncio.to_thread(
-        _duplicates, engine, phone=intake.caller.phone, region_prefix=actor.region_code, case_id=claim.case_id)
+        queries.open_case_ids_of_caller, engine, phone=intake.caller.phone, region_prefix=actor.region_code,
+        exclude=claim.case_id)
     ) if claim.created else None
     try:
         await _start(client, start, task_queue)
@@ -211,12 +212,6 @@ async def register_case(intake: Intake, *, key: str | None, actor: a.Actor, engi
     else:
         detail = await case_detail(claim.case_id, actor, session=session, temporal=temporal)
     return detail, claim.created
-
-
-def _duplicates(engine: Engine, *, phone: str, region_prefix: str | None, case_id: str) -> list[str]:
-    with Session(engine) as session:
-        return [r.case_id for r in queries.open_cases_of_caller(
-            session, phone=phone, region_prefix=region_prefix, exclude=case_id)]
 
 
 # -- Actions -----------------------------------------------------------------------------------
