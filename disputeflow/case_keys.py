@@ -207,11 +207,12 @@ class CaseKeyStore:
                  "wrapped_key": wrap(master_id, master_secret, c, AESGCM.generate_key(bit_length=256)),
                  "created_at": now} for c in case_ids]
         try:
-            with Session(self._engine()) as session:
-                insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)
-                session.execute(insert(CaseDataKey).values(rows).on_conflict_do_nothing(index_elements=["case_id"]))
-                session.commit()
-                stored = list(session.exec(select(CaseDataKey).where(CaseDataKey.case_id.in_(list(case_ids)))))
+            engine = self._engine()
+            insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+            with engine.begin() as conn:  # Core, as `get`: no ORM objects for rows only read once
+                conn.execute(insert(KEYS).values(rows).on_conflict_do_nothing(index_elements=["case_id"]))
+            with engine.connect() as conn:
+                stored = list(conn.execute(select(KEYS).where(KEYS.c.case_id.in_(list(case_ids)))))
         except SQLAlchemyError as error:
             log.warning("case data keys not made ahead (%s): each case makes its own", type(error).__name__)
             return

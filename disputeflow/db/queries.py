@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_
+from sqlalchemy import and_, bindparam, func, literal_column, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -196,28 +195,37 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
     return CasePage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
 
 
-def _open_cases_of_caller(columns: Any, *, phone: str, region_prefix: str | None, exclude: str, limit: int) -> Any:
-    conditions = [CaseRecord.caller_phone == phone, CaseRecord.stage != "closed", CaseRecord.case_id != exclude]
-    if region_prefix:
-        conditions.append(CaseRecord.region_code.startswith(region_prefix, autoescape=True))
-    return select(columns).where(*conditions).order_by(CaseRecord.opened_at.desc()).limit(limit)
-
-
 def open_cases_of_caller(session: Session, *, phone: str, region_prefix: str | None, exclude: str,
                          limit: int = 10) -> list[CaseRecord]:
     """Other open cases from the same phone number: the duplicates an intake operator should see."""
-    return list(session.exec(_open_cases_of_caller(CaseRecord, phone=phone, region_prefix=region_prefix,
-                                                   exclude=exclude, limit=limit)))
+    conditions = [CaseRecord.caller_phone == phone, CaseRecord.stage != "closed", CaseRecord.case_id != exclude]
+    if region_prefix:
+        conditions.append(CaseRecord.region_code.startswith(region_prefix, autoescape=True))
+    return list(session.exec(
+        select(CaseRecord).where(*conditions).order_by(CaseRecord.opened_at.desc()).limit(limit)
+    ))
+
+
+# Built once: intake runs it on every registration. A region prefix is digits (REGION_PATTERN), so
+# its LIKE pattern needs no escaping; none is '%'.
+_OPEN_CASE_IDS_OF_CALLER = (
+    select(CaseRecord.case_id)
+    .where(CaseRecord.caller_phone == bindparam("phone"), CaseRecord.stage != "closed",
+           CaseRecord.case_id != bindparam("exclude"), CaseRecord.region_code.like(bindparam("region")))
+    .order_by(CaseRecord.opened_at.desc()).limit(bindparam("limit"))
+)
 
 
 def open_case_ids_of_caller(engine: Engine, *, phone: str, region_prefix: str | None, exclude: str,
                             limit: int = 10) -> list[str]:
     """The case numbers of `open_cases_of_caller`, read without loading the cases (intake's answer
-    names them; it runs on every registration)."""
-    statement = _open_cases_of_caller(CaseRecord.case_id, phone=phone, region_prefix=region_prefix,
-                                      exclude=exclude, limit=limit)
+    names them)."""
+    region = region_prefix or ""
+    if not (region.isascii() and region.isdigit()) and region:
+        raise ValueError(f"a region prefix is digits of an administrative code, got {region_prefix!r}")
     with engine.connect() as connection:
-        return list(connection.execute(statement).scalars())
+        return list(connection.execute(_OPEN_CASE_IDS_OF_CALLER, {
+            "phone": phone, "exclude": exclude, "region": f"{region}%", "limit": limit}).scalars())
 
 
 def case_record(session: Session, case_id: str) -> CaseRecord | None:

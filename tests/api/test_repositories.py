@@ -164,3 +164,21 @@ def test_a_reserved_case_number_is_taken_without_waiting_and_none_when_the_block
     with numbers._lock:  # another thread reserving a block: no wait, the caller goes to `next`
         assert numbers.reserved(region_code="370102", now=NOW) is None
     assert numbers.next(region_code="370102", now=NOW) == f"370102-{day}-0003"
+
+
+def test_the_duplicate_numbers_intake_reads_are_the_open_cases_of_the_caller(engine: Engine) -> None:
+    phone = "+8613800138000"
+    with Session(engine) as session:
+        for n, (region, stage, who) in enumerate([("370102", "triage", phone), ("370103", "mediation", phone),
+                                                  ("370102", "closed", phone), ("370102", "triage", "+8613900139000"),
+                                                  ("370201", "triage", phone), ("370102", "triage", phone)]):
+            session.add(_case(f"C{n}", NOW + timedelta(minutes=n), region_code=region, stage=stage, caller_phone=who))
+        session.commit()
+        for region in (None, "37", "3701", "370102", "44"):
+            expected = [c.case_id for c in queries.open_cases_of_caller(session, phone=phone, region_prefix=region,
+                                                                       exclude="C5")]
+            assert queries.open_case_ids_of_caller(engine, phone=phone, region_prefix=region, exclude="C5") == expected
+    assert expected == [] and queries.open_case_ids_of_caller(engine, phone=phone, region_prefix=None, exclude="C5") \
+        == ["C4", "C1", "C0"]
+    with pytest.raises(ValueError):
+        queries.open_case_ids_of_caller(engine, phone=phone, region_prefix="37%", exclude="C5")
