@@ -17,6 +17,11 @@ on free ports, then measures, at the same concurrency:
 It prints each figure beside its goal: intake rate / raw start rate (mean of both raw phases) >= 0.9;
 intake latency p50 <= 100 ms and p95 <= 250 ms; replay p95 <= 50 ms. Every loop is bounded; the
 stack is stopped (SIGINT to its process group, then SIGKILL) however the run ends.
+
+The rates depend on what else the machine runs; the CPU does not, much. After each phase the
+benchmark waits until the worker has opened every case it started, and it prints the CPU time per
+case of each process in that phase (from /proc: the benchmark itself, the API, the worker, the
+Temporal server), and the CPU of an intake over the CPU of a raw start.
 """
 
 from __future__ import annotations
@@ -60,6 +65,50 @@ def call(index: int, *, urgency: str = "normal") -> dict:
         "region_code": "370102", "category": "dispute", "dispute_type": "labour_wages", "urgency": urgency,
         "description": f"工地拖欠工资（压测 {index}）",
     }
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc (0 when it is gone or /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def stack_processes(root: int) -> dict[str, int]:
+    """The stack's processes by role: api, worker, temporal (the dev server), and this benchmark."""
+    roles = {"benchmark": os.getpid()}
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        pending.extend(_children(pid))
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for role, marker in (("api", "uvicorn"), ("worker", "worker.py"), ("temporal", "server start-dev")):
+            if marker in command:
+                roles[role] = pid
+    return roles
+
+
+def cpu_snapshot(processes: dict[str, int]) -> dict[str, float]:
+    return {role: _cpu_seconds(pid) for role, pid in processes.items()}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -221,12 +270,27 @@ async def main(args: argparse.Namespace) -> int:
         supervisor = stack.token("sup-bench", "supervisor", "3701")
         auditor = stack.token("aud-bench", "auditor", "37")
         print(f"stack up; {args.cases} cases per phase, concurrency {args.concurrency}, {os.cpu_count()} CPUs")
+        processes = stack_processes(stack.process.pid)
+        cpu: dict[str, dict[str, float]] = {}
+
+        async def phase(name: str, expected: int, run):
+            """Run one phase, wait until the worker has opened its cases too, note the CPU it took."""
+            before = cpu_snapshot(processes)
+            result = await run
+            await caught_up(stack, expected=expected)
+            after = cpu_snapshot(processes)
+            cpu[name] = {role: (after[role] - before[role]) / args.cases * 1000 for role in processes}
+            return result
+
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=60) as http:
             await intakes(http, operator, 10, 4)  # warm-up: connections, caches, the first workflow tasks
-            raw_before = await raw_starts(stack, args.cases, args.concurrency, "A")
-            rate, latencies = await intakes(http, operator, args.cases, args.concurrency)
-            raw_after = await raw_starts(stack, args.cases, args.concurrency, "B")
-            await caught_up(stack, expected=10 + 3 * args.cases)  # the worker has opened every case
+            await caught_up(stack, expected=10)
+            raw_before = await phase("raw starts (A)", 10 + args.cases,
+                                     raw_starts(stack, args.cases, args.concurrency, "A"))
+            rate, latencies = await phase("POST /cases", 10 + 2 * args.cases,
+                                          intakes(http, operator, args.cases, args.concurrency))
+            raw_after = await phase("raw starts (B)", 10 + 3 * args.cases,
+                                    raw_starts(stack, args.cases, args.concurrency, "B"))
             replay = await replays(http, operator, supervisor, auditor, args.replays)
         raw = (raw_before + raw_after) / 2
         p50, p95 = percentile(latencies, 50) * 1000, percentile(latencies, 95) * 1000
@@ -239,6 +303,14 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  {'POST /cases latency p50 (ms)':<44}{p50:>12.0f}{'<= 100':>10}")
         print(f"  {'POST /cases latency p95 (ms)':<44}{p95:>12.0f}{'<= 250':>10}")
         print(f"  {f'POST /cases/{{id}}/replay p95 of {args.replays} (ms)':<44}{replay_p95:>12.0f}{'<= 50':>10}")
+        print()
+        roles = [role for role in ("benchmark", "api", "worker", "temporal") if role in processes]
+        print(f"  CPU ms per case (each phase until the worker had opened its cases; load {os.getloadavg()[0]:.1f})")
+        print(f"  {'phase':<18}" + "".join(f"{role:>11}" for role in roles) + f"{'all':>11}")
+        for name, used in cpu.items():
+            print(f"  {name:<18}" + "".join(f"{used[role]:>11.1f}" for role in roles) + f"{sum(used.values()):>11.1f}")
+        raw_cpu = (sum(cpu["raw starts (A)"].values()) + sum(cpu["raw starts (B)"].values())) / 2
+        print(f"  CPU of an intake / CPU of a raw start: {sum(cpu['POST /cases'].values()) / raw_cpu:.2f}")
         return 0
     finally:
         stack.stop()
