@@ -32,16 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.case import CaseActivities  # noqa: E402
-from disputeflow.case_keys import CaseKeyStore  # noqa: E402
-from disputeflow.contracts import PinPolicyInput, Projection, workflow_id_for  # noqa: E402
-from disputeflow.db.engine import create_schema, make_engine  # noqa: E402
-from disputeflow.domain import lifecycle  # noqa: E402
-from disputeflow.domain.calendar import BusinessCalendar  # noqa: E402
-from disputeflow.domain.intake import Intake  # noqa: E402
-from disputeflow.domain.policy import CaseFacts  # noqa: E402
-from disputeflow.domain.process.deadlines import fire_alarms, next_alarm_at  # noqa: E402
-from disputeflow.settings import DEFAULT_POLICY_FILE  # noqa: E402
+from activities.case import CaseActivities
+from disputeflow.case_keys import CaseKeyStore
+from disputeflow.contracts import PinPolicyInput, Projection, workflow_id_for
+from disputeflow.db.engine import create_schema, make_engine
+from disputeflow.domain import lifecycle
+from disputeflow.domain.calendar import BusinessCalendar
+from disputeflow.domain.intake import Intake
+from disputeflow.domain.policy import CaseFacts
+from disputeflow.domain.process.deadlines import fire_alarms, next_alarm_at
+from disputeflow.settings import DEFAULT_POLICY_FILE
 
 START = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 CALL = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -146,15 +147,21 @@ class Counters:
         rows = self.rows()
         if not rows:
             return 0
-        table = ComplianceCount.__table__
-        insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
-        statement = insert.on_conflict_do_update(
-            index_elements=["kind", "first_day", "clock", "region_code"],
-            set_={name: table.c[name] + insert.excluded[name] for name in COUNTS},
-        )
+        statement = _upsert(conn.dialect.name)
         for start in range(0, len(rows), 2000):
             conn.execute(statement, rows[start:start + 2000])
         return len(rows)
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    """The increment statement (built once: building it cost more than running it, per projection)."""
+    table = ComplianceCount.__table__
+    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+    return insert.on_conflict_do_update(
+        index_elements=["kind", "first_day", "clock", "region_code"],
+        set_={name: table.c[name] + insert.excluded[name] for name in COUNTS},
+    )
 
 
 # -- Keeping them with every ORM write of a clock -------------------------------------------------
