@@ -8,9 +8,10 @@ breached and open, open on time, cancelled in time, cancelled after the due time
 
 They are maintained by a `before_flush` hook on every ORM session: a new clock adds itself to its
 buckets; a changed clock moves from its old outcome to its new one (status, breach, due time and end
-all count); a deleted clock takes itself out. So `apply_projection` (and anything else that writes
-`ClockRecord` through a session) keeps them exact without knowing about them. Writes that bypass the
-ORM (the bulk seeder) add their rows with `Counters`. Migration 0003 fills them from the clocks a
+all count); a deleted clock takes itself out. So anything that writes `ClockRecord` through a
+session keeps them exact without knowing about them. Writes that bypass the ORM add their rows with
+`Counters`: the bulk seeder, and `apply_projection`, which writes in Core statements and moves each
+clock it inserts or changes from its old outcome to its new one by the same rule (`outcome`). Migration 0003 fills them from the clocks a
 database already has; 0008 counts them again with the city and province rows.
 
 The increments are upserts (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), issued in
