@@ -201,6 +201,8 @@ def test_projected_walks_leave_rows_and_compliance_counters_exact(engine: Engine
                    *compliance.COUNTS)
         kept = [{c: getattr(r, c) for c in columns} for r in session.exec(select(ComplianceCount))
                 if any(getattr(r, c) for c in compliance.COUNTS)]
-        key = lambda r: (r["kind"], r["first_day"], r["clock"], r["region_code"])  # noqa: E731
+        def key(r: dict) -> tuple:
+            return r["kind"], r["first_day"], r["clock"], r["region_code"]
+
         assert sorted(kept, key=key) == sorted(recount.rows(), key=key)
         assert any(r["breached_open"] or r["met_late"] for r in kept)  # the walks did breach
