@@ -135,7 +135,13 @@ def precompile_workflows() -> None:
                     type(exc).__name__)
 
 
-def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+ACTIVITY_THREADS = 16
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None,
+                 workflow_task_slots: int | None = None, activity_slots: int | None = None) -> Worker:
+    """`workflow_task_slots`, `activity_slots`: how many workflow tasks and activities the worker runs
+    at once (None: the SDK's defaults); see docs/operations.md, "Worker settings"."""
     precompile_workflows()
     codec = client.data_converter.payload_codec
     case_keys = codec.case_keys if isinstance(codec, EncryptionCodec) else None
@@ -152,7 +158,9 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=WORKFLOWS,
         activities=activities.all() + retention.all(),
-        activity_executor=ThreadPoolExecutor(max_workers=16),
+        activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
+        **({} if workflow_task_slots is None else {"max_concurrent_workflow_tasks": workflow_task_slots}),
+        **({} if activity_slots is None else {"max_concurrent_activities": activity_slots}),
         workflow_runner=workflow_runner(),
         # On SIGTERM running activities may finish (and report) before they are cancelled.
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -344,7 +344,8 @@ def report(args: argparse.Namespace, baseline: Phase, load: Phase, stats: dict) 
               f"({len(intake_latency) / stats['intake_seconds']:.1f}/s asked {args.intake_rate:g}/s); start "
               f"p50 {percentile(intake_latency, 50) * 1000:.0f} ms, p99 {percentile(intake_latency, 99) * 1000:.0f} ms")
     print(f"  process RSS (driver + worker): max {stats.get('rss_max', math.nan):.0f} MiB; "
-          f"worker cache: {args.cache if args.cache is not None else 'SDK default (1000)'} workflows")
+          f"worker cache: {args.cache if args.cache is not None else 'SDK default (1000)'} workflows; "
+          f"slots: workflow tasks {args.workflow_slots or 'default'}, activities {args.activity_slots or 'default'}")
     print(f"  load average (1 min): {stats.get('load_before', math.nan):.1f} before the load phase, "
           f"{stats.get('load_after', math.nan):.1f} after")
     print("  goals (issue 13): event p99 <= 1000 ms, read model (board) p99 <= 2000 ms, RSS <= 1024 MiB")
@@ -382,7 +383,8 @@ async def main(args: argparse.Namespace) -> int:
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
             search_attributes=SEARCH_ATTRIBUTES,
         )
-        worker = build_worker(env.client, settings, engine, task_queue=TASK_QUEUE)
+        worker = build_worker(env.client, settings, engine, task_queue=TASK_QUEUE,
+                              workflow_task_slots=args.workflow_slots, activity_slots=args.activity_slots)
         bare_worker = Worker(env.client, task_queue=BARE_QUEUE, workflows=[BareTimer],
                              workflow_runner=UnsandboxedWorkflowRunner())
         stats: dict = {}
@@ -463,6 +465,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the baseline for the timer's own lateness under the same load")
     parser.add_argument("--cache", type=int, default=None,
                         help="the worker's max cached workflows (default: the SDK's, 1000)")
+    parser.add_argument("--workflow-slots", type=int, default=None,
+                        help="the worker's max concurrent workflow tasks (default: build_worker's)")
+    parser.add_argument("--activity-slots", type=int, default=None,
+                        help="the worker's max concurrent activities (default: build_worker's)")
     parser.add_argument("--plain-payloads", action="store_true",
                         help="do not encrypt payloads (to measure what encryption costs)")
     parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")

@@ -14,7 +14,7 @@ from disputeflow.db.audit import verify_chain
 from disputeflow.db.cases import apply_projection
 from disputeflow.db.engine import write_session
 from disputeflow.db.models import (
-    AuditEntry, CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, Mediator, OutboxMessage,
+    AuditEntry, CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, ComplianceCount, Mediator, OutboxMessage,
 )
 from disputeflow.db.reference import choose_lawyer, choose_mediator, seed_reference
 from disputeflow.domain import lifecycle
@@ -110,3 +110,99 @@ def test_mediator_of_the_region_and_expertise_with_the_least_load(engine: Engine
         session.get(Mediator, "med-370102-03").active = False
     with Session(engine) as session:
         assert choose_mediator(session, region_code="370102", dispute_type="medical", exclude=[]) is None
+
+
+def test_projected_walks_leave_rows_and_compliance_counters_exact(engine: Engine) -> None:
+    """Random walks through the process (actions and time passing, breaches, pauses, extensions,
+    closing), each change projected as the workflow does, with retries and late duplicates: the
+    read model shows each case as it stands, and the compliance counters (kept by the projection
+    itself, not by the ORM's flush hook) equal a recount of the clock rows."""
+    import random
+
+    from disputeflow.db import compliance
+    from tests.domain.test_lifecycle_walks import LAWYER, MEDIATORS, WAITS, Walk
+
+    notification_keys: set[str] = set()
+    states = []
+    for seed in range(8):
+        rng = random.Random(seed)
+        state, cal = opened_case(urgency=("normal", "urgent", "emergency")[seed % 3])
+        state.case_id = f"370102-20261130-{seed:04d}"
+        sent: list[Projection] = []
+
+        def project(at: datetime, state: CaseState = state, sent: list[Projection] = sent,
+                    rng: random.Random = rng) -> None:
+            p = projection_of(state, since=state.projected_seq).model_copy(update={"updated_at": at})
+            if not p.events and not p.notifications:
+                return  # nothing changed: the workflow sends no snapshot
+            if p.events:
+                state.projected_seq = p.events[-1].seq
+            notification_keys.update(n.key for n in state.outbox)
+            state.outbox = []
+            sent.append(p)
+            with write_session(engine) as session:
+                apply_projection(session, p, now=at)
+            if rng.random() < 0.25:  # a retried activity, or an older snapshot arriving late
+                with write_session(engine) as session:
+                    assert apply_projection(session, rng.choice([q for q in sent if q.events]), now=at) == 0
+
+        project(NOW)
+        walk = Walk(state, cal)
+        for _ in range(rng.randint(8, 30)):
+            if state.closed:
+                break
+            if rng.random() < 0.7:
+                allowed = walk.allowed()
+                kinds = sorted(allowed)
+                if len(kinds) > 1 and rng.random() < 0.9:
+                    kinds.remove("withdraw")
+                request = rng.choice(allowed[rng.choice(kinds)])
+                walk.now += timedelta(seconds=1)
+                named = (MEDIATORS[1] if request.command.model_dump().get("mediator_id")
+                         else LAWYER if request.command.type == "assign_lawyer" else None)
+                effects = lifecycle.apply(state, request, walk.now, cal, chosen=named)
+                if effects.assign_mediator:
+                    free = [m for m in MEDIATORS if m.id not in effects.exclude_mediators] + [None]
+                    lifecycle.assign_mediator(state, rng.choice(free), walk.now, cal)
+                if effects.assign_lawyer:
+                    lifecycle.assign_lawyer(state, rng.choice([LAWYER, None]), walk.now, cal)
+            else:
+                walk.now += rng.choice(WAITS)
+                lifecycle.fire_alarms(state, walk.now, cal)
+            project(walk.now)
+        states.append(state)
+
+    assert {s.stage for s in states} >= {Stage.closed}
+    with Session(engine) as session:
+        for state in states:
+            case = session.get(CaseRecord, state.case_id)
+            assert (case.stage, case.breached, case.event_count) == (state.stage.value, state.breached,
+                                                                     state.timeline[-1].seq)
+            open_tasks = set(session.exec(select(CaseTaskRecord.task_id).where(
+                CaseTaskRecord.case_id == state.case_id, CaseTaskRecord.status == "open")))
+            assert open_tasks == {f"{state.case_id}:{t.key}" for t in lifecycle.open_tasks(state)}
+            rows = {c.clock_id: c for c in session.exec(select(ClockRecord).where(ClockRecord.case_id == state.case_id))}
+            assert set(rows) == {f"{state.case_id}:{c.clock_id}" for c in state.clocks}
+            for clock in state.clocks:
+                row = rows[f"{state.case_id}:{clock.clock_id}"]
+                assert (row.status, row.due_at, row.breached, row.breached_at, row.ended_at) == \
+                    (clock.status.value, clock.due_at, clock.breached, clock.breached_at, clock.ended_at)
+            seqs = list(session.exec(select(CaseEventRecord.seq).where(CaseEventRecord.case_id == state.case_id)
+                                     .order_by(CaseEventRecord.seq)))
+            assert seqs == [e.seq for e in state.timeline]
+        assert set(session.exec(select(OutboxMessage.dedupe_key))) == notification_keys
+        report = verify_chain(session)
+        assert report.ok and report.checked == sum(len(s.timeline) for s in states)
+
+        recount = compliance.Counters()
+        for row in session.connection().execute(select(ClockRecord.__table__)).mappings():
+            recount.add_row(dict(row))
+        columns = ("kind", "period", "clock", "region_code", "first_day", "last_day", "week", "month",
+                   *compliance.COUNTS)
+        kept = [{c: getattr(r, c) for c in columns} for r in session.exec(select(ComplianceCount))
+                if any(getattr(r, c) for c in compliance.COUNTS)]
+        def key(r: dict) -> tuple:
+            return r["kind"], r["first_day"], r["clock"], r["region_code"]
+
+        assert sorted(kept, key=key) == sorted(recount.rows(), key=key)
+        assert any(r["breached_open"] or r["met_late"] for r in kept)  # the walks did breach

@@ -28,8 +28,8 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from disputeflow.db.engine import is_sqlite
@@ -139,30 +139,33 @@ def entry_document(event: AuditEvent, recorded_at: dt.datetime) -> dict[str, Any
     }
 
 
-def _lock_for_append(session: Session) -> None:
+def _lock_for_append(conn: Connection) -> None:
     """Serialise appenders. PostgreSQL: a transaction-scoped advisory lock, released at commit or
     rollback. SQLite: the caller's `write_session` already holds the write lock (BEGIN IMMEDIATE)."""
-    if not is_sqlite(session.get_bind()):
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+    if conn.dialect.name != "sqlite":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
 
-def _head(session: Session) -> tuple[int, str]:
-    row = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+_AUDIT = AuditEntry.__table__
+_HEAD = select(_AUDIT.c.id, _AUDIT.c.hash).order_by(_AUDIT.c.id.desc()).limit(1)
+_INSERT = _AUDIT.insert()
+_LOGGED = select(_AUDIT.c.event_seq, _AUDIT.c.canonical).where(
+    _AUDIT.c.case_id == bindparam("case_id"), _AUDIT.c.event_seq.in_(bindparam("seqs", expanding=True)))
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    row = conn.execute(_HEAD).first()
     return (0, GENESIS_HASH) if row is None else (row[0], row[1])
 
 
-def _existing(session: Session, events: Sequence[AuditEvent]) -> dict[tuple[str, int], str]:
+def _existing(conn: Connection, events: Sequence[AuditEvent]) -> dict[tuple[str, int], str]:
     """(case_id, event_seq) -> canonical text, for those of `events` already in the log."""
     seqs_by_case: dict[str, set[int]] = {}
     for ev in events:
         seqs_by_case.setdefault(ev.case_id, set()).add(ev.event_seq)
     found: dict[tuple[str, int], str] = {}
     for case_id, seqs in seqs_by_case.items():
-        rows = session.execute(
-            select(AuditEntry.event_seq, AuditEntry.canonical).where(
-                AuditEntry.case_id == case_id, AuditEntry.event_seq.in_(sorted(seqs))
-            )
-        )
+        rows = conn.execute(_LOGGED, {"case_id": case_id, "seqs": sorted(seqs)})
         for seq, canonical in rows:
             found[(case_id, seq)] = canonical
     return found
@@ -176,22 +179,16 @@ def _same_event(canonical: str, event: AuditEvent) -> bool:
     return canonical_json(recorded) == canonical_json(new)
 
 
-def append_events(session: Session, events: Sequence[AuditEvent], *, now: dt.datetime) -> list[AuditEntry]:
-    """Append `events`, in order, to the global chain inside the caller's transaction.
-
-    Use a `write_session` (the caller commits). Events whose (case_id, event_seq) is already
-    logged — or repeated within `events` — are skipped, so a retried activity writes nothing
-    twice; a skipped event whose content differs from the logged one is reported in the log
-    (the logged entry stands). Returns the entries added, flushed (ids and hashes set).
-    """
+def append_rows(conn: Connection, events: Sequence[AuditEvent], *, now: dt.datetime) -> list[dict[str, Any]]:
+    """`append_events` on a connection, in Core statements (the projection's path): the rows added,
+    as column name -> value. The caller's transaction must already see everything it wrote before."""
     if not events:
         return []
     recorded_at = _utc(now)
-    _lock_for_append(session)
-    session.flush()  # entries added earlier in this session count as part of the chain
-    done = _existing(session, events)
-    last_id, prev_hash = _head(session)
-    added: list[AuditEntry] = []
+    _lock_for_append(conn)
+    done = _existing(conn, events)
+    last_id, prev_hash = _head(conn)
+    added: list[dict[str, Any]] = []
     for event in events:
         key = (event.case_id, event.event_seq)
         if key in done:
@@ -204,23 +201,31 @@ def append_events(session: Session, events: Sequence[AuditEvent], *, now: dt.dat
         canonical = canonical_json(entry_document(event, recorded_at))
         entry_hash = chain_hash(prev_hash, canonical)
         last_id += 1
-        entry = AuditEntry(
-            id=last_id,
-            case_id=event.case_id,
-            event_seq=event.event_seq,
-            event_type=event.event_type,
-            canonical=canonical,
-            prev_hash=prev_hash,
-            hash=entry_hash,
-            recorded_at=recorded_at,
-        )
-        session.add(entry)
-        added.append(entry)
+        added.append({
+            "id": last_id, "case_id": event.case_id, "event_seq": event.event_seq, "event_type": event.event_type,
+            "canonical": canonical, "prev_hash": prev_hash, "hash": entry_hash, "recorded_at": recorded_at,
+        })
         done[key] = canonical
         prev_hash = entry_hash
     if added:
-        session.flush()
+        conn.execute(_INSERT, added)
     return added
+
+
+def append_events(session: Session, events: Sequence[AuditEvent], *, now: dt.datetime) -> list[AuditEntry]:
+    """Append `events`, in order, to the global chain inside the caller's transaction.
+
+    Use a `write_session` (the caller commits). Events whose (case_id, event_seq) is already
+    logged — or repeated within `events` — are skipped, so a retried activity writes nothing
+    twice; a skipped event whose content differs from the logged one is reported in the log
+    (the logged entry stands). Returns the entries added, written (ids and hashes set).
+    """
+    if not events:
+        return []
+    conn = session.connection()
+    _lock_for_append(conn)  # before the flush, as ever (append_rows takes it again: it is re-entrant)
+    session.flush()  # entries added earlier in this session count as part of the chain
+    return [AuditEntry(**row) for row in append_rows(conn, events, now=now)]
 
 
 # -- Verifying -------------------------------------------------------------------------------

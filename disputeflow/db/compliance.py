@@ -8,9 +8,10 @@ breached and open, open on time, cancelled in time, cancelled after the due time
 
 They are maintained by a `before_flush` hook on every ORM session: a new clock adds itself to its
 buckets; a changed clock moves from its old outcome to its new one (status, breach, due time and end
-all count); a deleted clock takes itself out. So `apply_projection` (and anything else that writes
-`ClockRecord` through a session) keeps them exact without knowing about them. Writes that bypass the
-ORM (the bulk seeder) add their rows with `Counters`. Migration 0003 fills them from the clocks a
+all count); a deleted clock takes itself out. So anything that writes `ClockRecord` through a
+session keeps them exact without knowing about them. Writes that bypass the ORM add their rows with
+`Counters`: the bulk seeder, and `apply_projection`, which writes in Core statements and moves each
+clock it inserts or changes from its old outcome to its new one by the same rule (`outcome`). Migration 0003 fills them from the clocks a
 database already has; 0008 counts them again with the city and province rows.
 
 The increments are upserts (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n), issued in
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -146,15 +148,21 @@ class Counters:
         rows = self.rows()
         if not rows:
             return 0
-        table = ComplianceCount.__table__
-        insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
-        statement = insert.on_conflict_do_update(
-            index_elements=["kind", "first_day", "clock", "region_code"],
-            set_={name: table.c[name] + insert.excluded[name] for name in COUNTS},
-        )
+        statement = _upsert(conn.dialect.name)
         for start in range(0, len(rows), 2000):
             conn.execute(statement, rows[start:start + 2000])
         return len(rows)
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    """The increment statement (built once: building it cost more than running it, per projection)."""
+    table = ComplianceCount.__table__
+    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+    return insert.on_conflict_do_update(
+        index_elements=["kind", "first_day", "clock", "region_code"],
+        set_={name: table.c[name] + insert.excluded[name] for name in COUNTS},
+    )
 
 
 # -- Keeping them with every ORM write of a clock -------------------------------------------------
