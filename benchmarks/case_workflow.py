@@ -184,7 +184,7 @@ class Stack:
             self.process.wait(timeout=10)
 
 
-async def raw_starts(stack: Stack, n: int, concurrency: int, label: str) -> float:
+async def raw_starts(stack: Stack, n: int, concurrency: int, label: str) -> tuple[float, list[float]]:
     settings = stack.settings()
     client = await connect(settings)
     pins = PolicyPins(settings.policy_file)
@@ -199,8 +199,8 @@ async def raw_starts(stack: Stack, n: int, concurrency: int, label: str) -> floa
         return start
 
     began = time.perf_counter()
-    await bounded(concurrency, [job(i) for i in range(n)], f"raw starts {label}")
-    return n / (time.perf_counter() - began)
+    latencies = await bounded(concurrency, [job(i) for i in range(n)], f"raw starts {label}")
+    return n / (time.perf_counter() - began), latencies
 
 
 async def intakes(http: httpx.AsyncClient, token: str, n: int, concurrency: int) -> tuple[float, list[float]]:
@@ -285,18 +285,20 @@ async def main(args: argparse.Namespace) -> int:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=60) as http:
             await intakes(http, operator, 10, 4)  # warm-up: connections, caches, the first workflow tasks
             await caught_up(stack, expected=10)
-            raw_before = await phase("raw starts (A)", 10 + args.cases,
-                                     raw_starts(stack, args.cases, args.concurrency, "A"))
+            raw_before, raw_latencies = await phase("raw starts (A)", 10 + args.cases,
+                                                    raw_starts(stack, args.cases, args.concurrency, "A"))
             rate, latencies = await phase("POST /cases", 10 + 2 * args.cases,
                                           intakes(http, operator, args.cases, args.concurrency))
-            raw_after = await phase("raw starts (B)", 10 + 3 * args.cases,
-                                    raw_starts(stack, args.cases, args.concurrency, "B"))
+            raw_after, more_raw_latencies = await phase("raw starts (B)", 10 + 3 * args.cases,
+                                                        raw_starts(stack, args.cases, args.concurrency, "B"))
             replay = await replays(http, operator, supervisor, auditor, args.replays)
         raw = (raw_before + raw_after) / 2
         p50, p95 = percentile(latencies, 50) * 1000, percentile(latencies, 95) * 1000
         replay_p95 = percentile(replay, 95) * 1000
         print()
-        print(f"  raw client.start_workflow      {raw_before:6.1f} / {raw_after:6.1f} per s (before / after)")
+        raw_latencies += more_raw_latencies
+        print(f"  raw client.start_workflow      {raw_before:6.1f} / {raw_after:6.1f} per s (before / after), "
+              f"latency p50 {percentile(raw_latencies, 50) * 1000:.0f} ms, p95 {percentile(raw_latencies, 95) * 1000:.0f} ms")
         print(f"  POST /cases                    {rate:6.1f} per s")
         print(f"  {'figure':<44}{'measured':>12}{'goal':>10}")
         print(f"  {'POST /cases rate / raw start rate':<44}{rate / raw:>12.2f}{'>= 0.9':>10}")
