@@ -51,7 +51,7 @@ from temporalio.worker import Replayer, WorkflowRunner
 
 import worker
 from disputeflow.codec import ERASED_MARK as _ERASED_MARK
-from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, is_encrypted, is_erased_marker
+from disputeflow.codec import EncryptionCodec, PayloadDecryptionError, case_of, is_encrypted, is_erased_marker
 from disputeflow.contracts import CaseInput, workflow_id_for
 from disputeflow.domain.actions import COMMAND_TYPES, Actor
 from disputeflow.domain.process.command import words
@@ -785,7 +785,11 @@ async def _erased_case(codec: PayloadCodec | None, history: WorkflowHistory) -> 
     payloads = [p for event in history.events for p in _payloads_in(event) if is_encrypted(p)]
     if not payloads:
         return None
-    erased = await asyncio.to_thread(codec.erased_cases, payloads)
+    store = codec.case_keys
+    if all(store.cached(case_id) is not None for case_id in {case_of(p) for p in payloads} if case_id):
+        erased = codec.erased_cases(payloads)  # every key fresh in memory: no database call, no thread
+    else:
+        erased = await asyncio.to_thread(codec.erased_cases, payloads)
     return erased[0] if erased else None
 
 
