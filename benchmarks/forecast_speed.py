@@ -1,13 +1,12 @@
 """How long a forecast of 1,000 cases over 8 simulated weeks takes, against the platform's floor.
 
-    python benchmarks/forecast_speed.py [--weeks 8] [--per-week 125] [--rounds 1] [--worker-process | --one-process]
+    python benchmarks/forecast_speed.py [--weeks 8] [--per-week 125] [--rounds 1] [--worker-process]
 
 1. **forecast**: the staffing forecast of `RESULTS.md` (region 370102, 8 weeks from 2027-01-04,
    4 mediators at 4 sessions a day, 125 cases a week: about 1,000 cases), exactly as `disputeflow
    forecast` runs it: the real `CaseWorkflowV2` on a private time-skipping test server, simulated
-   people acting through the real `act` update (its workflow tasks in a child process from 500
-   cases on, `disputeflow/forecast/worker.py`; `--worker-process` or `--one-process` forces
-   either). The goal is <= 60 s.
+   people acting through the real `act` update (`--worker-process`: its workflow tasks in a child
+   process, `disputeflow/forecast/worker.py`). The goal is <= 60 s.
 2. **baseline**: on a new private test server, the same number of bare workflows, started at the
    same simulated instants, each sent the same updates at the same instants as its case was in
    (1), each update running one no-op activity before it answers (the case's snapshot), each
@@ -139,11 +138,8 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=8)
     parser.add_argument("--per-week", type=float, default=125)
     parser.add_argument("--rounds", type=int, default=1)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--worker-process", action="store_const", const=True, dest="worker_process",
-                       help="the forecast's workflow tasks in a child process (the default from 500 cases)")
-    where.add_argument("--one-process", action="store_const", const=False, dest="worker_process",
-                       help="the forecast's workflow tasks in this process (the default below 500 cases)")
+    parser.add_argument("--worker-process", action="store_true",
+                        help="the forecast's workflow tasks in a child process (both cores; more CPU in all)")
     parser.add_argument("--profile", metavar="FILE", help="profile the forecast (main thread's CPU) into FILE; no baseline")
     args = parser.parse_args()
     spec = spec_for(args.weeks, args.per_week)
@@ -162,8 +158,7 @@ def main() -> int:
         seconds = time.monotonic() - began
         main_cpu, process_cpu = time.thread_time() - main_cpu, time.process_time() - process_cpu
         t = result.timings
-        print(f"[round {round_ + 1}] forecast ({'child process' if sim.worker_process else 'one process'}): "
-              f"{result.cases} cases, {result.actions} actions, {seconds:.1f} s "
+        print(f"[round {round_ + 1}] forecast: {result.cases} cases, {result.actions} actions, {seconds:.1f} s "
               f"({'; '.join(f'{k} {v:.1f} s' for k, v in t.items())}); lost {result.lost}; after: {load()}")
         print(f"[round {round_ + 1}] CPU of this process {process_cpu:.1f} s: main thread {main_cpu:.1f} s, "
               f"other threads (the SDK's core) {process_cpu - main_cpu:.1f} s")

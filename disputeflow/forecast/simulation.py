@@ -92,11 +92,6 @@ ALARM_MARGIN = timedelta(minutes=5)
 EMERGENCY_PICKUP = timedelta(minutes=15)  # an emergency is triaged this long after the call, day or night
 UPDATE_ATTEMPTS = 4
 WORKER_START_SECONDS = 60.0
-# From this many cases (all levels and runs) a forecast's workflow tasks run in a child process
-# (`disputeflow.forecast.worker`) unless told otherwise: measured faster at 1,000 cases with no more
-# CPU in all (benchmarks/RESULTS.md); below it the child's start (its imports, a second SDK worker)
-# costs more than it saves.
-WORKER_PROCESS_FROM_CASES = 500
 
 
 def test_server_path() -> str:
@@ -319,7 +314,7 @@ Progress = Callable[[float, str], None]
 class Simulation:
     def __init__(self, spec: ForecastSpec, *, policy: PolicyTable | Path, progress: Progress | None = None,
                  concurrency: int = 64, sandboxed: bool = False, workflow_tasks: int = 16,
-                 inline: bool = True, verify_views: bool = False, worker_process: bool | None = None) -> None:
+                 inline: bool = True, verify_views: bool = False, worker_process: bool = False) -> None:
         self.spec = spec
         self.policy = policy if isinstance(policy, PolicyTable) else load_policy(policy)
         self.progress = progress or (lambda fraction, what: None)
@@ -335,9 +330,8 @@ class Simulation:
         self.tick_at: datetime | None = None
         self.acted: list[tuple[datetime, str]] = []  # (server time of the tick, case id) of each update sent
         self.verify_views = verify_views
-        # The workflow tasks in a child process (True), in this one (False), or the first from
-        # WORKER_PROCESS_FROM_CASES cases on (None: decided once the scenarios are built); see
-        # benchmarks/RESULTS.md.
+        # The workflow tasks in a child process: faster while a core is free, slower on a busy machine
+        # (more CPU in all: two SDK workers, the test server's extra polls); see benchmarks/RESULTS.md.
         self.worker_process = worker_process
         self.worker_pid: int | None = None
         self.task_queue = f"forecast-{uuid.uuid4().hex[:8]}"
@@ -411,8 +405,6 @@ class Simulation:
             self.shifted_data = shifted(self.target_data, offset.days)
             self.build(offset)
             total_cases = sum(len(s.cases) for s in self.world.scenarios)
-            if self.worker_process is None:
-                self.worker_process = total_cases >= WORKER_PROCESS_FROM_CASES
             stand_ins = StandIns(self.world)
             child = None
             if self.worker_process:

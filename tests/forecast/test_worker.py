@@ -94,18 +94,3 @@ def test_the_payload_walks_are_skipped_only_where_they_change_nothing() -> None:
     assert not forecast_worker._identity_visits(with_codec)
     assert asyncio.run(encoded(with_codec)).metadata["marked"] == b"1"
     assert not forecast_worker._identity_visits(DataConverter.default)
-
-
-def test_the_child_process_is_the_default_from_a_number_of_cases(monkeypatch) -> None:
-    from disputeflow.forecast import simulation
-
-    small = Simulation(SPEC, policy=DEFAULT_POLICY_FILE)
-    asyncio.run(small.run())
-    assert small.worker_process is False and small.worker_pid is None  # 3 cases: one process
-    monkeypatch.setattr(simulation, "WORKER_PROCESS_FROM_CASES", 3)
-    big = Simulation(SPEC, policy=DEFAULT_POLICY_FILE)
-    asyncio.run(big.run())
-    assert big.worker_process is True and big.worker_pid is not None
-    assert big.timings["cpu_workflow_worker"] > 0
-    with pytest.raises(ProcessLookupError):
-        os.kill(big.worker_pid, 0)
