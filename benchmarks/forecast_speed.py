@@ -158,7 +158,8 @@ def main() -> int:
         seconds = time.monotonic() - began
         main_cpu, process_cpu = time.thread_time() - main_cpu, time.process_time() - process_cpu
         t = result.timings
-        print(f"[round {round_ + 1}] forecast: {result.cases} cases, {result.actions} actions, {seconds:.1f} s "
+        print(f"[round {round_ + 1}] forecast ({'child process' if sim.worker_process else 'one process'}): "
+              f"{result.cases} cases, {result.actions} actions, {seconds:.1f} s "
               f"({'; '.join(f'{k} {v:.1f} s' for k, v in t.items())}); lost {result.lost}; after: {load()}")
         print(f"[round {round_ + 1}] CPU of this process {process_cpu:.1f} s: main thread {main_cpu:.1f} s, "
               f"other threads (the SDK's core) {process_cpu - main_cpu:.1f} s")

@@ -5,9 +5,10 @@ activities and the real `CaseWorkflowV2`'s workflow tasks; in one process they t
 GIL, on one core, while the test server uses the other. Here the workflow tasks run in a child
 process, on the forecast's private test server and task queue (never the real ones), so that
 both cores work. The parent keeps the driver and the stand-ins (they share the simulated world).
-It is an option (`Simulation(worker_process=True)`): it is faster while a core is free, and slower
-on a machine others keep busy, where the extra CPU it costs in all (a second SDK worker, the test
-server's extra polls) counts more (measured in benchmarks/RESULTS.md).
+It is an option (`Simulation(worker_process=True)`), not the default: side by side with one
+process at 1,000 cases it was faster in some runs and not in others, and it costs 10-20% more CPU
+in all (a second SDK worker, the test server's extra polls), which a machine others keep busy
+pays for (measured in benchmarks/RESULTS.md).
 
 Whichever process runs the workflows, `data_converter` below serves the forecast.
 
