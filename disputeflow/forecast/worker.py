@@ -6,7 +6,7 @@ GIL, on one core, while the test server uses the other. Here the workflow tasks 
 process, on the forecast's private test server and task queue (never the real ones), so that
 both cores work. The parent keeps the driver and the stand-ins (they share the simulated world).
 It is an option (`Simulation(worker_process=True)`), not the default: side by side with one
-process at 1,000 cases it was faster in some runs and not in others, and it costs 10-20% more CPU
+process at 1,000 cases it was faster in some runs and not in others, and it cost 20-30% more CPU
 in all (a second SDK worker, the test server's extra polls), which a machine others keep busy
 pays for (measured in benchmarks/RESULTS.md).
 
