@@ -17,13 +17,20 @@
 It prints both times and their ratio (forecast / baseline), with the load average (`uptime`)
 before and after each phase: the machine is shared, and the ratio is the figure that travels.
 `--rounds 2` repeats the pair. Every loop is bounded; each test server is stopped by the SDK.
+
+`--profile FILE` profiles the forecast with cProfile on the main thread's CPU clock
+(`time.thread_time`: the driver, the stand-ins and the workflow tasks; not the SDK's Rust threads,
+whose share it prints beside), writes the stats to FILE and prints the top functions; the baseline
+is then skipped. cProfile about doubles the CPU it measures: compare profiles with profiles.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
+import pstats
 import sys
 import time
 import uuid
@@ -133,6 +140,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--worker-process", action="store_true",
                         help="the forecast's workflow tasks in a child process (both cores; more CPU in all)")
+    parser.add_argument("--profile", metavar="FILE", help="profile the forecast (main thread's CPU) into FILE; no baseline")
     args = parser.parse_args()
     spec = spec_for(args.weeks, args.per_week)
     print(f"forecast of {spec.cases_per_run():.0f} cases (expected) over {spec.weeks} weeks; goal <= {GOAL_SECONDS:.0f} s; "
@@ -140,12 +148,25 @@ def main() -> int:
     for round_ in range(args.rounds):
         print(f"[round {round_ + 1}] before the forecast: {load()}")
         sim = Simulation(spec, policy=DEFAULT_POLICY_FILE, worker_process=args.worker_process)
-        began = time.monotonic()
+        profile = cProfile.Profile(time.thread_time) if args.profile else None
+        began, main_cpu, process_cpu = time.monotonic(), time.thread_time(), time.process_time()
+        if profile is not None:
+            profile.enable()
         result = asyncio.run(sim.run())
+        if profile is not None:
+            profile.disable()
         seconds = time.monotonic() - began
+        main_cpu, process_cpu = time.thread_time() - main_cpu, time.process_time() - process_cpu
         t = result.timings
-        print(f"[round {round_ + 1}] forecast: {result.cases} cases, {result.actions} actions, {seconds:.1f} s "
+        print(f"[round {round_ + 1}] forecast ({'child process' if sim.worker_process else 'one process'}): "
+              f"{result.cases} cases, {result.actions} actions, {seconds:.1f} s "
               f"({'; '.join(f'{k} {v:.1f} s' for k, v in t.items())}); lost {result.lost}; after: {load()}")
+        print(f"[round {round_ + 1}] CPU of this process {process_cpu:.1f} s: main thread {main_cpu:.1f} s, "
+              f"other threads (the SDK's core) {process_cpu - main_cpu:.1f} s")
+        if profile is not None:
+            profile.dump_stats(args.profile)
+            pstats.Stats(args.profile).sort_stats("cumulative").print_stats(40)
+            continue
         origin = shanghai(spec.start, datetime.min.time()) + sim.offset
         starts = [(c.registered_at - origin, c.case_id) for s in sim.world.scenarios for c in s.cases if c.started]
         acts = [(at - origin, case) for at, case in sim.acted]

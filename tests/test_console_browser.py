@@ -479,6 +479,11 @@ async def test_supervisor_runs_a_small_forecast_and_sees_the_chart(console: Cons
     assert await chart.locator("svg line.target").count() == 1
     await expect(page.get_by_test_id("forecast-chart-mediation_conclusion")).to_be_visible()
     await expect(page.get_by_test_id("forecast-backlog").locator("tbody tr")).to_have_count(2)
+    # Its notes in Chinese, as the rest of the page (the API says them in English).
+    notes = page.get_by_test_id("forecast-notes").locator("li")
+    await expect(notes.first).to_have_text("每档人数运行 1 次；同一次运行在各档人数下的来案相同")
+    said = await notes.all_text_contents()
+    assert len(said) >= 3 and not any(re.search(r"[A-Za-z]{3,}", note) for note in said), said
     await accessible(page, "forecast result")
     await shot(page, "supervisor", "6-forecast-result")
 

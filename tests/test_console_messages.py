@@ -54,6 +54,7 @@ def _domain_keys() -> set[str]:
     from disputeflow.domain.policy import DEFAULT_POLICY_PATH, load_policy
     from disputeflow.domain.process.command import REFUSAL_CODES
     from disputeflow.domain.process.tasks import TASK_TITLES
+    from disputeflow.forecast.report import NOTE_CODES
     from disputeflow.history import TIMELINE_KINDS
 
     keys = {f"action.{kind}" for kind in COMMAND_TYPES} | {f"did.{kind}" for kind in COMMAND_TYPES}
@@ -62,6 +63,7 @@ def _domain_keys() -> set[str]:
     keys |= {f"clock.{rule.clock}" for rule in load_policy(DEFAULT_POLICY_PATH).clocks}
     keys |= {f"clock_status.{s.value}" for s in ClockStatus} | {f"stage.{s.value}" for s in Stage}
     keys |= {f"story.{kind}" for kind in TIMELINE_KINDS if kind != "action"}
+    keys |= {f"forecast.note.{code}" for code in NOTE_CODES}
     return keys
 
 
@@ -110,3 +112,23 @@ def test_refusals_carry_their_code_and_the_console_words_them() -> None:
     assert words_for("en").refusal(said) == ("Record a mediation session: not for the role Operator; it needs one of: "
                                              "Mediator, Supervisor.")
     assert words_for("zh").refusal(TransitionRefused("legacy words")) == "legacy words"  # no code: the API's words
+
+
+def test_a_forecasts_notes_are_said_by_their_codes() -> None:
+    """Each note of a forecast by its code and values, in the console's language; a result without
+    codes keeps the API's English."""
+    from api.console.web import words_for
+    from disputeflow.forecast.report import Forecast, NoteCode
+
+    coded = [("windows", {"clock": ["judicial_confirmation_window", "review_request_window"]}, "windows..."),
+             ("shifted_later", {"days": 14}, "simulated 14 days later..."), ("lost", {"n": 2}, "2 case(s) left out...")]
+    forecast = Forecast.model_construct(notes=[w for _, _, w in coded],
+                                        note_codes=[NoteCode(code=c, params=p) for c, p, _ in coded])
+    assert words_for("zh").forecast_notes(forecast) == [
+        "司法确认申请期、复议申请期：按设计到期即失效的期间，不是须按时完成的时限，不为其测算所需人数",
+        "按该时段自身的日历整周平移，推后 14 天模拟（测试服务器从今天开始，时钟只能向前走）；各项工作日计数与该时段相同",
+        "2 件案件未计入：测试服务器上有操作始终没有回应",
+    ]
+    assert words_for("en").forecast_notes(forecast)[2] == "2 case(s) left out: an action never answered on the test server"
+    untranslated = Forecast.model_construct(notes=["older words"], note_codes=[])
+    assert words_for("zh").forecast_notes(untranslated) == ["older words"]

@@ -1,10 +1,11 @@
 """The domain's words in the console's languages: task titles, refusals, what an action did, the
-auditor's timeline, clock names and statuses.
+auditor's timeline, clock names and statuses, a forecast's notes.
 
 The domain says these in English (the API answers with them). The console words each by a stable
 key from the catalogue instead: a task by its title key (`tasks.title_key`), a refusal by its code
 (`Refused.code`, carried beside the API's words), an action by its command type (`did.<type>`, from
-the fields the history recorded), a timeline line by its kind, a clock by its name. Values that are
+the fields the history recorded), a timeline line by its kind, a clock by its name, a forecast's note
+by its code (`Forecast.note_codes`, beside the API's words). Values that are
 themselves enum values (a stage, a role, a clock, an outcome) are worded from the catalogue too.
 Where no key is known (a refusal from a legacy workflow), the domain's own English is shown.
 """
@@ -86,6 +87,13 @@ class Words:
         if refused.code is None:
             return refused.detail
         return self.say(f"refusal.{refused.code}", refused.detail, **refused.params)
+
+    def forecast_notes(self, forecast: Any) -> list[str]:
+        """A forecast's notes (`Forecast.notes`, English), each by its code (`Forecast.note_codes`)."""
+        codes = list(forecast.note_codes)
+        if len(codes) != len(forecast.notes):  # a result without its codes: the API's words
+            return list(forecast.notes)
+        return [self.say(f"forecast.note.{c.code}", words, **c.params) for c, words in zip(codes, forecast.notes)]
 
     def did(self, command: dict[str, Any]) -> str:
         """What an action did, from the fields the history recorded (`did.<command type>`)."""

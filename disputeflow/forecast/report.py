@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from statistics import mean
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -106,6 +107,19 @@ class LevelForecast(BaseModel):
     backlog: list[WeekBacklog]
 
 
+# The codes of a forecast's notes (`NoteCode.code`): the console says each as `forecast.note.<code>`.
+NOTE_CODES = frozenset({"runs", "rated", "ticks", "windows", "shifted_later", "shifted_earlier", "lost"})
+
+
+class NoteCode(BaseModel):
+    """A note of `Forecast.notes` by its stable code and its values (a clock's name, a number of
+    days...), in the same order as the English words: so that the console can say it in its own
+    language, as it does a refusal (the API and the CLI say the English)."""
+
+    code: str
+    params: dict[str, Any] = {}
+
+
 class Forecast(BaseModel):
     spec: ForecastSpec
     role: str
@@ -119,6 +133,7 @@ class Forecast(BaseModel):
     lost: int
     timings: dict[str, float]
     notes: list[str]
+    note_codes: list[NoteCode] = []  # `notes` by code, one for one
 
 
 def build(result: SimResult) -> Forecast:
@@ -160,23 +175,30 @@ def build(result: SimResult) -> Forecast:
     for name in sorted({r.clock for lv in levels for r in lv.clocks} - windows):
         reaches[name] = next((lv.level for lv in levels for r in lv.clocks
                               if r.clock == name and r.compliance is not None and r.compliance >= spec.target), None)
-    notes = [
-        f"{spec.runs} run(s) per level; run r draws the same arrivals at every level",
-        "clocks rated as in /supervision/compliance; a clock not yet due at the end is not rated",
-        "simulated people act at fixed times of each working day (office hours), soonest due first",
+    coded: list[tuple[str, dict[str, Any], str]] = [
+        ("runs", {"runs": spec.runs}, f"{spec.runs} run(s) per level; run r draws the same arrivals at every level"),
+        ("rated", {}, "clocks rated as in /supervision/compliance; a clock not yet due at the end is not rated"),
+        ("ticks", {}, "simulated people act at fixed times of each working day (office hours), soonest due first"),
     ]
     if windows:
-        notes.append(f"{', '.join(sorted(windows))}: a window that lapses by design, not a deadline; "
-                     "no staffing level is sought for it")
+        coded.append(("windows", {"clock": sorted(windows)},
+                      f"{', '.join(sorted(windows))}: a window that lapses by design, not a deadline; "
+                      "no staffing level is sought for it"))
     if result.offset_days:
-        notes.append(f"simulated {abs(result.offset_days)} days {'later' if result.offset_days > 0 else 'earlier'} "
-                     "on the period's own calendar, shifted by whole weeks (the test server starts at today and "
-                     "its clock only moves forward); every working-day count is the period's")
+        later = result.offset_days > 0
+        coded.append(("shifted_later" if later else "shifted_earlier", {"days": abs(result.offset_days)},
+                      f"simulated {abs(result.offset_days)} days {'later' if later else 'earlier'} "
+                      "on the period's own calendar, shifted by whole weeks (the test server starts at today and "
+                      "its clock only moves forward); every working-day count is the period's"))
     if result.lost:
-        notes.append(f"{result.lost} case(s) left out: an action never answered on the test server")
+        coded.append(("lost", {"n": result.lost},
+                      f"{result.lost} case(s) left out: an action never answered on the test server"))
+    notes = [words for _, _, words in coded]
+    note_codes = [NoteCode(code=code, params=params) for code, params, _ in coded]
     return Forecast(spec=spec, role=spec.swept_role(), target=spec.target, levels=levels, reaches_target=reaches,
                     seconds=result.seconds, cases_simulated=result.cases, actions=result.actions,
-                    refused=result.refused, lost=result.lost, timings=result.timings, notes=notes)
+                    refused=result.refused, lost=result.lost, timings=result.timings, notes=notes,
+                    note_codes=note_codes)
 
 
 def text(forecast: Forecast, clocks: list[str] | None = None) -> str:

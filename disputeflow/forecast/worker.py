@@ -5,9 +5,10 @@ activities and the real `CaseWorkflowV2`'s workflow tasks; in one process they t
 GIL, on one core, while the test server uses the other. Here the workflow tasks run in a child
 process, on the forecast's private test server and task queue (never the real ones), so that
 both cores work. The parent keeps the driver and the stand-ins (they share the simulated world).
-It is an option (`Simulation(worker_process=True)`): it is faster while a core is free, and slower
-on a machine others keep busy, where the extra CPU it costs in all (a second SDK worker, the test
-server's extra polls) counts more (measured in benchmarks/RESULTS.md).
+It is an option (`Simulation(worker_process=True)`), not the default: side by side with one
+process at 1,000 cases it was faster in some runs and not in others, and it cost 20-30% more CPU
+in all (a second SDK worker, the test server's extra polls), which a machine others keep busy
+pays for (measured in benchmarks/RESULTS.md).
 
 Whichever process runs the workflows, `data_converter` below serves the forecast.
 
@@ -26,9 +27,11 @@ import signal
 import sys
 import threading
 
+import temporalio.bridge.worker as _bridge
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
+from temporalio.converter._extstore import StorageOperationMetrics
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
@@ -53,6 +56,46 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
 
 
 data_converter = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
+
+
+def _identity_visits(converter: DataConverter) -> bool:
+    """Whether the SDK's walks over an activation's or a completion's payloads change nothing: the
+    forecast's converter, which has no payload codec and no external storage."""
+    return (converter.payload_converter_class is SharedPydanticPayloadConverter
+            and converter.payload_codec is None and getattr(converter, "external_storage", None) is None)
+
+
+def _skip_identity_visits() -> None:
+    """Skip the SDK's payload walks for the forecast's workflow tasks, where they change nothing.
+
+    For every workflow activation and every completion the SDK walks all payloads three times (the
+    payload codec, external storage, the codec of storage references), each payload with its own
+    serialization context, even without a codec or storage: a sixth of the forecast's Python CPU
+    in a profile (`benchmarks/RESULTS.md`). With the forecast's converter each walk hands every
+    payload back unchanged (the only other thing it does: refuse a payload stored externally,
+    which nothing on the forecast's private test server writes). Any other converter (the real
+    worker's, with its encryption codec) is walked as before. Wraps the module's functions, which
+    the SDK's workflow worker looks up at each call; tests/forecast/test_worker.py fails if they move.
+    """
+    decode, encode = _bridge.decode_activation, _bridge.encode_completion
+    if getattr(decode, "forecast_wrapper", False):
+        return
+
+    async def decode_activation(activation, data_converter, *args, **kwargs):  # noqa: ANN001, ANN202
+        if _identity_visits(data_converter):
+            return StorageOperationMetrics()
+        return await decode(activation, data_converter, *args, **kwargs)
+
+    async def encode_completion(completion, data_converter, *args, **kwargs):  # noqa: ANN001, ANN202
+        if _identity_visits(data_converter):
+            return StorageOperationMetrics()
+        return await encode(completion, data_converter, *args, **kwargs)
+
+    decode_activation.forecast_wrapper = encode_completion.forecast_wrapper = True  # type: ignore[attr-defined]
+    _bridge.decode_activation, _bridge.encode_completion = decode_activation, encode_completion
+
+
+_skip_identity_visits()
 
 
 # Few workflow-task slots, activations on the event loop's thread (no deadlock timer): see the

@@ -8,6 +8,7 @@ one mediator (5 a week) cannot, and the cases pile up.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -49,6 +50,26 @@ def test_a_load_that_overflows_misses_them_and_piles_up(result) -> None:
     assert escalations.started > _clock(result, 10, "escalation_response")[0].started
     assert result.reaches_target["mediation_conclusion"] == 10
     assert result.lost == 0 and result.cases_simulated == 2 * lv.cases
+
+
+def test_its_notes_carry_their_codes_and_the_console_says_them_in_chinese(result) -> None:
+    """The API and the CLI say the notes in English; the console (Chinese) says each by its code."""
+    from api.console.web import words_for
+    from disputeflow.forecast.report import NOTE_CODES
+
+    codes = [n.code for n in result.note_codes]
+    assert len(codes) == len(result.notes) and set(codes) <= NOTE_CODES
+    assert codes[:3] == ["runs", "rated", "ticks"]
+    assert "shifted_earlier" in codes  # March 2027 is run on the test server's today, weeks earlier
+    assert result.notes[0] == "1 run(s) per level; run r draws the same arrivals at every level"
+    zh = words_for("zh").forecast_notes(result)
+    assert zh[0] == "每档人数运行 1 次；同一次运行在各档人数下的来案相同"
+    days = result.note_codes[codes.index("shifted_earlier")].params["days"]
+    assert f"提前 {days} 天模拟" in zh[codes.index("shifted_earlier")] and days % 7 == 0 and days > 0
+    assert not any(re.search(r"[A-Za-z]{3,}", note) for note in zh), zh  # not a word of English
+    # The English catalogue says what the API says (a window's clock by its label, not its name).
+    en = words_for("en").forecast_notes(result)
+    assert [w for w, c in zip(en, codes) if c != "windows"] == [w for w, c in zip(result.notes, codes) if c != "windows"]
 
 
 def test_emergencies_are_answered_at_night_too() -> None:
