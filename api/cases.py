@@ -31,7 +31,7 @@ from api.auth import in_scope
 from api.errors import ActionAccepted, CaseNotAnswering, CaseNotFound, Forbidden, TransitionRefused
 from api.schemas import CaseDetail
 from api.temporal_gateway import TemporalGateway
-from disputeflow.contracts import CaseStart, case_priority, workflow_id_for
+from disputeflow.contracts import CaseStart, workflow_id_for
 from disputeflow.db import intake as intake_db
 from disputeflow.db import queries, reference
 from disputeflow.db.engine import write_session
@@ -162,7 +162,6 @@ async def _start(client: Client, start: CaseStart, task_queue: str) -> None:
     try:
         await client.start_workflow(
             CaseWorkflowV2.run, start, id=workflow_id_for(start.case_id), task_queue=task_queue,
-            priority=case_priority(start.intake.urgency),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )

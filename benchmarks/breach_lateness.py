@@ -46,7 +46,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from disputeflow.contracts import case_priority, workflow_id_for
+from disputeflow.contracts import workflow_id_for
 from disputeflow.db.engine import create_schema, make_engine, write_session
 from disputeflow.db.models import CaseEventRecord, CaseRecord, ClockRecord
 from disputeflow.db.reference import seed_reference
@@ -130,18 +130,9 @@ def intake(index: int, urgency: str = "emergency") -> Intake:
 # -- Open cases in the background, and intake while the load runs ---------------------------------
 
 
-# As intake starts a case (api.cases): its task-queue priority by urgency; `--no-priority` leaves it out.
-WITH_PRIORITY = True
-
-
-def priority_of(start) -> dict:
-    return {"priority": case_priority(start.intake.urgency)} if WITH_PRIORITY else {}
-
-
 async def start_case(client: Client, pins: PolicyPins, case_id: str, urgency: str, index: int) -> None:
     start = pins.start(case_id, intake(index, urgency), registered_at=datetime.now(UTC), registered_by=None)
-    await client.start_workflow(CaseWorkflowV2.run, start, id=workflow_id_for(case_id), task_queue=TASK_QUEUE,
-                                **priority_of(start))
+    await client.start_workflow(CaseWorkflowV2.run, start, id=workflow_id_for(case_id), task_queue=TASK_QUEUE)
 
 
 def projected(engine: Engine, prefix: str) -> int:
@@ -274,7 +265,7 @@ async def run_phase(client: Client, engine: Engine, phase: Phase, *, pins: Polic
             case_id = f"{phase.prefix}{index:05d}"
             start = pins.start(case_id, intake(index), registered_at=datetime.now(UTC), registered_by=None)
             starts.append(asyncio.create_task(client.start_workflow(
-                CaseWorkflowV2.run, start, id=workflow_id_for(case_id), task_queue=TASK_QUEUE, **priority_of(start),
+                CaseWorkflowV2.run, start, id=workflow_id_for(case_id), task_queue=TASK_QUEUE,
             )))
         await asyncio.gather(*starts)
         phase.start_seconds = time.monotonic() - began
@@ -369,8 +360,6 @@ def report(args: argparse.Namespace, baseline: Phase, load: Phase, stats: dict) 
 
 
 async def main(args: argparse.Namespace) -> int:
-    global WITH_PRIORITY
-    WITH_PRIORITY = not args.no_priority
     started = time.monotonic()
     deadline = started + args.timeout
     folder = Path(tempfile.mkdtemp(prefix="disputeflow-bench-"))
@@ -403,8 +392,7 @@ async def main(args: argparse.Namespace) -> int:
         baseline = Phase("baseline", "B", args.baseline, args.baseline_interval)
         load = Phase("load", "N", args.cases, args.spread / args.cases)
         async with worker, bare_worker:
-            print(f"dev server and worker up in {time.monotonic() - started:.1f} s; data in {folder}; task-queue "
-                  f"priority by urgency: {'yes' if WITH_PRIORITY else 'no (--no-priority)'}", flush=True)
+            print(f"dev server and worker up in {time.monotonic() - started:.1f} s; data in {folder}", flush=True)
             pins = PolicyPins(policy_file)
             await run_phase(env.client, engine, warmup, pins=pins, poll=args.poll, deadline=deadline)
             print(f"warm-up done; baseline: {baseline.count} cases alone", flush=True)
@@ -483,8 +471,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's max concurrent activities (default: build_worker's)")
     parser.add_argument("--plain-payloads", action="store_true",
                         help="do not encrypt payloads (to measure what encryption costs)")
-    parser.add_argument("--no-priority", action="store_true",
-                        help="start every case at the default task-queue priority (intake sets it by urgency)")
     parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")
     parser.add_argument("--timeout", type=float, default=100.0,
                         help="give up waiting for breaches after this many seconds in all, not counting "

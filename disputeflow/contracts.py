@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pydantic import BaseModel, Field, model_validator
-from temporalio.common import Priority
 
 from disputeflow.domain.actions import Actor
 from disputeflow.domain.case import CaseEvent, CaseState, CaseTask, Notification
 from disputeflow.domain.clocks import Clock
-from disputeflow.domain.enums import DisputeType, FinalOutcome, Stage, Urgency
+from disputeflow.domain.enums import DisputeType, FinalOutcome, Stage
 from disputeflow.domain.intake import Intake
 from disputeflow.domain.policy import CaseFacts, CasePolicy
 
@@ -90,17 +89,6 @@ class Projection(BaseModel):
 
 def workflow_id_for(case_id: str) -> str:
     return f"case-{case_id}"
-
-
-# The case's place in its task queue, by the urgency it was registered with: when the worker has a
-# backlog (a burst of intakes, a worker back after an outage), an emergency's workflow tasks and
-# activities (its breach, its escalation, its projection) are handed out before an urgent case's,
-# and those before a normal one's (Temporal's task queue priority: 1 first, 3 the default).
-TASK_PRIORITY: dict[Urgency, int] = {Urgency.emergency: 1, Urgency.urgent: 2, Urgency.normal: 3}
-
-
-def case_priority(urgency: Urgency) -> Priority:
-    return Priority(priority_key=TASK_PRIORITY[urgency])
 
 
 class ProjectionRefusal(BaseModel):

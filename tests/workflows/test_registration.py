@@ -1,11 +1,8 @@
-"""A case's clocks start when the call was registered, not when a worker got to it; and when the
-worker has a backlog, an emergency goes first.
+"""A case's clocks start when the call was registered, not when a worker got to it.
 
 On the real dev server (the time-skipping server does not move its clock while a workflow task
-waits for a worker, and knows no task-queue priority): the cases are registered while no worker
-polls their task queue; the worker comes a few seconds later. The emergency clock is shortened by
-the policy file to 10.8 seconds. The task queue has one partition, so that priority order is exact
-(with several, each partition keeps its own order).
+waits for a worker): the case is registered while no worker polls its task queue; the worker comes
+a few seconds later. The emergency clock is shortened by the policy file to 10.8 seconds.
 """
 
 from __future__ import annotations
@@ -40,11 +37,9 @@ WORKER_LATE_BY = 3.0  # seconds between the call and the first worker
 
 @pytest.fixture(scope="module")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=installed_binary("temporal"), search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-                               "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"])
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=installed_binary("temporal"),
+                                                search_attributes=SEARCH_ATTRIBUTES,
+                                                data_converter=pydantic_data_converter)
     async with env:
         yield env
 
@@ -89,45 +84,3 @@ async def test_an_emergency_registered_while_no_worker_runs_is_due_from_its_regi
         breached = next(e for e in view.timeline if e.type == "clock_breached")
         assert timedelta(0) <= breached.at - emergency.due_at < timedelta(seconds=2)  # a loaded CI machine, cache off
         await handle.terminate("test finished")
-
-
-async def test_an_emergency_registered_behind_a_backlog_is_opened_first(
-    dev_env: WorkflowEnvironment, sqlite_engine: Engine,
-) -> None:
-    """Ten normal cases, then one emergency, registered through intake's own start while no worker
-    polls; a worker that runs one workflow task at a time then opens the emergency first."""
-    from api.cases import _start
-
-    with write_session(sqlite_engine) as session:
-        seed_reference(session, DEFAULT_REFERENCE_FILE)
-    task_queue = f"backlog-{uuid.uuid4().hex[:8]}"
-    pins = PolicyPins(DEFAULT_POLICY_FILE)
-    cases = [(f"N{n}{uuid.uuid4().hex[:8]}", "normal") for n in range(10)] + [(f"E{uuid.uuid4().hex[:9]}", "emergency")]
-    for case_id, urgency in cases:
-        start = pins.start(case_id, make_intake(urgency=urgency), registered_at=datetime.now(UTC), registered_by=OPERATOR)
-        await _start(dev_env.client, start, task_queue)
-    emergency = dev_env.client.get_workflow_handle(workflow_id_for(cases[-1][0]))
-    described = await emergency.describe()
-    assert described.raw_description.workflow_execution_info.priority.priority_key == 1
-    normal = await dev_env.client.get_workflow_handle(workflow_id_for(cases[0][0])).describe()
-    assert normal.raw_description.workflow_execution_info.priority.priority_key in (0, 3)  # 0: the default, 3
-
-    async with build_worker(dev_env.client, Settings(), sqlite_engine, task_queue=task_queue, workflow_task_slots=1):
-        first_task: dict[str, datetime] = {}
-        for _ in range(300):  # 30 s at most
-            for case_id, _urgency in cases:
-                if case_id in first_task:
-                    continue
-                async for event in dev_env.client.get_workflow_handle(workflow_id_for(case_id)).fetch_history_events():
-                    if event.HasField("workflow_task_started_event_attributes"):
-                        first_task[case_id] = event.event_time.ToDatetime()
-                        break
-            if len(first_task) == len(cases):
-                break
-            await asyncio.sleep(0.1)
-    assert len(first_task) == len(cases), f"opened {len(first_task)} of {len(cases)}"
-    emergency_at = first_task[cases[-1][0]]
-    assert all(emergency_at < first_task[case_id] for case_id, _ in cases[:-1]), sorted(
-        (at, case_id) for case_id, at in first_task.items())
-    for case_id, _ in cases:
-        await dev_env.client.get_workflow_handle(workflow_id_for(case_id)).terminate("test finished")
