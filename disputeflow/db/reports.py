@@ -459,13 +459,22 @@ def compliance_csv(rows: Iterable[ComplianceRow | ComplianceTuple]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        if isinstance(row, ComplianceRow):
-            row = tuple(getattr(row, name) for name in COMPLIANCE_FIELDS)
-        clock, region_code, period, started, on_time, late, breached_open, open_on_time, cancelled, \
-            cancelled_late, rate = row
-        writer.writerow([
-            _safe_cell(clock), _safe_cell(region_code), _safe_cell(period),
-            started, on_time, late, breached_open, open_on_time, cancelled, _rate(rate), cancelled_late,
-        ])
+    safe: dict[object, str] = {}  # a report repeats a few dozen texts thousands of times
+
+    def cell(value: object) -> str:
+        text = safe.get(value)
+        if text is None:
+            text = safe[value] = _safe_cell(value)
+        return text
+
+    def lines() -> Iterator[list[object]]:
+        for row in rows:
+            if isinstance(row, ComplianceRow):
+                row = tuple(getattr(row, name) for name in COMPLIANCE_FIELDS)
+            clock, region_code, period, started, on_time, late, breached_open, open_on_time, cancelled, \
+                cancelled_late, rate = row
+            yield [cell(clock), cell(region_code), cell(period), started, on_time, late, breached_open, open_on_time,
+                   cancelled, _rate(rate), cancelled_late]
+
+    writer.writerows(lines())
     return out.getvalue()
