@@ -341,3 +341,52 @@ def test_the_queries_are_served_by_indexes(seeded_once: Engine, statements: list
     ran = list(statements)
     for (statement, _), plan in zip(ran, _plans(seeded_once, ran), strict=True):
         assert not _full_scans(seeded_once, plan), f"{route}: full scan in\n{plan}\nfor\n{statement}"
+
+
+def _sqlite_indexes(engine: Engine) -> set[tuple[str, str | None]]:
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'").all())
+
+
+def test_the_sqlite_seed_puts_back_its_indexes_and_connection_settings(
+        sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite the seeder drops the loaded tables' indexes and loosens its connection's settings
+    for the load: the indexes come back as they were, the pooled connection gets its settings back,
+    whether the seed succeeds or fails half-way."""
+    import disputeflow.db.seed as seeding
+
+    indexes = _sqlite_indexes(sqlite_engine)
+    assert any(name == "ix_clocks_open_unbreached_due" for name, _ in indexes)
+
+    def settings() -> tuple[int, int]:
+        with sqlite_engine.connect() as conn:
+            return (conn.exec_driver_sql("PRAGMA synchronous").scalar_one(),
+                    conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+    normal = settings()
+    assert normal[0] == 1  # NORMAL, as engine.py sets it
+    written = 0
+    real_write = seeding._write
+
+    def fail_on_the_second_slice(conn, dialect, chunk):
+        nonlocal written
+        written += 1
+        if written == 2:
+            raise RuntimeError("the disk is full")
+        real_write(conn, dialect, chunk)
+
+    monkeypatch.setattr(seeding, "_write", fail_on_the_second_slice)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        seed(sqlite_engine, cases=300, now=NOW, seed=7, batch_size=100, workers=0)
+    assert _sqlite_indexes(sqlite_engine) == indexes
+    assert settings() == normal
+    with Session(sqlite_engine) as session:  # the first slice was rolled back with the rest
+        assert session.exec(select(func.count()).select_from(CaseRecord)).one() == 0
+
+    monkeypatch.setattr(seeding, "_write", real_write)
+    assert seed(sqlite_engine, cases=300, now=NOW, seed=7, batch_size=100, workers=0).cases == 300
+    assert _sqlite_indexes(sqlite_engine) == indexes
+    assert settings() == normal
+    with Session(sqlite_engine) as session:
+        assert session.exec(select(func.count()).select_from(CaseRecord)).one() == 300
+        _all_compliance_agrees(session)

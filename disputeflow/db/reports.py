@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, text
+from sqlalchemy import Float, and_, case, cast, func, null, text
 from sqlmodel import Session, select
 
 from disputeflow.db import compliance as counters
@@ -350,28 +350,38 @@ def compliance_table(
     region = c.region_code if level == group_by_region_level else func.substr(c.region_code, 1,
                                                                               group_by_region_level)
     connection = session.connection()
-    summed: list[tuple] = []
+    rows: list[ComplianceTuple] = []
     for kind, label, first, last in parts:
         where = (c.kind == kind, c.first_day >= first, c.first_day <= last, func.length(c.region_code) == level,
                  *scope)
         if kind == period:
             # One row per (clock, region, bucket) already: no GROUP BY (SQLite would sort them all).
-            statement = select(c.clock, region, label, *(c[name] for name in counters.COUNTS)).where(*where)
+            counts = [c[name] for name in counters.COUNTS]
+            statement = select(c.clock, region, label, *counts, _rate_sql(counts)).where(*where, c.started > 0)
         else:  # days folded into their week or month
-            statement = (select(c.clock, region, label, *(func.sum(c[name]) for name in counters.COUNTS))
-                         .where(*where).group_by(c.clock, region, label))
-        # Plain tuples: SQLAlchemy's rows compare slowly in the sort below.
-        summed.extend(map(tuple, connection.execute(statement).all()))
-    summed.sort()  # by clock, region, label (unique): code-point order, whatever the collation
-    rows: list[ComplianceTuple] = []
-    for clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled, cancelled_late \
-            in summed:
-        if not started:
-            continue
-        rated = on_time + late + breached_open + cancelled_late
-        rows.append((clock, region_code, label, started, on_time, late, breached_open, open_on_time, cancelled,
-                     cancelled_late, on_time / rated if rated else None))
+            counts = [func.sum(c[name]) for name in counters.COUNTS]
+            statement = (select(c.clock, region, label, *counts, _rate_sql(counts))
+                         .where(*where).group_by(c.clock, region, label).having(counts[0] > 0))
+        # Finished by the database (rate included), fetched as the driver's plain tuples: building
+        # SQLAlchemy rows, then tuples from them (its rows compare slowly in the sort below), or a
+        # Python loop over thousands of rows, costs more than the query. No column here has a
+        # result type to convert: text, integers and a float, as both drivers return them.
+        result = connection.execute(statement)
+        try:
+            rows.extend(result.cursor.fetchall())
+        finally:
+            result.close()
+    rows.sort()  # by clock, region, label (unique): code-point order, whatever the collation
     return rows
+
+
+def _rate_sql(counts: list[Any]) -> Any:
+    """`ComplianceRow.compliance_rate` in SQL: met on time over rated, NULL when nothing is rated.
+    Both databases divide IEEE doubles, correctly rounded, as Python's int / int does: the same
+    float (tests/test_scale.py compares the answers with a recount in Python)."""
+    _, on_time, late, breached_open, _, _, cancelled_late = counts
+    rated = on_time + late + breached_open + cancelled_late
+    return case((rated > 0, cast(on_time, Float) / rated), else_=null())
 
 
 def compliance(
@@ -449,13 +459,22 @@ def compliance_csv(rows: Iterable[ComplianceRow | ComplianceTuple]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        if isinstance(row, ComplianceRow):
-            row = tuple(getattr(row, name) for name in COMPLIANCE_FIELDS)
-        clock, region_code, period, started, on_time, late, breached_open, open_on_time, cancelled, \
-            cancelled_late, rate = row
-        writer.writerow([
-            _safe_cell(clock), _safe_cell(region_code), _safe_cell(period),
-            started, on_time, late, breached_open, open_on_time, cancelled, _rate(rate), cancelled_late,
-        ])
+    safe: dict[object, str] = {}  # a report repeats a few dozen texts thousands of times
+
+    def cell(value: object) -> str:
+        text = safe.get(value)
+        if text is None:
+            text = safe[value] = _safe_cell(value)
+        return text
+
+    def lines() -> Iterator[list[object]]:
+        for row in rows:
+            if isinstance(row, ComplianceRow):
+                row = tuple(getattr(row, name) for name in COMPLIANCE_FIELDS)
+            clock, region_code, period, started, on_time, late, breached_open, open_on_time, cancelled, \
+                cancelled_late, rate = row
+            yield [cell(clock), cell(region_code), cell(period), started, on_time, late, breached_open, open_on_time,
+                   cancelled, _rate(rate), cancelled_late]
+
+    writer.writerows(lines())
     return out.getvalue()

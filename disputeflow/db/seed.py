@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import operator
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -27,12 +28,13 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Table, func, select
+from sqlalchemy import JSON, Boolean, Date, Table, func, select
 from sqlalchemy.engine import Engine
 
 from disputeflow.db.engine import make_engine
 from disputeflow.db.models import (
-    CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, Mediator, UtcDateTime, phone_digits,
+    CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, ComplianceCount, Mediator,
+    UtcDateTime, phone_digits,
 )
 from disputeflow.domain.calendar import SHANGHAI, BusinessCalendar, calendar_data_from_holidays
 from disputeflow.domain.clocks import start_clock
@@ -180,6 +182,29 @@ class _Batch:
         self.cases.clear(), self.tasks.clear(), self.clocks.clear(), self.events.clear()
 
 
+class _RememberingCalendar(BusinessCalendar):
+    """The domain's calendar, its answers per day remembered: the seeder starts a quarter of a
+    million clocks over the same few hundred days. Both are functions of the day alone (no
+    fallback callback here)."""
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(data)
+        self._working: dict[Any, bool] = {}
+        self._periods: dict[Any, list[tuple[datetime, datetime]]] = {}
+
+    def is_working_day(self, day: Any) -> bool:
+        known = self._working.get(day)
+        if known is None:
+            known = self._working[day] = super().is_working_day(day)
+        return known
+
+    def _office_periods(self, day: Any) -> list[tuple[datetime, datetime]]:
+        known = self._periods.get(day)
+        if known is None:
+            known = self._periods[day] = super()._office_periods(day)
+        return known
+
+
 class Generator:
     """Generates cases one at a time into a batch of rows."""
 
@@ -209,7 +234,7 @@ class Generator:
             if cal is None:
                 data = calendar_data_from_holidays(years=self._years, extra_holidays=off, extra_workdays=on,
                                                    office_hours=hours)
-                cal = self._calendars[key] = BusinessCalendar(data)
+                cal = self._calendars[key] = _RememberingCalendar(data)
             self._calendars[region] = cal
         return cal
 
@@ -396,7 +421,7 @@ class _Job:
 
 @dataclass
 class _Chunk:
-    rows: dict[str, list[tuple]]
+    rows: dict[str, list[list[Any]]]
     columns: dict[str, list[str]]
     counters: dict[tuple[str, str], int]
     compliance: Any
@@ -415,7 +440,11 @@ def _columns(table: Table, sample: dict[str, Any]) -> list[str]:
 def _converters(table: Table, names: list[str], dialect: str) -> list[Callable[[Any], Any] | None]:
     """How each column's Python value goes to the driver, the way the models' column types send it."""
     def utc_text(value: datetime | None) -> str | None:  # SQLAlchemy's SQLite DateTime format, in UTC
-        return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        # (aware: isoformat ends in "+00:00", cut off)
+        return None if value is None else value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
+
+    def day_text(value: Any) -> str | None:  # as SQLAlchemy's SQLite Date stores it
+        return None if value is None else value.isoformat()
 
     def utc(value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
@@ -427,10 +456,47 @@ def _converters(table: Table, names: list[str], dialect: str) -> list[Callable[[
             out.append(utc_text if dialect == "sqlite" else utc)
         elif isinstance(kind, JSON):
             out.append(json.dumps)  # as SQLAlchemy's JSON type writes it
+        elif isinstance(kind, Date) and dialect == "sqlite":
+            out.append(day_text)
         elif isinstance(kind, Boolean) and dialect == "sqlite":
             out.append(int)
         else:
             out.append(None)
+    return out
+
+
+class _Tally:
+    """The seeded clocks' compliance counts, gathered per (clock, region, Shanghai day, outcome), then
+    handed to the projection's own `Counters` once per slice (instead of once per clock: a slice's
+    clocks share a few thousand such keys)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, Any, str], int] = {}
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        from disputeflow.db.compliance import local_day, outcome  # noqa: PLC0415
+
+        key = (row["name"], row["region_code"], local_day(row["started_at"]),
+               outcome(row["status"], bool(row["breached"]), row["due_at"], row["ended_at"] or row["met_at"]))
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def into(self, counters: Any) -> Any:
+        for (name, region, day, which), n in self.counts.items():
+            # Noon of that Shanghai day: `Counters` buckets a clock by the Shanghai day it started on.
+            counters.add(name, region, datetime.combine(day, dtime(12), tzinfo=SHANGHAI), which, n, started=True)
+        return counters
+
+
+def _rows(table: Table, names: list[str], dialect: str, dicts: list[dict[str, Any]]) -> list[list[Any]]:
+    """The rows as lists of driver values in `names` order; only the columns that need it converted."""
+    get = operator.itemgetter(*names)
+    convert = [(i, f) for i, f in enumerate(_converters(table, names, dialect)) if f is not None]
+    out = []
+    for d in dicts:
+        values = list(get(d))
+        for i, f in convert:
+            values[i] = f(values[i])
+        out.append(values)
     return out
 
 
@@ -445,20 +511,20 @@ def _generate(job: _Job) -> _Chunk:
                                            policy=load_policy(job.policy_file or DEFAULT_POLICY_PATH))
     gen.rng = random.Random(f"{job.seed}:{job.index}")
     gen.counters, gen.report = {}, SeedReport()
-    counters = Counters()
+    tally = _Tally()
     batch = _Batch()
     for _ in range(job.count):
-        gen.case(batch, counters.add_row, window=(job.first, job.last))
-    rows: dict[str, list[tuple]] = {}
+        gen.case(batch, tally.add_row, window=(job.first, job.last))
+    rows: dict[str, list[list[Any]]] = {}
     columns: dict[str, list[str]] = {}
     for table_name, attr in _FIELDS.items():
         dicts = getattr(batch, attr)
         if not dicts:
             continue
         names = columns[table_name] = _columns(_TABLES[table_name], dicts[0])
-        pairs = list(zip(names, _converters(_TABLES[table_name], names, job.dialect), strict=True))
-        rows[table_name] = [tuple(d[n] if f is None else f(d[n]) for n, f in pairs) for d in dicts]
-    chunk = _Chunk(rows=rows, columns=columns, counters=dict(gen.counters), compliance=counters, report=gen.report)
+        rows[table_name] = _rows(_TABLES[table_name], names, job.dialect, dicts)
+    chunk = _Chunk(rows=rows, columns=columns, counters=dict(gen.counters), compliance=tally.into(Counters()),
+                   report=gen.report)
     if job.url is not None and job.index >= 0:
         engine = _ENGINES.get(job.url)
         if engine is None:
@@ -481,6 +547,79 @@ def _write(conn: Any, dialect: str, chunk: _Chunk) -> None:
             with raw.cursor() as cur, cur.copy(f"COPY {table_name} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+
+
+def _write_counters(conn: Any, dialect: str, counters: Any) -> int:
+    """`Counters.write`, in bulk: the same rows (`Counters.rows`) and the same upsert (adding to any
+    counter already there), sent as one executemany on SQLite and, on PostgreSQL, COPYed into a
+    temporary table and upserted from it in one statement."""
+    from disputeflow.db.compliance import COUNTS  # noqa: PLC0415
+
+    rows = counters.rows()
+    if not rows:
+        return 0
+    table = ComplianceCount.__table__
+    names = _columns(table, rows[0])
+    key = [c.name for c in table.primary_key.columns]
+    update = ", ".join(f"{n} = {table.name}.{n} + excluded.{n}" for n in COUNTS)
+    raw = conn.connection.driver_connection
+    values = _rows(table, names, dialect, rows)
+    if dialect == "sqlite":
+        raw.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}", values)
+        return len(rows)
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMPORARY TABLE seed_counts (LIKE {table.name}) ON COMMIT DROP")
+        with cur.copy(f"COPY seed_counts ({', '.join(names)}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(names)} FROM seed_counts "
+                    f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}")
+    return len(rows)
+
+
+# The seeding connection's own settings while it fills an empty SQLite file, in one transaction:
+# no sync to disk (a crash mid-seed leaves a file to delete and seed again, as an interrupted seed
+# does anyway) and a page cache large enough for the tables' indexes (256 MiB). Put back before the
+# connection goes back to the pool.
+_SQLITE_BULK = {"synchronous": ("OFF", "NORMAL"), "cache_size": ("-262144", "-2000")}
+
+
+def _sqlite_bulk_writer(engine: Engine) -> Any:
+    """The connection, in its transaction, with the loaded tables' own secondary indexes dropped:
+    `_sqlite_bulk_indexes` creates them again, from their own SQL, before the commit (SQLite's DDL is
+    transactional: a seed that fails leaves them as they were). One sort per index instead of a
+    B-tree insert per row and index."""
+    conn = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+    raw = conn.connection.driver_connection  # autocommit (engine.py): the PRAGMAs run outside a transaction
+    for name, (value, _) in _SQLITE_BULK.items():
+        raw.execute(f"PRAGMA {name}={value}")
+    conn.begin()
+    tables = ", ".join(f"'{name}'" for name in _TABLES)
+    conn.info["seed_indexes"] = raw.execute(  # not those of UNIQUE or PRIMARY KEY constraints (no SQL)
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({tables}) AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _ in conn.info["seed_indexes"]:
+        raw.execute(f'DROP INDEX "{name}"')
+    return conn
+
+
+def _sqlite_bulk_indexes(conn: Any) -> None:
+    raw = conn.connection.driver_connection
+    for _, sql in conn.info.pop("seed_indexes"):
+        raw.execute(sql)
+
+
+def _sqlite_bulk_done(conn: Any) -> None:
+    conn.info.pop("seed_indexes", None)
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+        raw = conn.connection.driver_connection
+        for name, (_, value) in _SQLITE_BULK.items():
+            raw.execute(f"PRAGMA {name}={value}")
+    finally:
+        conn.close()
 
 
 def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None = None, days: int = 365,
@@ -518,13 +657,15 @@ def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None 
     report, counters, numbers = SeedReport(), Counters(), {}
     engine.dispose()  # no pooled connection shared with the forked workers
     pool = multiprocessing.get_context("fork").Pool(workers) if workers else None
+    writer = None
     try:
         chunks = pool.imap(_generate, jobs) if pool else map(_generate, jobs)
+        if dialect == "sqlite":  # one writer, this process, on one connection set up for a bulk load
+            writer = _sqlite_bulk_writer(engine)
         done = 0
         for chunk in chunks:
             if chunk.rows:  # SQLite: one writer, this process; PostgreSQL: written by the worker
-                with engine.begin() as conn:
-                    _write(conn, dialect, chunk)
+                _write(writer, dialect, chunk)
             counters.merge(chunk.compliance)
             numbers.update(chunk.counters)
             for name in ("cases", "open_cases", "tasks", "open_tasks", "clocks", "events"):
@@ -532,7 +673,12 @@ def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None 
             done += report.cases - done
             if progress:
                 progress(done)
+        if writer is not None:
+            _sqlite_bulk_indexes(writer)
+            writer.commit()
     finally:
+        if writer is not None:
+            _sqlite_bulk_done(writer)
         if pool:
             pool.close()
             pool.join()
@@ -540,7 +686,7 @@ def seed(engine: Engine, *, cases: int, seed: int = 12348, now: datetime | None 
             own.dispose()
         _ENGINES.clear()
     with engine.begin() as conn:
-        report.compliance_rows = counters.write(conn)
+        report.compliance_rows = _write_counters(conn, dialect, counters)
         have = set(conn.execute(select(Mediator.id)).scalars())
         names = random.Random(seed)
         mediators = [
