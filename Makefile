@@ -76,8 +76,10 @@ worker: $(STAMP)
 api: $(STAMP)
 	$(BIN)/python -m uvicorn api.app:app --host 127.0.0.1 --port 8000
 
+## Every benchmark, one table of figures, goals and ratios to baselines of the same run (10-20 min);
+## e.g. BENCH_ARGS='--open 10000 --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale'.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/breach_lateness.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 # Read-model routes at 100,000 cases: SQLite in a temporary folder; add e.g.
 # SCALE_ARGS='--postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale' for PostgreSQL too.

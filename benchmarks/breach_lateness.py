@@ -58,6 +58,8 @@ from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Se
 from disputeflow.temporal import SEARCH_ATTRIBUTES, data_converter
 from worker import build_worker
 from workflows.case import CaseWorkflowV2
+import figures  # benchmarks/figures.py, beside this script
+from figures import Figure
 
 CLOCK = "emergency_response"
 TASK_QUEUE = "bench-cases"
@@ -431,6 +433,17 @@ async def main(args: argparse.Namespace) -> int:
                 stats["load_after"] = os.getloadavg()[0]
                 stats["rss_max"] = max(stats["rss_max"], rss_mib())
         report(args, baseline, load, stats)
+        bare = stats.get("bare", [])
+        bare_p99 = percentile(bare, 99) * 1000 if bare else None
+        bare_is = f"a bare workflow's timer under the same load ({len(bare)} of them)"
+        among = f", {args.open} open cases" if args.open else ""
+        figures.write(args.json, [
+            Figure(f"breach recorded after due, p99 ({load.count} emergencies{among})",
+                   percentile(load.event_lateness, 99) * 1000, "ms", goal=1000, baseline=bare_p99, baseline_is=bare_is),
+            Figure(f"breach on the board after due, p99 ({load.count} emergencies{among})",
+                   percentile(load.db_lateness, 99) * 1000, "ms", goal=2000, baseline=bare_p99, baseline_is=bare_is),
+            Figure("worker process RSS, max", stats.get("rss_max", math.nan), "MiB", goal=1024),
+        ])
         print(f"total {time.monotonic() - started:.1f} s")
         return 0 if baseline.complete and load.complete else 1
     finally:
@@ -471,6 +484,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's max concurrent activities (default: build_worker's)")
     parser.add_argument("--plain-payloads", action="store_true",
                         help="do not encrypt payloads (to measure what encryption costs)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE (for benchmarks/bench.py)")
     parser.add_argument("--poll", type=float, default=0.05, help="read-model poll interval, seconds (default 0.05)")
     parser.add_argument("--timeout", type=float, default=100.0,
                         help="give up waiting for breaches after this many seconds in all, not counting "

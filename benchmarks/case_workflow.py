@@ -49,6 +49,8 @@ from disputeflow.settings import Settings
 from disputeflow.temporal import connect
 from disputeflow.progress import Progress
 from workflows.case import CaseWorkflowV2
+import figures  # benchmarks/figures.py, beside this script
+from figures import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -312,7 +314,18 @@ async def main(args: argparse.Namespace) -> int:
         for name, used in cpu.items():
             print(f"  {name:<18}" + "".join(f"{used[role]:>11.1f}" for role in roles) + f"{sum(used.values()):>11.1f}")
         raw_cpu = (sum(cpu["raw starts (A)"].values()) + sum(cpu["raw starts (B)"].values())) / 2
-        print(f"  CPU of an intake / CPU of a raw start: {sum(cpu['POST /cases'].values()) / raw_cpu:.2f}")
+        intake_cpu = sum(cpu["POST /cases"].values())
+        print(f"  CPU of an intake / CPU of a raw start: {intake_cpu / raw_cpu:.2f}")
+        raw_is = f"raw start_workflow, concurrency {args.concurrency}"
+        figures.write(args.json, [
+            Figure("POST /cases rate", rate, "/s", goal=0.9 * raw, at_most=False, baseline=raw, baseline_is=raw_is),
+            Figure("POST /cases latency p50", p50, "ms", goal=100, baseline=percentile(raw_latencies, 50) * 1000,
+                   baseline_is=raw_is),
+            Figure("POST /cases latency p95", p95, "ms", goal=250, baseline=percentile(raw_latencies, 95) * 1000,
+                   baseline_is=raw_is),
+            Figure("POST /cases CPU per case, all processes", intake_cpu, "ms", baseline=raw_cpu, baseline_is=raw_is),
+            Figure(f"POST /cases/{{id}}/replay p95 of {args.replays}", replay_p95, "ms", goal=50),
+        ])
         return 0
     finally:
         stack.stop()
@@ -324,6 +337,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cases", type=int, default=300, help="cases per phase (default 300)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     parser.add_argument("--replays", type=int, default=20, help="replay calls (default 20)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE (for benchmarks/bench.py)")
     args = parser.parse_args(argv)
     if min(args.cases, args.concurrency, args.replays) < 1:
         parser.error("--cases, --concurrency and --replays must be at least 1")

@@ -43,6 +43,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from disputeflow.forecast.simulation import Simulation, shanghai, test_server_path
 from disputeflow.forecast.spec import ForecastSpec
 from disputeflow.settings import DEFAULT_POLICY_FILE
+import figures  # benchmarks/figures.py, beside this script
+from figures import Figure
 
 GOAL_SECONDS = 60.0
 MIX = {("dispute", "labour_wages"): 40, ("dispute", "neighbours"): 20, ("dispute", "marriage_family"): 8,
@@ -140,6 +142,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--worker-process", action="store_true",
                         help="the forecast's workflow tasks in a child process (both cores; more CPU in all)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figure to FILE (for benchmarks/bench.py)")
     parser.add_argument("--profile", metavar="FILE", help="profile the forecast (main thread's CPU) into FILE; no baseline")
     args = parser.parse_args()
     spec = spec_for(args.weeks, args.per_week)
@@ -176,6 +179,9 @@ def main() -> int:
         verdict = "within" if seconds <= GOAL_SECONDS else "NOT within"
         print(f"[round {round_ + 1}] forecast {seconds:.1f} s ({verdict} the {GOAL_SECONDS:.0f} s goal), "
               f"baseline {bare:.1f} s, ratio forecast/baseline {seconds / bare:.2f}")
+        figures.write(args.json, [Figure(
+            f"forecast of {result.cases} cases over {spec.weeks} weeks", seconds, "s", goal=GOAL_SECONDS,
+            baseline=bare, baseline_is="bare workflows making the same starts and updates on a test server")])
     return 0
 
 

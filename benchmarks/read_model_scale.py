@@ -43,6 +43,8 @@ from disputeflow.db.engine import create_schema, make_engine  # noqa: E402
 from disputeflow.db.models import CaseRecord, CaseTaskRecord  # noqa: E402
 from disputeflow.db.seed import seed  # noqa: E402
 from disputeflow.settings import Settings  # noqa: E402
+import figures  # noqa: E402  (benchmarks/figures.py, beside this script)
+from figures import Figure  # noqa: E402
 
 GOAL_MS = 50.0
 
@@ -114,8 +116,9 @@ def _routes(url: str) -> tuple[list[tuple[str, str, str | tuple[str, dict]]], di
     return routes, people
 
 
-async def _measure(url: str, calls: int) -> list[tuple[str, float, float, int]]:
-    routes, people = _routes(url)
+async def _measure(url: str, calls: int, plan: tuple | None = None) -> list[tuple[str, float, float, int, float]]:
+    """`plan`: the routes and people of `_routes`, to call them on another database (the baseline)."""
+    routes, people = plan or _routes(url)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(_env_file=None, database_url=url, data_dir=Path(tmp),
                             temporal_address="127.0.0.1:9",  # never dialled by these routes
@@ -161,6 +164,17 @@ def _table(name: str, prepared: str, results: list[tuple[str, float, float, int,
     return "\n".join(lines) + "\n"
 
 
+def _empty_baseline(url: str, calls: int) -> dict[str, float]:
+    """p95 of each route on an empty (migrated) SQLite database, asked as on `url`: the reads' baseline."""
+    plan = _routes(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = f"sqlite:///{(Path(tmp) / 'empty.db').as_posix()}"
+        engine = make_engine(empty)
+        create_schema(engine)
+        engine.dispose()
+        return {label: p95_ms for label, _, p95_ms, _, _ in asyncio.run(_measure(empty, calls, plan))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sqlite", help="SQLite file (default: a new one in a temporary folder)")
@@ -171,6 +185,8 @@ def main() -> int:
                         help="end of the seeded year (default: now)")
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    parser.add_argument("--json", metavar="FILE", help="also write the p95s to FILE, with each route's p95 on an "
+                        "empty SQLite database as the baseline (for benchmarks/bench.py)")
     args = parser.parse_args()
     now = args.now or datetime.now(UTC)
     targets = []
@@ -182,6 +198,7 @@ def main() -> int:
         targets.append(("SQLite", f"sqlite:///{Path(args.sqlite).resolve().as_posix()}"))
     if args.postgres:
         targets.append(("PostgreSQL", args.postgres))
+    found: list[Figure] = []
     out = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.calls} calls per route after 3 warm-up calls, "
            f"p95 = nearest rank; goal {GOAL_MS:.0f} ms.\n"]
     for name, url in targets:
@@ -195,6 +212,12 @@ def main() -> int:
         table = _table(name, prepared, results)
         print(table, flush=True)
         out.append(table)
+        if args.json:
+            empty = _empty_baseline(url, args.calls) if name == "SQLite" else {}
+            for label, _, p95_ms, _, _ in results:
+                found.append(Figure(f"{label}, {name}", p95_ms, "ms", goal=GOAL_MS, baseline=empty.get(label),
+                                    baseline_is="the same route on an empty SQLite database" if empty else ""))
+    figures.write(args.json, found)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(out))
