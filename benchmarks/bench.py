@@ -57,8 +57,8 @@ def _machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} CPUs{f' ({model})' if model else ''}{memory}, {platform.platform()}"
 
 
-def _run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[list[Figure], str]:
-    """Run one benchmark; its figures, and a note: its time, its load, or why it failed."""
+def _run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[list[Figure], str, bool]:
+    """Run one benchmark: its figures, a note (its time and load, or why it failed), and whether it ran through."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
         load = os.getloadavg()[0]
@@ -68,11 +68,11 @@ def _run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[
             done = subprocess.run([sys.executable, str(HERE / script), *arguments, "--json", str(out)],
                                   timeout=timeout, cwd=HERE.parent)
         except subprocess.TimeoutExpired:
-            return [], f"{name}: did not finish within {timeout:.0f} s"
+            return [], f"{name}: did not finish within {timeout:.0f} s", False
         took = time.monotonic() - began
         if done.returncode != 0 or not out.exists():
-            return ([] if not out.exists() else figures.read(out)), f"{name}: exited with {done.returncode}"
-        return figures.read(out), f"{name}: {took:.0f} s, load {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+            return ([] if not out.exists() else figures.read(out)), f"{name}: exited with {done.returncode}", False
+        return figures.read(out), f"{name}: {took:.0f} s, load {load:.1f} before, {os.getloadavg()[0]:.1f} after", True
 
 
 def _cell(value: float | None, unit: str) -> str:
@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, script, arguments, timeout in runs:
         if name in args.skip:
             continue
-        got, note = _run(name, script, arguments, timeout)
+        got, note, ok = _run(name, script, arguments, timeout)
         found += got
         notes.append(note)
-        failed |= not got or "exited" in note or "did not finish" in note
+        failed |= not ok
     text = table(found)
     command = " ".join(["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])])
     header = (f"# Benchmarks, {began:%Y-%m-%d %H:%M} UTC\n\n`{command}`\n\nMachine: {_machine()}.\n\n"
