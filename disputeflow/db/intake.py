@@ -78,11 +78,16 @@ def reserve_case_numbers(session: Session, *, region_code: str, day: str, count:
     return range(last - count + 1, last + 1)
 
 
+def case_number(region_code: str, day: str, number: int) -> str:
+    """`370102-20261130-0007`: the region, the Shanghai day and the day's count."""
+    return f"{region_code}-{day}-{number:04d}"
+
+
 def next_case_id(session: Session, *, region_code: str, now: datetime) -> str:
     """Allocate the next number of `region_code` on `now`'s Shanghai day, atomically."""
     day = _day(now)
     (number,) = reserve_case_numbers(session, region_code=region_code, day=day, count=1)
-    return f"{region_code}-{day}-{number:04d}"
+    return case_number(region_code, day, number)
 
 
 class CaseNumbers:
@@ -109,7 +114,7 @@ class CaseNumbers:
             number = next(self._reserved.get(key, iter(())), None)
         finally:
             self._lock.release()
-        return None if number is None else f"{region_code}-{key[1]}-{number:04d}"
+        return None if number is None else case_number(region_code, key[1], number)
 
     def next(self, *, region_code: str, now: datetime) -> str:
         key = (region_code, _day(now))
@@ -122,8 +127,8 @@ class CaseNumbers:
                 self._reserved[key] = iter(block)
                 number = next(self._reserved[key])
                 if self._on_block is not None:
-                    self._on_block([f"{region_code}-{key[1]}-{n:04d}" for n in block])
-        return f"{region_code}-{key[1]}-{number:04d}"
+                    self._on_block([case_number(region_code, key[1], n) for n in block])
+        return case_number(region_code, key[1], number)
 
 
 def claim_intake_key(session: Session, *, key: str, fingerprint: str, region_code: str, now: datetime,
