@@ -57,15 +57,15 @@ $(AXE):
 run: $(STAMP)
 	$(BIN)/python -m disputeflow.stack
 
-## Create the environment and run the test suite. `make test-cache-off` runs the workflow tests
-## again with the worker's workflow cache off; it is not part of `make test`, because on the
-## time-skipping test server it fails now and then for a reason outside this code (docs/operations.md).
+## Create the environment and run the test suite, then the workflow tests again with the
+## worker's workflow cache off (`make test-cache-off`).
 test: $(STAMP) chromium cjk-fonts axe
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-cache-off
 
 ## The workflow tests with no workflow cache in the worker: every workflow task replays the case
-## from its history, so a step that does not replay fails here. The fault suite passes so too
-## (`make test-cache-off CACHE_OFF_TESTS="tests/workflows tests/faults"`), but doubles the time.
+## from its history, so a step that does not replay the same way fails here. The fault suite passes
+## so too (`make test-cache-off CACHE_OFF_TESTS="tests/workflows tests/faults"`), but doubles the time.
 CACHE_OFF_TESTS ?= tests/workflows
 test-cache-off: $(STAMP)
 	DISPUTEFLOW_WORKER_MAX_CACHED_WORKFLOWS=0 $(BIN)/python -m pytest -q $(CACHE_OFF_TESTS)

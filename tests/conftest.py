@@ -17,6 +17,15 @@ from sqlalchemy.engine import Engine, make_url
 from disputeflow.db.engine import create_schema, make_engine
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+HISTORIES = Path(__file__).parent / "histories"
+# CaseWorkflowV2's committed histories: its paths as first recorded (the folder's top level), then
+# again under each patch since (docs/versioning.md), in a folder named after the patch. New
+# recordings go into the last; every one of them is replayed in CI.
+V2_HISTORY_DIRS = (HISTORIES, HISTORIES / "write-after-rearming")
+RECORDING_DIR = V2_HISTORY_DIRS[-1]
+LEGACY_HISTORY_DIR = HISTORIES / "legacy"  # CaseWorkflow, the type cases started under before V2
+V2_HISTORY_FILES = [path for directory in V2_HISTORY_DIRS for path in sorted(directory.glob("*.json"))]
 POSTGRES_ADMIN_URL = os.environ.get(
     "DISPUTEFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

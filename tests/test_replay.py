@@ -33,10 +33,11 @@ from disputeflow.history import (
 )
 from workflows.legacy.case import CaseWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"  # CaseWorkflowV2, one per path
-LEGACY_HISTORIES = HISTORIES / "legacy"  # CaseWorkflow, the type cases started under before V2
+from tests.conftest import HISTORIES, RECORDING_DIR, V2_HISTORY_DIRS, V2_HISTORY_FILES
+from tests.conftest import LEGACY_HISTORY_DIR as LEGACY_HISTORIES
+
 WORKFLOW_TESTS = sorted((Path(__file__).parent / "workflows").glob("test_*.py"))
-HISTORY_FILES = sorted(HISTORIES.glob("*.json"))
+HISTORY_FILES = V2_HISTORY_FILES
 LEGACY_FILES = sorted(LEGACY_HISTORIES.glob("*.json"))
 ALL_FILES = HISTORY_FILES + LEGACY_FILES
 
@@ -52,14 +53,15 @@ def history(name: str, directory: Path = HISTORIES) -> WorkflowHistory:
 
 
 def test_every_recorded_path_has_a_committed_history() -> None:
+    """Under today's code (the folder of the latest patch) and as first recorded."""
     names = recorded_path_names()
     assert names, "test_paths.py saves no histories"
-    missing = [n for n in names if not (HISTORIES / f"{n}.json").exists()]
+    missing = [n for n in names if not (RECORDING_DIR / f"{n}.json").exists()]
     assert not missing, f"record them: DISPUTEFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_paths.py ({missing})"
 
 
 def test_both_workflow_types_have_committed_histories() -> None:
-    assert len(HISTORY_FILES) >= 15 and len(LEGACY_FILES) >= 16
+    assert all(len(list(d.glob("*.json"))) >= 15 for d in V2_HISTORY_DIRS) and len(LEGACY_FILES) >= 16
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=[str(p.relative_to(HISTORIES).with_suffix("")) for p in ALL_FILES])
@@ -75,7 +77,10 @@ async def test_the_warm_up_case_is_a_current_history_that_replays() -> None:
 
 
 def test_histories_name_their_case_whatever_the_file_is_called() -> None:
-    for path, loaded in (load_history_files(HISTORIES) | load_history_files(LEGACY_HISTORIES)).items():
+    loaded_files = {}
+    for directory in (*V2_HISTORY_DIRS, LEGACY_HISTORIES):
+        loaded_files |= load_history_files(directory)
+    for path, loaded in loaded_files.items():
         case_id = json.loads(base64.b64decode(
             json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
         ))["case_id"]
@@ -223,7 +228,7 @@ def test_timeline_sentences_quote_the_action() -> None:
 def test_cli_replays_the_committed_histories(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["replay", "--dir", str(HISTORIES)]) == 0
     out = capsys.readouterr().out
-    assert f"{len(HISTORY_FILES)} replayed, 0 diverged" in out
+    assert f"{len(list(HISTORIES.glob('*.json')))} replayed, 0 diverged" in out
     assert "[1/" in out and "referral.json: case " in out
 
 

@@ -20,9 +20,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import worker
 from disputeflow.history import load_history_files
 from disputeflow.temporal import EncryptedFailureConverter
+from tests.conftest import LEGACY_HISTORY_DIR, V2_HISTORY_FILES
 
-HISTORIES = Path(__file__).parent / "histories"
-FILES = sorted(HISTORIES.glob("*.json")) + sorted((HISTORIES / "legacy").glob("*.json"))
+FILES = V2_HISTORY_FILES + sorted(LEGACY_HISTORY_DIR.glob("*.json"))
 
 
 class _Recording(PayloadCodec, WithSerializationContext):

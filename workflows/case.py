@@ -12,6 +12,7 @@ holds the case, so a slow or absent database never holds up a deadline.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.snapshots import SnapshotQueue
 
 REFUSED = "TransitionRefused"
+WRITE_AFTER_REARMING = "write-after-rearming"  # patch: see `CaseWorkflowV2._after_rearming`
 
 # Every activity retries until its database is back: a case must never fail, or be left
 # half-changed, because of an outage. Each attempt is bounded; the errors show in the pending activity.
@@ -61,8 +63,13 @@ class CaseWorkflowV2:
             state = lifecycle.open_case(start.case_id, start.intake, start.policy, start.registered_at, self._cal,
                                         registered_by=start.registered_by)
         self._state: CaseState = state
-        self._snapshots: SnapshotQueue[RawValue] = SnapshotQueue(self._write)
         self._changes = 0  # bumped by every change: the run loop re-arms its timer
+        self._rearmed = 0  # bumped by the run loop each time round, before it arms its timer
+        self._quiescing = False  # the run loop has stopped re-arming: it waits for the case to settle
+        # A write that starts while the queue is idle waits until the run loop has re-armed: see
+        # `_after_rearming`. Cases recorded before this patch wrote at once.
+        gate = self._after_rearming if workflow.patched(WRITE_AFTER_REARMING) else None
+        self._snapshots: SnapshotQueue[RawValue] = SnapshotQueue(self._write, gate=gate)
         self._searching: PersonWanted | None = None  # the person a search under way is for
         self._searches: set[asyncio.Task] = set()
         self._indexed: tuple | None = None
@@ -73,6 +80,7 @@ class CaseWorkflowV2:
         self._changed()  # the first snapshot of this run, and a search a carried case still needs
         while not state.closed:
             seen = self._changes
+            self._rearmed += 1
             due = lifecycle.next_alarm_at(state)
             if due is None or due > workflow.now():
                 try:
@@ -170,6 +178,7 @@ class CaseWorkflowV2:
     async def _quiesce(self) -> None:
         """Before continuing as new or completing: every action answered, every search done and
         every snapshot written."""
+        self._quiescing = True  # no more re-arming: writes go ahead at once
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._settled())
 
     # -- Internals ------------------------------------------------------------------------
@@ -209,6 +218,21 @@ class CaseWorkflowV2:
             state.projected_seq = events[-1].seq
         state.outbox = []
         return snapshot
+
+    def _after_rearming(self) -> Awaitable[None]:
+        """The gate of the snapshot queue, called as a change puts a snapshot into an idle queue:
+        the write waits until the run loop has gone round once more (and so cancelled and re-armed
+        its timer for the change), or has stopped going round.
+
+        Why: an action's change cancels the run loop's timer, starts a new one and schedules a
+        write. If the previous write's completion reached the workflow in an earlier activation,
+        the queue was idle and used to schedule the write at once, before the timers; if it came
+        in the same activation as the action (the SDK applies updates first), the write came after
+        them. Temporal's Core does not always group history into activations the same way live and
+        on replay (an update after a workflow task with no commands), so a case could fail to
+        replay. With the gate the write always follows the timers."""
+        seen = self._rearmed  # now, as the change is made: the run loop may go round before the write starts
+        return workflow.wait_condition(lambda: self._rearmed != seen or self._quiescing)
 
     async def _write(self, projection: RawValue) -> None:
         """Write a snapshot (a serialized `Projection`) to the read model."""

@@ -30,13 +30,12 @@ from disputeflow.domain.enums import Role
 from disputeflow.domain.intake import Intake
 from disputeflow.settings import DEFAULT_POLICY_FILE, DEFAULT_REFERENCE_FILE, Settings
 from disputeflow.temporal import register_search_attributes
-from tests.conftest import installed_binary
+from tests.conftest import RECORDING_DIR, installed_binary
 from tests.samples import WAGE_ARREARS_CALL
 from worker import build_worker
 from disputeflow.pinning import PolicyPins
 from workflows.case import CaseWorkflowV2
 
-HISTORIES = Path(__file__).parent.parent / "histories"
 RECORD = os.environ.get("DISPUTEFLOW_RECORD_HISTORIES") == "1"
 
 
@@ -145,13 +144,13 @@ class CaseDriver:
         An existing file is never overwritten: old histories stay, so cases recorded under older
         code keep proving that today's code still replays them.
         """
-        path = HISTORIES / f"{name}.json"
+        path = RECORDING_DIR / f"{name}.json"
         if not RECORD or path.exists():
             return
         if run_id is not None:
             handle = self.env.client.get_workflow_handle(handle.id, run_id=run_id)
         history = await handle.fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
+        RECORDING_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(json.loads(history.to_json()), indent=1, ensure_ascii=False))
 
     async def close_open_cases(self) -> None:

@@ -52,3 +52,27 @@ async def test_a_ticket_already_written_answers_at_once_and_a_later_put_starts_a
     assert queue.idle
     await queue.written(queue.put("closed"))
     assert database.written == ["opened", "closed"]
+
+
+async def test_a_gate_holds_the_first_write_after_idle_until_it_opens_but_not_the_writes_queued_behind() -> None:
+    database = Database()
+    database.gate.set()
+    opened = asyncio.Event()
+    passes = 0
+
+    def gate():
+        nonlocal passes
+        passes += 1
+        return opened.wait()
+
+    queue = SnapshotQueue(database.write, gate=gate)
+    first, second = queue.put("opened"), queue.put("warned")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert database.written == [] and not queue.idle  # held at the gate
+    opened.set()
+    await queue.written(second)
+    assert database.written == ["opened", "warned"] and passes == 1  # one pass for the whole run of writes
+    assert first < second
+    await queue.written(queue.put("closed"))  # idle again: the next write passes the gate again
+    assert database.written == ["opened", "warned", "closed"] and passes == 2
