@@ -13,8 +13,10 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, func, literal_column, or_
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
+from disputeflow.db import text_index
 from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, Lawyer, Mediator
 from disputeflow.domain.calendar import SHANGHAI
 
@@ -164,20 +166,48 @@ def _case_conditions(f: CaseFilters) -> list:
         conditions.append(c.caller_phone == f.caller_phone)
     if f.text and (digits := phone_query(f.text)) is not None:
         conditions.extend(_prefix_range(c.caller_phone_digits, digits))
-    elif f.text:
-        pattern = like_pattern(f.text)
-        conditions.append(or_(c.description.ilike(pattern, escape=LIKE_ESCAPE),
-                              c.caller_name.ilike(pattern, escape=LIKE_ESCAPE)))
     return conditions
+
+
+def _text_search(f: CaseFilters) -> str | None:
+    """The text to look for in the description or the name; None when there is none (or `text` is a
+    phone number: `_case_conditions` searches the phones)."""
+    return f.text if f.text and phone_query(f.text) is None else None
+
+
+def _holds_text(record, text: str):
+    """The search's own condition, whatever serves it: the text anywhere in the description or the
+    caller's name, ASCII letters in either case (PostgreSQL: any letters, as its lower() folds them)."""
+    pattern = like_pattern(text)
+    return or_(record.description.ilike(pattern, escape=LIKE_ESCAPE),
+               record.caller_name.ilike(pattern, escape=LIKE_ESCAPE))
 
 
 # -- Cases ---------------------------------------------------------------------------------------
 
 
+# A text search first reads this many cases of the listing (its order, its other filters), and
+# checks the text in them: a common text fills the page there. Otherwise the index is asked.
+TEXT_WALK = 1000
+
+
 def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: str | None = None,
                limit: int = 50) -> CasePage:
     """Newest first (opened_at, then case_id, both descending): keyset paging, stable while cases
-    are added. Raises `InvalidCursor`."""
+    are added. Raises `InvalidCursor`.
+
+    A text (`filters.text`, not a phone number) of two characters or more is found in two steps, both
+    answering exactly what `ILIKE '%text%'` on the description or the name answers:
+
+    1. the first `TEXT_WALK` cases of the listing (with every other filter and the cursor) are read in
+       its order and checked: when a full page of them holds the text, that is the page (a common
+       word: 工资);
+    2. otherwise the cases the bigram index gives as holding every bigram of the text
+       (`disputeflow.db.text_index`: a few for a rare text, or a name) are checked, filtered and
+       sorted, and no case is read that the index did not give.
+
+    A one-character text has no bigram: the listing is walked until the page is full (all of it
+    when few cases hold the text)."""
     limit = max(1, min(limit, MAX_PAGE))
     conditions = _scope_conditions(scope, CaseRecord.region_code, CaseRecord.mediator_id) + _case_conditions(filters)
     if cursor:
@@ -186,13 +216,45 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
         conditions.append(CaseRecord.opened_at <= opened_at)
         conditions.append(or_(CaseRecord.opened_at < opened_at,
                               and_(CaseRecord.opened_at == opened_at, CaseRecord.case_id < case_id)))
-    rows = list(session.exec(
-        select(CaseRecord).where(*conditions)
-        .order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc()).limit(limit + 1)
-    ))
+    newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+    text = _text_search(filters)
+    if text is None or not text_index.searchable(text):
+        if text is not None:
+            conditions.append(_holds_text(CaseRecord, text))
+        rows = list(session.exec(select(CaseRecord).where(*conditions).order_by(*newest_first).limit(limit + 1)))
+    else:
+        rows = _text_rows(session, conditions, text, limit + 1)
     more = len(rows) > limit
     items = rows[:limit]
     return CasePage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
+    """Up to `wanted` cases meeting `conditions` and holding `text`, newest first (list_cases' two steps)."""
+    newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+    walked = select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked")
+    case = aliased(CaseRecord, walked)
+    rows = list(session.exec(select(case).where(_holds_text(case, text))
+                             .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
+    if len(rows) == wanted:
+        return rows
+    read = session.exec(select(func.count()).select_from(  # in the listing's order: its index
+        select(CaseRecord.case_id).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery())).one()
+    if read < TEXT_WALK:
+        return rows  # the walk read the whole listing
+    # The cases the index gives, found first (a CTE the database computes before anything else): a
+    # rare text never walks the listing.
+    if session.get_bind().dialect.name == "sqlite":  # their keys, from the FTS5 table; then each case by its key
+        found = text_index.sqlite_candidates(text).cte("found").prefix_with("MATERIALIZED")
+        return list(session.exec(
+            select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
+            .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
+    # PostgreSQL: the whole rows, filtered, from a bitmap scan of the index (joined to `cases` again,
+    # the planner would rather read every case than look up a few thousand).
+    found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions, _holds_text(CaseRecord, text))
+             .cte("found").prefix_with("MATERIALIZED"))
+    case = aliased(CaseRecord, found)
+    return list(session.exec(select(case).order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
 
 
 def open_cases_of_caller(session: Session, *, phone: str, region_prefix: str | None, exclude: str,
