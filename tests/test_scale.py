@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func
+from sqlalchemy import event, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -341,8 +341,9 @@ def test_the_queries_are_served_by_indexes(seeded_once: Engine, statements: list
 
 
 def _sqlite_indexes(engine: Engine) -> set[tuple[str, str | None]]:
+    """The indexes, and the triggers (the text search index's are dropped for the load too)."""
     with engine.connect() as conn:
-        return set(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'").all())
+        return set(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')").all())
 
 
 def test_the_sqlite_seed_puts_back_its_indexes_and_connection_settings(
@@ -354,6 +355,7 @@ def test_the_sqlite_seed_puts_back_its_indexes_and_connection_settings(
 
     indexes = _sqlite_indexes(sqlite_engine)
     assert any(name == "ix_clocks_open_unbreached_due" for name, _ in indexes)
+    assert any(name == "case_text_insert" for name, _ in indexes)
 
     def settings() -> tuple[int, int]:
         with sqlite_engine.connect() as conn:
@@ -386,4 +388,6 @@ def test_the_sqlite_seed_puts_back_its_indexes_and_connection_settings(
     assert settings() == normal
     with Session(sqlite_engine) as session:
         assert session.exec(select(func.count()).select_from(CaseRecord)).one() == 300
+        # the text search index, built at the end of the load: a row for every case
+        assert session.exec(text("SELECT count(*) FROM case_text_rows JOIN cases USING (case_id)")).one()[0] == 300
         _all_compliance_agrees(session)
