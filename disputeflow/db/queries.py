@@ -186,9 +186,11 @@ def _holds_text(record, text: str):
 # -- Cases ---------------------------------------------------------------------------------------
 
 
-# A text search first reads this many cases of the listing (its order, its other filters), and
-# checks the text in them: a common text fills the page there. Otherwise the index is asked.
+# PostgreSQL: a text search first reads this many cases of the listing (its order, its other
+# filters), and checks the text in them: a common text fills the page there; otherwise the index.
 TEXT_WALK = 1000
+# SQLite: the most candidates the index may give for them to be looked up; more, and the walk.
+TEXT_CANDIDATES = 2000
 
 
 def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: str | None = None,
@@ -196,15 +198,16 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
     """Newest first (opened_at, then case_id, both descending): keyset paging, stable while cases
     are added. Raises `InvalidCursor`.
 
-    A text (`filters.text`, not a phone number) of two characters or more is found in two steps, both
-    answering exactly what `ILIKE '%text%'` on the description or the name answers:
+    A text (`filters.text`, not a phone number) of two characters or more is found through the
+    bigram index (`disputeflow.db.text_index`), answering exactly what `ILIKE '%text%'` on the
+    description or the name answers: the index gives the cases holding every bigram of the text
+    (a few for a name or a rare word, none for a text no case holds), and only those are checked,
+    filtered and sorted. A common text is found by walking the listing, which fills its page soon:
 
-    1. the first `TEXT_WALK` cases of the listing (with every other filter and the cursor) are read in
-       its order and checked: when a full page of them holds the text, that is the page (a common
-       word: 工资);
-    2. otherwise the cases the bigram index gives as holding every bigram of the text
-       (`disputeflow.db.text_index`: a few for a rare text, or a name) are checked, filtered and
-       sorted, and no case is read that the index did not give.
+    - SQLite: the index's candidates are counted first; more than `TEXT_CANDIDATES`, and the
+      listing is walked (with the ILIKE) until the page is full;
+    - PostgreSQL: the first `TEXT_WALK` cases of the listing (with every other filter and the
+      cursor) are read and checked first; when they hold a full page, that is the page.
 
     A one-character text has no bigram: the listing is walked until the page is full (all of it
     when few cases hold the text)."""
@@ -230,8 +233,25 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
 
 
 def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
-    """Up to `wanted` cases meeting `conditions` and holding `text`, newest first (list_cases' two steps)."""
+    """Up to `wanted` cases meeting `conditions` and holding `text`, newest first (list_cases' steps)."""
     newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+    plain = select(CaseRecord).where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite looks each candidate up by its key (its row number, then its row): 5-10 us a case,
+        # more than the walk spends on a case of the listing. So the index is counted first (in
+        # itself, under a millisecond): up to TEXT_CANDIDATES cases, they are the answer's only
+        # candidates; more, and the text is common enough for the plain walk to find it sooner
+        # (within ~2,500 cases for a text 2% of the cases hold; all of them only when the other
+        # filters exclude the cases holding it, as before the index).
+        many = session.exec(select(func.count()).select_from(
+            text_index.sqlite_matches(text).limit(TEXT_CANDIDATES + 1).subquery())).one()
+        if many > TEXT_CANDIDATES:
+            return list(session.exec(plain))
+        found = text_index.sqlite_candidates(text).cte("found").prefix_with("MATERIALIZED")
+        return list(session.exec(
+            select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
+            .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
+    # PostgreSQL: the first TEXT_WALK cases of the listing, then the index.
     walked = select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked")
     case = aliased(CaseRecord, walked)
     rows = list(session.exec(select(case).where(_holds_text(case, text))
@@ -242,15 +262,8 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         select(CaseRecord.case_id).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery())).one()
     if read < TEXT_WALK:
         return rows  # the walk read the whole listing
-    # The cases the index gives, found first (a CTE the database computes before anything else): a
-    # rare text never walks the listing.
-    if session.get_bind().dialect.name == "sqlite":  # their keys, from the FTS5 table; then each case by its key
-        found = text_index.sqlite_candidates(text).cte("found").prefix_with("MATERIALIZED")
-        return list(session.exec(
-            select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
-            .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
-    # PostgreSQL: the whole rows, filtered, from a bitmap scan of the index (joined to `cases` again,
-    # the planner would rather read every case than look up a few thousand).
+    # The whole rows, filtered, from a bitmap scan of the index, found first (a materialized CTE; joined
+    # to `cases` again, the planner would rather read every case than look up a few thousand).
     found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions, _holds_text(CaseRecord, text))
              .cte("found").prefix_with("MATERIALIZED"))
     case = aliased(CaseRecord, found)

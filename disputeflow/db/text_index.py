@@ -80,13 +80,17 @@ def sqlite_match(text_: str) -> str:
     return " ".join(f'"{_token(p)}"' for p in bigrams(text_)[:MAX_QUERY_TERMS])
 
 
+def sqlite_matches(text_: str) -> Select:
+    """SQLite: SELECT rowid of `case_text` for the cases holding every bigram of `text_` (count them)."""
+    fts = table(FTS_TABLE, column("rowid"))
+    return select(fts.c.rowid).where(literal_column(FTS_TABLE).op("MATCH")(sqlite_match(text_)))
+
+
 def sqlite_candidates(text_: str) -> Select:
     """SQLite: SELECT case_id of the cases holding every bigram of `text_` (a searchable text): a
     superset of the cases whose description or name holds `text_`, read from the index."""
-    fts = table(FTS_TABLE, column("rowid"))
     rows = table(ROWS_TABLE, column("row"), column("case_id"))
-    matching = select(fts.c.rowid).where(literal_column(FTS_TABLE).op("MATCH")(sqlite_match(text_)))
-    return select(rows.c.case_id).where(rows.c.row.in_(matching))
+    return select(rows.c.case_id).where(rows.c.row.in_(sqlite_matches(text_)))
 
 
 def pg_holds_bigrams(text_: str) -> ColumnElement[bool]:
