@@ -144,7 +144,8 @@ def test_0010_indexes_the_text_of_the_cases_already_there_and_goes_back(
                                              "LIKE :p ORDER BY opened_at DESC, case_id DESC"),
                                         {"p": f"%{name}%"}).scalars())
         assert expected and held >= set(expected)
-        monkeypatch.setattr(queries, "TEXT_WALK", 2)  # PostgreSQL: past the walk, to the index (SQLite: few candidates)
+        monkeypatch.setattr(queries, "TEXT_WALK", 2)  # PostgreSQL: past a walk of 2 cases, to the index
+        monkeypatch.setattr(queries, "TEXT_FEW", -1)  # (SQLite: 60 cases are few candidates)
         found = queries.list_cases(session, scope=queries.Scope(), filters=queries.CaseFilters(text=name))
         assert [c.case_id for c in found.items] == expected
     with bare.begin() as conn:

@@ -189,6 +189,7 @@ def _holds_text(record, text: str):
 # PostgreSQL: a text search first reads this many cases of the listing (its order, its other
 # filters), and checks the text in them: a common text fills the page there; otherwise the index.
 TEXT_WALK = 1000
+TEXT_FEW = 200  # PostgreSQL: up to this many cases holding a text, the index is asked first (_text_rows)
 # SQLite: the most candidates the index may give for them to be looked up; more, and the walk.
 TEXT_CANDIDATES = 2000
 
@@ -206,8 +207,9 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
 
     - SQLite: the index's candidates are counted first; more than `TEXT_CANDIDATES`, and the
       listing is walked (with the ILIKE) until the page is full;
-    - PostgreSQL: the first `TEXT_WALK` cases of the listing (with every other filter and the
-      cursor) are read and checked first; when they hold a full page, that is the page.
+    - PostgreSQL: when the index holds more than `TEXT_FEW` of them, the first `TEXT_WALK` cases
+      of the listing (with every other filter and the cursor) are read and checked first; when
+      they hold a full page, that is the page.
 
     A one-character text has no bigram: the listing is walked until the page is full (all of it
     when few cases hold the text)."""
@@ -251,7 +253,13 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         return list(session.exec(
             select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
             .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
-    # PostgreSQL: the first TEXT_WALK cases of the listing, then the index.
+    # PostgreSQL: a text few cases hold (up to TEXT_FEW of them, counted from the index: a bitmap of
+    # them, then as many rows) goes straight to the index; any other, the first TEXT_WALK cases of
+    # the listing first, then the index. (Either way the answer is the same; this is only the cost.)
+    few = session.exec(select(func.count()).select_from(
+        select(CaseRecord.case_id).where(text_index.pg_holds_bigrams(text)).limit(TEXT_FEW + 1).subquery())).one()
+    if few <= TEXT_FEW:
+        return _pg_candidates(session, conditions, text, wanted)
     walked = select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked")
     case = aliased(CaseRecord, walked)
     rows = list(session.exec(select(case).where(_holds_text(case, text))
@@ -262,6 +270,10 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         select(CaseRecord.case_id).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery())).one()
     if read < TEXT_WALK:
         return rows  # the walk read the whole listing
+    return _pg_candidates(session, conditions, text, wanted)
+
+
+def _pg_candidates(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
     # The whole rows, filtered, from a bitmap scan of the index, found first (a materialized CTE; joined
     # to `cases` again, the planner would rather read every case than look up a few thousand).
     found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions, _holds_text(CaseRecord, text))
