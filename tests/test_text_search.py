@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, event, or_, text, update
@@ -28,7 +28,7 @@ from tests.conftest import fresh_postgres_database
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=SHANGHAI)
 CASES = 1500
-AT = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 # Written beside the seeded cases: Latin letters in both cases, LIKE's wildcards, spaces,
 # characters outside the BMP, letters whose case only PostgreSQL folds, one shared opened_at (the
@@ -264,7 +264,7 @@ def _integrity(engine: Engine) -> None:
 
 
 def test_a_case_the_projection_writes_is_found_by_its_callers_name(engine: Engine) -> None:
-    from tests.test_projection import opened_case, projection_of  # noqa: PLC0415
+    from tests.test_projection import opened_case, projection_of
 
     state, _ = opened_case()
     state.intake = state.intake.model_copy(update={

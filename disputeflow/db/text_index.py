@@ -142,8 +142,8 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT coalesce(array_agg(DISTINCT substr(t, i, 2)), '{{}}')
     FROM (SELECT lower($1) AS t) AS folded, generate_series(1, char_length(t) - 1) AS i
 $$""",
-    f"CREATE INDEX {INDEX} ON cases USING gin "
-    f"(({PG_BIGRAMS_FUNCTION}(caller_name) || {PG_BIGRAMS_FUNCTION}(description)))",
+    (f"CREATE INDEX {INDEX} ON cases USING gin "
+     f"(({PG_BIGRAMS_FUNCTION}(caller_name) || {PG_BIGRAMS_FUNCTION}(description)))"),
 )
 PG_DROP = (f"DROP INDEX IF EXISTS {INDEX}", f"DROP FUNCTION IF EXISTS {PG_BIGRAMS_FUNCTION}(text)")
 
