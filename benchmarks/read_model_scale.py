@@ -83,6 +83,9 @@ def _routes(url: str) -> tuple[list[tuple[str, str, str | tuple[str, dict]]], di
                                 .order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
                                 .offset(min(5000, in_37 // 2)).limit(1)).one()  # a smaller seed: halfway
             sample = session.exec(select(CaseRecord).order_by(CaseRecord.case_id).offset(777).limit(1)).one()
+            # Names of 2 and of 3 characters (a third of the generated names have 2).
+            two, three = (session.exec(select(CaseRecord.caller_name).where(func.length(CaseRecord.caller_name) == n)
+                                       .order_by(CaseRecord.case_id).offset(777).limit(1)).one() for n in (2, 3))
     finally:
         engine.dispose()
     phone = sample.caller_phone.removeprefix("+86")
@@ -99,8 +102,18 @@ def _routes(url: str) -> tuple[list[tuple[str, str, str | tuple[str, dict]]], di
         ("POST /cases/search {q: <phone>}", "supervisor", ("/cases/search", {"q": phone})),
         ("POST /cases/search {phone: <phone, spaced>}", "supervisor", ("/cases/search", {"phone": spaced})),
         ("POST /cases/search {q: <a caller's full name>}", "supervisor", ("/cases/search", {"q": sample.caller_name})),
+        ("POST /cases/search {q: <a 2-character name>}", "supervisor", ("/cases/search", {"q": two})),
+        ("POST /cases/search {q: <a 3-character name>}", "supervisor", ("/cases/search", {"q": three})),
+        # The given name of a 3-character name: a 2-character text a few dozen cases hold.
+        ("POST /cases/search {q: <a rare 2-character text>}", "supervisor", ("/cases/search", {"q": three[1:]})),
         ("GET /cases?q=<text> (description or name)", "supervisor", "/cases?q=%E5%B7%A5%E8%B5%84"),  # 工资
         ("GET /cases?q=<text no case holds>", "supervisor", "/cases?q=%E4%BB%B2%E8%A3%81%E5%A7%94"),  # 仲裁委
+        ("GET /cases?q=<2-character text no case holds>", "supervisor", "/cases?q=%E4%BB%B2%E8%A3%81"),  # 仲裁
+        # Held by ~3% of the seeded cases: too few for the first 1,000 of the listing to fill a page.
+        ("GET /cases?q=<text 3% of cases hold>", "supervisor", "/cases?q=%E7%94%B5%E5%8A%A8"),  # 电动
+        # A common word (20% of cases) that no case of the filter holds: every case holding it is checked.
+        ("GET /cases?q=<common text>&dispute_type=<none of them>", "supervisor",
+         "/cases?q=%E5%B7%A5%E8%B5%84&dispute_type=neighbours"),
         ("GET /me/tasks (busiest mediator)", "mediator", "/me/tasks"),
         ("GET /me/tasks (operator, county inbox)", "operator", "/me/tasks"),
         ("GET /supervision/breaches", "supervisor", "/supervision/breaches"),

@@ -10,8 +10,12 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
+from sqlmodel import Session, select
+
 from disputeflow import cli
-from disputeflow.db import migrate
+from disputeflow.db import migrate, queries, text_index
+from disputeflow.db.models import CaseRecord
+from disputeflow.db.seed import seed
 from disputeflow.db.engine import create_schema, make_engine
 from disputeflow.settings import get_settings
 
@@ -104,3 +108,53 @@ def test_the_db_command_reports_and_applies(database_url: str, monkeypatch: pyte
         assert cli.main(["db", "revision", "nothing changed"]) == 1  # the models agree with head
     finally:
         get_settings.cache_clear()
+
+
+def _gin_indexes(conn) -> set[str]:
+    return {row[0] for row in conn.exec_driver_sql(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'cases' AND indexdef LIKE '%%USING gin%%'")}
+
+
+def test_0010_indexes_the_text_of_the_cases_already_there_and_goes_back(
+        bare: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database at 0009 holding cases: 0010 builds the bigram index of their text (and, on
+    PostgreSQL, drops 0009's trigram indexes); the search then finds them through it; a downgrade
+    takes it all away again (and makes the trigram indexes again)."""
+    with bare.begin() as conn:
+        migrate.upgrade(conn, "0009")
+    seed(bare, cases=60, now=T0, seed=3, workers=0)
+    sqlite = bare.dialect.name == "sqlite"
+    with bare.connect() as conn:
+        name = conn.execute(text("SELECT caller_name FROM cases ORDER BY case_id LIMIT 1 OFFSET 17")).scalar_one()
+        if sqlite:
+            assert "case_text" not in inspect(conn).get_table_names()
+        else:
+            assert _gin_indexes(conn) == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
+    create_schema(bare)
+    with bare.connect() as conn:
+        assert migrate.current(conn) == "0010" and migrate.differences(conn) == []
+        if sqlite:
+            assert conn.execute(text("SELECT count(*) FROM case_text_rows")).scalar_one() == 60
+        else:
+            assert _gin_indexes(conn) == {"ix_cases_text_bigrams"}
+    with Session(bare) as session:
+        held = set(session.execute(text_index.sqlite_candidates(name) if sqlite else
+                                   select(CaseRecord.case_id).where(text_index.pg_holds_bigrams(name))).scalars())
+        expected = list(session.execute(text("SELECT case_id FROM cases WHERE caller_name LIKE :p OR description "
+                                             "LIKE :p ORDER BY opened_at DESC, case_id DESC"),
+                                        {"p": f"%{name}%"}).scalars())
+        assert expected and held >= set(expected)
+        monkeypatch.setattr(queries, "TEXT_WALK", 2)  # PostgreSQL: past a walk of 2 cases, to the index
+        monkeypatch.setattr(queries, "TEXT_FEW", -1)  # (SQLite: 60 cases are few candidates)
+        found = queries.list_cases(session, scope=queries.Scope(), filters=queries.CaseFilters(text=name))
+        assert [c.case_id for c in found.items] == expected
+    with bare.begin() as conn:
+        migrate.downgrade(conn, "0009")
+    with bare.connect() as conn:
+        if sqlite:
+            assert not {"case_text", "case_text_rows"} & set(inspect(conn).get_table_names())
+            assert not conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                            "AND name LIKE 'case_text%'").all()
+        else:
+            assert _gin_indexes(conn) == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
+            assert conn.exec_driver_sql("SELECT 1 FROM pg_proc WHERE proname = 'disputeflow_bigrams'").first() is None

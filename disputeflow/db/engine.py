@@ -18,6 +18,7 @@ from sqlmodel import Session, create_engine
 
 from disputeflow.db import models  # noqa: F401  (registers the tables)
 from disputeflow.db import compliance  # noqa: F401  (keeps the compliance counters with every clock written)
+from disputeflow.db import text_index
 
 
 def make_engine(url: str) -> Engine:
@@ -42,6 +43,12 @@ def make_engine(url: str) -> Engine:
 
         # pysqlite defers BEGIN on its own; take transactions over so that a writer can ask for
         # BEGIN IMMEDIATE (see `write_session`) and hold the write lock from its first read.
+        @event.listens_for(engine, "connect")
+        def _text_terms(dbapi_conn, _record):  # pragma: no cover - trivial
+            # The text search index's triggers call it (disputeflow/db/text_index.py).
+            dbapi_conn.create_function(text_index.SQLITE_TERMS_FUNCTION, 2, text_index.sqlite_terms,
+                                       deterministic=True)
+
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None

@@ -3,7 +3,8 @@
 What `erase_case` changes, in one transaction:
 
 - `cases`: the caller's name and phone become `ERASED` (the phone's search digits are cleared), the
-  description `ERASED`, the special groups emptied. Ids, stages, dates, outcomes, the satisfaction
+  description `ERASED`, the special groups emptied. The text search index follows by itself
+  (`disputeflow.db.text_index`: SQLite's triggers, PostgreSQL's expression index). Ids, stages, dates, outcomes, the satisfaction
   score and the clocks stay: the compliance figures and the audit still add up.
 - `case_events.data` and `outbox.payload`: every string that is not a plain token (an id, an enum
   value, a timestamp: ASCII letters, digits and `_:.+-` only, up to 64 characters) becomes

@@ -82,14 +82,22 @@ OPEN_CLOCK = "status IN ('running', 'paused')"
 OPEN_TASK = "status = 'open'"
 
 
-# Indexes that migrations make where the database can have them, and the models do not declare:
-# PostgreSQL's trigram indexes for the text search of cases (migration 0009, when the server has
-# pg_trgm). The comparison of models and database (`migrate.differences`, autogenerate) skips them.
-DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm"})
+# Indexes and tables that migrations make where the database can have them, and the models do not
+# declare: PostgreSQL's trigram indexes for the text search of cases (migration 0009, when the server
+# has pg_trgm); the bigram index of that search (migration 0010, `disputeflow.db.text_index`): on
+# PostgreSQL an expression index, on SQLite an FTS5 table (and its own tables) with a table of row
+# numbers, kept by triggers. The comparison of models and database (`migrate.differences`,
+# autogenerate) skips them.
+DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm", "ix_cases_text_bigrams"})
+DATABASE_ONLY_TABLES = frozenset({"case_text", "case_text_rows", "case_text_data", "case_text_idx", "case_text_config"})
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Alembic's filter: everything but `DATABASE_ONLY_INDEXES`."""
+    """Alembic's filter: everything but `DATABASE_ONLY_INDEXES` and `DATABASE_ONLY_TABLES`."""
+    if type_ == "table":
+        return name not in DATABASE_ONLY_TABLES
+    if type_ == "index" and getattr(getattr(obj, "table", None), "name", None) in DATABASE_ONLY_TABLES:
+        return False  # the indexes of those tables (their UNIQUE constraint's)
     return not (type_ == "index" and name in DATABASE_ONLY_INDEXES)
 
 

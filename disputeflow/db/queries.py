@@ -13,8 +13,10 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, func, literal_column, or_
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
+from disputeflow.db import text_index
 from disputeflow.db.models import CaseEventRecord, CaseRecord, CaseTaskRecord, ClockRecord, Lawyer, Mediator
 from disputeflow.domain.calendar import SHANGHAI
 
@@ -164,20 +166,53 @@ def _case_conditions(f: CaseFilters) -> list:
         conditions.append(c.caller_phone == f.caller_phone)
     if f.text and (digits := phone_query(f.text)) is not None:
         conditions.extend(_prefix_range(c.caller_phone_digits, digits))
-    elif f.text:
-        pattern = like_pattern(f.text)
-        conditions.append(or_(c.description.ilike(pattern, escape=LIKE_ESCAPE),
-                              c.caller_name.ilike(pattern, escape=LIKE_ESCAPE)))
     return conditions
+
+
+def _text_search(f: CaseFilters) -> str | None:
+    """The text to look for in the description or the name; None when there is none (or `text` is a
+    phone number: `_case_conditions` searches the phones)."""
+    return f.text if f.text and phone_query(f.text) is None else None
+
+
+def _holds_text(record, text: str):
+    """The search's own condition, whatever serves it: the text anywhere in the description or the
+    caller's name, ASCII letters in either case (PostgreSQL: any letters, as its lower() folds them)."""
+    pattern = like_pattern(text)
+    return or_(record.description.ilike(pattern, escape=LIKE_ESCAPE),
+               record.caller_name.ilike(pattern, escape=LIKE_ESCAPE))
 
 
 # -- Cases ---------------------------------------------------------------------------------------
 
 
+# PostgreSQL: a text search first reads this many cases of the listing (its order, its other
+# filters), and checks the text in them: a common text fills the page there; otherwise the index.
+TEXT_WALK = 1000
+TEXT_FEW = 200  # PostgreSQL: up to this many cases holding a text, the index is asked first (_text_rows)
+# SQLite: the most candidates the index may give for them to be looked up; more, and the walk.
+TEXT_CANDIDATES = 2000
+
+
 def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: str | None = None,
                limit: int = 50) -> CasePage:
     """Newest first (opened_at, then case_id, both descending): keyset paging, stable while cases
-    are added. Raises `InvalidCursor`."""
+    are added. Raises `InvalidCursor`.
+
+    A text (`filters.text`, not a phone number) of two characters or more is found through the
+    bigram index (`disputeflow.db.text_index`), answering exactly what `ILIKE '%text%'` on the
+    description or the name answers: the index gives the cases holding every bigram of the text
+    (a few for a name or a rare word, none for a text no case holds), and only those are checked,
+    filtered and sorted. A common text is found by walking the listing, which fills its page soon:
+
+    - SQLite: the index's candidates are counted first; more than `TEXT_CANDIDATES`, and the
+      listing is walked (with the ILIKE) until the page is full;
+    - PostgreSQL: when the index holds more than `TEXT_FEW` of them, the first `TEXT_WALK` cases
+      of the listing (with every other filter and the cursor) are read and checked first; when
+      they hold a full page, that is the page.
+
+    A one-character text has no bigram: the listing is walked until the page is full (all of it
+    when few cases hold the text)."""
     limit = max(1, min(limit, MAX_PAGE))
     conditions = _scope_conditions(scope, CaseRecord.region_code, CaseRecord.mediator_id) + _case_conditions(filters)
     if cursor:
@@ -186,13 +221,65 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
         conditions.append(CaseRecord.opened_at <= opened_at)
         conditions.append(or_(CaseRecord.opened_at < opened_at,
                               and_(CaseRecord.opened_at == opened_at, CaseRecord.case_id < case_id)))
-    rows = list(session.exec(
-        select(CaseRecord).where(*conditions)
-        .order_by(CaseRecord.opened_at.desc(), CaseRecord.case_id.desc()).limit(limit + 1)
-    ))
+    newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+    text = _text_search(filters)
+    if text is None or not text_index.searchable(text):
+        if text is not None:
+            conditions.append(_holds_text(CaseRecord, text))
+        rows = list(session.exec(select(CaseRecord).where(*conditions).order_by(*newest_first).limit(limit + 1)))
+    else:
+        rows = _text_rows(session, conditions, text, limit + 1)
     more = len(rows) > limit
     items = rows[:limit]
     return CasePage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
+    """Up to `wanted` cases meeting `conditions` and holding `text`, newest first (list_cases' steps)."""
+    newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
+    plain = select(CaseRecord).where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite looks each candidate up by its key (its row number, then its row): 5-10 us a case,
+        # more than the walk spends on a case of the listing. So the index is counted first (in
+        # itself, under a millisecond): up to TEXT_CANDIDATES cases, they are the answer's only
+        # candidates; more, and the text is common enough for the plain walk to find it sooner
+        # (within ~2,500 cases for a text 2% of the cases hold; all of them only when the other
+        # filters exclude the cases holding it, as before the index).
+        many = session.exec(select(func.count()).select_from(
+            text_index.sqlite_matches(text).limit(TEXT_CANDIDATES + 1).subquery())).one()
+        if many > TEXT_CANDIDATES:
+            return list(session.exec(plain))
+        found = text_index.sqlite_candidates(text).cte("found").prefix_with("MATERIALIZED")
+        return list(session.exec(
+            select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
+            .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
+    # PostgreSQL: a text few cases hold (up to TEXT_FEW of them, counted from the index: a bitmap of
+    # them, then as many rows) goes straight to the index; any other, the first TEXT_WALK cases of
+    # the listing first, then the index. (Either way the answer is the same; this is only the cost.)
+    few = session.exec(select(func.count()).select_from(
+        select(CaseRecord.case_id).where(text_index.pg_holds_bigrams(text)).limit(TEXT_FEW + 1).subquery())).one()
+    if few <= TEXT_FEW:
+        return _pg_candidates(session, conditions, text, wanted)
+    walked = select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked")
+    case = aliased(CaseRecord, walked)
+    rows = list(session.exec(select(case).where(_holds_text(case, text))
+                             .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
+    if len(rows) == wanted:
+        return rows
+    read = session.exec(select(func.count()).select_from(  # in the listing's order: its index
+        select(CaseRecord.case_id).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery())).one()
+    if read < TEXT_WALK:
+        return rows  # the walk read the whole listing
+    return _pg_candidates(session, conditions, text, wanted)
+
+
+def _pg_candidates(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
+    # The whole rows, filtered, from a bitmap scan of the index, found first (a materialized CTE; joined
+    # to `cases` again, the planner would rather read every case than look up a few thousand).
+    found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions, _holds_text(CaseRecord, text))
+             .cte("found").prefix_with("MATERIALIZED"))
+    case = aliased(CaseRecord, found)
+    return list(session.exec(select(case).order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
 
 
 def open_cases_of_caller(session: Session, *, phone: str, region_prefix: str | None, exclude: str,

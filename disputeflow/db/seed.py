@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, Table, func, select
 from sqlalchemy.engine import Engine
 
+from disputeflow.db import text_index
 from disputeflow.db.engine import make_engine
 from disputeflow.db.models import (
     CaseEventRecord, CaseNumberCounter, CaseRecord, CaseTaskRecord, ClockRecord, ComplianceCount, Mediator,
@@ -601,6 +602,13 @@ def _sqlite_bulk_writer(engine: Engine) -> Any:
     ).fetchall()
     for name, _ in conn.info["seed_indexes"]:
         raw.execute(f'DROP INDEX "{name}"')
+    # The text search index's triggers likewise (a row of the index per case inserted): the index is
+    # built in one statement at the end (`text_index.rebuild_sqlite`; the read model was empty).
+    conn.info["seed_triggers"] = raw.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'cases' AND name LIKE 'case_text_%'"
+    ).fetchall()
+    for name, _ in conn.info["seed_triggers"]:
+        raw.execute(f'DROP TRIGGER "{name}"')
     return conn
 
 
@@ -608,10 +616,16 @@ def _sqlite_bulk_indexes(conn: Any) -> None:
     raw = conn.connection.driver_connection
     for _, sql in conn.info.pop("seed_indexes"):
         raw.execute(sql)
+    triggers = conn.info.pop("seed_triggers")
+    if triggers:
+        text_index.rebuild_sqlite(conn)
+    for _, sql in triggers:
+        raw.execute(sql)
 
 
 def _sqlite_bulk_done(conn: Any) -> None:
     conn.info.pop("seed_indexes", None)
+    conn.info.pop("seed_triggers", None)
     try:
         if conn.in_transaction():
             conn.rollback()
