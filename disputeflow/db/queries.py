@@ -188,7 +188,7 @@ def _holds_text(record, text: str):
 
 # PostgreSQL: a text search first reads this many cases of the listing (its order, its other
 # filters), and checks the text in them: a common text fills the page there; otherwise the index.
-TEXT_WALK = 1000
+TEXT_WALK = 2000
 TEXT_FEW = 200  # PostgreSQL: up to this many cases holding a text, the index is asked first (_text_rows)
 # SQLite: the most candidates the index may give for them to be looked up; more, and the walk.
 TEXT_CANDIDATES = 2000
