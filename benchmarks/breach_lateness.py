@@ -46,7 +46,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from disputeflow.contracts import workflow_id_for
+# This checkout's code, whatever the environment has installed (an editable install points at one
+# checkout; a benchmark run from another git worktree would otherwise run that one's workflows).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from disputeflow.contracts import workflow_id_for  # noqa: E402
 from disputeflow.db.engine import create_schema, make_engine, write_session
 from disputeflow.db.models import CaseEventRecord, CaseRecord, ClockRecord
 from disputeflow.db.reference import seed_reference
