@@ -7,7 +7,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,17 @@ def _schema_engine(url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def schema_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    kind: str) -> Iterator[Engine]:
+    """A new database of `kind` ("sqlite" or "postgresql") at the newest schema, for fixtures wider
+    than one test (a seeded database shared by a module); disposed, and dropped on PostgreSQL, on exit."""
+    database = (nullcontext(f"sqlite:///{(tmp_path_factory.mktemp(kind) / 'disputeflow.db').as_posix()}")
+                if kind == "sqlite" else fresh_postgres_database(request.getfixturevalue("postgres_server")))
+    with database as url, contextmanager(_schema_engine)(url) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ clocks). Small N here; `benchmarks/read_model_scale.py` measures 100,000 cases."
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from disputeflow.db.models import (
 from disputeflow.db.seed import SeedError, seed
 from disputeflow.domain.calendar import SHANGHAI
 from disputeflow.domain.intake import Caller
-from tests.conftest import fresh_postgres_database
+from tests.conftest import schema_database
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=SHANGHAI)
 CASES = 2000
@@ -47,14 +46,7 @@ def seeded(engine: Engine) -> Engine:
 def seeded_once(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """One seeded database of each kind, shared by the tests that only read it (a seed of 2,000
     cases takes seconds; the index tests alone would otherwise seed 26 times)."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{(tmp_path_factory.mktemp('scale') / 'disputeflow.db').as_posix()}"
-        else:
-            url = stack.enter_context(fresh_postgres_database(request.getfixturevalue("postgres_server")))
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        create_schema(engine)
+    with schema_database(request, tmp_path_factory, request.param) as engine:
         yield _seed(engine)
 
 
@@ -126,8 +118,6 @@ def test_the_seed_fills_every_table_consistently(seeded_once: Engine) -> None:
 
 def test_the_seed_is_deterministic_and_refuses_a_database_with_cases(seeded_once: Engine, tmp_path) -> None:
     other = make_engine(f"sqlite:///{(tmp_path / 'again.db').as_posix()}")
-    from disputeflow.db.engine import create_schema
-
     create_schema(other)
     seed(other, cases=CASES, now=NOW, seed=7, batch_size=500, workers=0)
     with Session(seeded_once) as a, Session(other) as b:

@@ -6,7 +6,6 @@ projection, erasure, deletes and the migration of an existing database."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,13 +17,13 @@ from sqlmodel import Session, select
 
 from disputeflow.db import queries, text_index
 from disputeflow.db.cases import apply_projection
-from disputeflow.db.engine import create_schema, make_engine, write_session
+from disputeflow.db.engine import write_session
 from disputeflow.db.erasure import ErasureReason, erase_case
 from disputeflow.db.models import CaseRecord
 from disputeflow.db.queries import LIKE_ESCAPE, like_pattern
 from disputeflow.db.seed import seed
 from disputeflow.domain.calendar import SHANGHAI
-from tests.conftest import fresh_postgres_database
+from tests.conftest import schema_database
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=SHANGHAI)
 CASES = 1500
@@ -64,14 +63,7 @@ def _crafted_rows() -> list[dict]:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def searched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """Seeded cases and the crafted ones, on each database; tests that write restore what they change."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{(tmp_path_factory.mktemp('search') / 'disputeflow.db').as_posix()}"
-        else:
-            url = stack.enter_context(fresh_postgres_database(request.getfixturevalue("postgres_server")))
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        create_schema(engine)
+    with schema_database(request, tmp_path_factory, request.param) as engine:
         seed(engine, cases=CASES, now=NOW, seed=11, batch_size=500, workers=0)
         with engine.begin() as conn:
             conn.execute(CaseRecord.__table__.insert(), _crafted_rows())

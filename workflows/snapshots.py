@@ -7,10 +7,10 @@ Temporal's workflow event loop runs deterministically; so it can be tested on it
 
 A `gate` holds back the first write after the queue was idle: `put` calls it at once and the
 write waits for what it returns. The case workflow's gate opens once its run loop has re-armed
-its timer, so that a change's commands come out
-in one order (timer, then write) whether the previous write's completion reached the workflow
-before the change or in the same activation. Without it the order depends on how the SDK groups
-the history into activations, which is not always the same live and on replay.
+its timer, so that a change's commands come out in one order (timer, then write) whether the
+previous write's completion reached the workflow before the change or in the same activation.
+Without it the order depends on how Temporal groups the history into activations, which is not
+always the same live and on replay.
 """
 
 from __future__ import annotations
