@@ -161,3 +161,24 @@ def test_processes_starting_together_create_the_schema_once(database_url: str) -
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_postgresql_plans_each_statement_with_its_own_values(postgres_url: str) -> None:
+    """psycopg prepares a statement run five times on a connection, and PostgreSQL may then keep one
+    plan for any values: a listing of a rare dispute type would walk every case. Every connection of
+    the engine plans each statement with its values, after a rollback too (a SET in a transaction
+    that rolls back would be undone)."""
+    from disputeflow.db.engine import make_engine
+
+    engine = make_engine(postgres_url)
+    try:
+        for _ in range(3):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+        with engine.connect() as a, engine.connect() as b:  # two connections of the pool
+            assert {c.exec_driver_sql("SHOW plan_cache_mode").scalar_one() for c in (a, b)} == {"force_custom_plan"}
+    finally:
+        engine.dispose()

@@ -132,7 +132,7 @@ def test_0010_indexes_the_text_of_the_cases_already_there_and_goes_back(
             assert _gin_indexes(conn) == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
     create_schema(bare)
     with bare.connect() as conn:
-        assert migrate.current(conn) == "0010" and migrate.differences(conn) == []
+        assert migrate.current(conn) == migrate.head() and migrate.differences(conn) == []
         if sqlite:
             assert conn.execute(text("SELECT count(*) FROM case_text_rows")).scalar_one() == 60
         else:
@@ -158,3 +158,54 @@ def test_0010_indexes_the_text_of_the_cases_already_there_and_goes_back(
         else:
             assert _gin_indexes(conn) == {"ix_cases_description_trgm", "ix_cases_caller_name_trgm"}
             assert conn.exec_driver_sql("SELECT 1 FROM pg_proc WHERE proname = 'disputeflow_bigrams'").first() is None
+
+
+def _case_indexes(conn) -> set[str]:
+    return {index["name"] for index in inspect(conn).get_indexes("cases")}
+
+
+def test_0011_indexes_the_filters_in_the_listing_order_and_goes_back(bare: Engine) -> None:
+    """A database at 0010 holding cases (analysed, as the seed leaves it): 0011 replaces the
+    single-column indexes of the listing's filters with (filter, opened_at, case_id), drops those of
+    stage and opened_at (prefixes of indexes already there), keeps the text index's triggers and
+    analyses `cases` again; the listing's answers do not change; a downgrade puts the old ones back."""
+    with bare.begin() as conn:
+        migrate.upgrade(conn, "0010")
+    seed(bare, cases=80, now=T0, seed=5, workers=0)
+    sqlite = bare.dialect.name == "sqlite"
+    filters = queries.CaseFilters(dispute_type="labour_wages", text="工资")
+
+    def listing() -> list[str]:
+        with Session(bare) as session:
+            return [c.case_id for c in queries.list_cases(session, scope=queries.Scope(region_prefix="37"),
+                                                          filters=filters).items]
+
+    with bare.connect() as conn:
+        before = _case_indexes(conn)
+        if sqlite:
+            conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl = 'cases'")
+            conn.commit()
+    assert {"ix_cases_dispute_type", "ix_cases_stage", "ix_cases_opened_at", "ix_cases_region_code"} <= before
+    answer = listing()
+    assert answer
+    with bare.begin() as conn:
+        migrate.upgrade(conn, "0011")
+    with bare.connect() as conn:
+        after = _case_indexes(conn)
+        if sqlite:
+            analysed = {row[0] for row in conn.exec_driver_sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'cases'")}
+            assert "ix_cases_dispute_type_opened_at" in analysed
+            triggers = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+            assert {"case_text_insert", "case_text_update", "case_text_delete"} <= triggers
+    made = {f"ix_cases_{column}_opened_at" for column in
+            ("phase", "category", "dispute_type", "urgency", "breached", "region_code")}
+    gone = {f"ix_cases_{column}" for column in
+            ("phase", "category", "dispute_type", "urgency", "breached", "region_code", "stage", "opened_at")}
+    assert made <= after and not gone & after
+    assert after - made == before - gone
+    assert listing() == answer
+    with bare.begin() as conn:
+        migrate.downgrade(conn, "0010")
+    with bare.connect() as conn:
+        assert _case_indexes(conn) == before
+    assert listing() == answer

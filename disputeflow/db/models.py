@@ -110,22 +110,31 @@ class CaseRecord(SQLModel, table=True):
     __table_args__ = (
         # Listings: newest first, keyset paging on (opened_at, case_id) (migration 0003).
         Index("ix_cases_opened_at_case_id", "opened_at", "case_id"),
-        Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),  # a stage's cases, newest first
+        # A stage's, a type's... cases, newest first: the listing's order within each value, so that a
+        # filter walks only its own cases (a common text none of them holds: all of them, not all
+        # cases; migration 0011).
+        Index("ix_cases_stage_opened_at", "stage", "opened_at", "case_id"),
+        Index("ix_cases_phase_opened_at", "phase", "opened_at", "case_id"),
+        Index("ix_cases_category_opened_at", "category", "opened_at", "case_id"),
+        Index("ix_cases_dispute_type_opened_at", "dispute_type", "opened_at", "case_id"),
+        Index("ix_cases_urgency_opened_at", "urgency", "opened_at", "case_id"),
+        Index("ix_cases_breached_opened_at", "breached", "opened_at", "case_id"),
+        Index("ix_cases_region_code_opened_at", "region_code", "opened_at", "case_id"),  # a county's
         Index("ix_cases_caller_phone", "caller_phone"),  # intake's duplicates, ?phone=
         Index("ix_cases_caller_phone_digits", "caller_phone_digits"),  # ?q=<phone>: prefix search
-        # ?q=<text> on PostgreSQL: trigram indexes of description and caller_name, made by migration
-        # 0009 when pg_trgm can be had (DATABASE_ONLY_INDEXES).
+        # ?q=<text>: the bigram index of the name and the description, made by migration 0010 (on
+        # PostgreSQL a GIN index, on SQLite an FTS5 table: DATABASE_ONLY_INDEXES and _TABLES).
     )
 
     case_id: str = Field(primary_key=True, max_length=40)
     workflow_id: str = Field(unique=True, max_length=64)
-    stage: str = Field(index=True)
-    phase: str = Field(index=True)
-    region_code: str = Field(index=True, max_length=6)
+    stage: str
+    phase: str
+    region_code: str = Field(max_length=6)
     channel: str
-    category: str = Field(index=True)
-    dispute_type: str = Field(index=True)
-    urgency: str = Field(index=True)
+    category: str
+    dispute_type: str
+    urgency: str
     special_groups: list[str] = _json_column([])
     caller_name: str
     caller_phone: str
@@ -135,13 +144,13 @@ class CaseRecord(SQLModel, table=True):
     description: str = Field(sa_column=Column(Text, nullable=False))
     mediator_id: str | None = Field(default=None, index=True)
     lawyer_id: str | None = Field(default=None, index=True)
-    opened_at: datetime = _utc_column(nullable=False, index=True)
+    opened_at: datetime = _utc_column(nullable=False)
     updated_at: datetime = _utc_column(nullable=False)
     closed_at: datetime | None = _utc_column(nullable=True)
     final_outcome: str | None = None
     satisfaction: int | None = None
     policy_version: str
-    breached: bool = Field(default=False, index=True)
+    breached: bool = Field(default=False)
     event_count: int = 0  # events projected so far: the projection's high-water mark
 
 

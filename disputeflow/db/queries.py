@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, func, literal_column, or_
+from sqlalchemy import and_, bindparam, func, literal_column, or_, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
@@ -138,12 +138,23 @@ def _shanghai_midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=SHANGHAI)
 
 
+COUNTY_CODE_LENGTH = 6  # a region code of a county: the longest there is (api.auth.REGION_PATTERN)
+
+
+def _in_region(column, prefix: str):
+    """`column` (a region code) within the region `prefix`: a county's code is the whole code, so
+    equality, which an index on (region_code, opened_at, case_id) serves in the listing's order."""
+    if len(prefix) == COUNTY_CODE_LENGTH:
+        return column == prefix
+    return column.startswith(prefix, autoescape=True)
+
+
 def _scope_conditions(scope: Scope, region_column, mediator_column) -> list:
     conditions = []
     if scope.mediator_id is not None:
         conditions.append(mediator_column == scope.mediator_id)
     if scope.region_prefix:
-        conditions.append(region_column.startswith(scope.region_prefix, autoescape=True))
+        conditions.append(_in_region(region_column, scope.region_prefix))
     return conditions
 
 
@@ -155,7 +166,7 @@ def _case_conditions(f: CaseFilters) -> list:
         if value is not None:
             conditions.append(column == value)
     if f.region_prefix:
-        conditions.append(c.region_code.startswith(f.region_prefix, autoescape=True))
+        conditions.append(_in_region(c.region_code, f.region_prefix))
     if f.assignee_id:
         conditions.append(or_(c.mediator_id == f.assignee_id, c.lawyer_id == f.assignee_id))
     if f.opened_from is not None:
@@ -260,16 +271,19 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         select(CaseRecord.case_id).where(text_index.pg_holds_bigrams(text)).limit(TEXT_FEW + 1).subquery())).one()
     if few <= TEXT_FEW:
         return _pg_candidates(session, conditions, text, wanted)
-    walked = select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked")
+    # One statement: the walk (materialized: read once), how many cases it read, and its cases
+    # holding the text (none: one row, with the count only).
+    walked = (select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK)
+              .cte("walked").prefix_with("MATERIALIZED"))
     case = aliased(CaseRecord, walked)
-    rows = list(session.exec(select(case).where(_holds_text(case, text))
-                             .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
-    if len(rows) == wanted:
-        return rows
-    read = session.exec(select(func.count()).select_from(  # in the listing's order: its index
-        select(CaseRecord.case_id).where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery())).one()
-    if read < TEXT_WALK:
-        return rows  # the walk read the whole listing
+    held = aliased(CaseRecord, select(case).where(_holds_text(case, text))
+                   .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted).subquery("held"))
+    read = select(func.count().label("read")).select_from(walked).subquery("read")
+    found = list(session.exec(select(read.c.read, held).select_from(read).outerjoin(held, true())
+                              .order_by(held.opened_at.desc(), held.case_id.desc())))
+    rows = [row for _, row in found if row is not None]
+    if len(rows) == wanted or found[0][0] < TEXT_WALK:
+        return rows  # a full page, or the walk read the whole listing
     return _pg_candidates(session, conditions, text, wanted)
 
 
