@@ -27,7 +27,7 @@ from api.jobs import JobRegistry
 from api.limits import RateLimiter
 from api.middleware import RequestContext
 from api.routes import actions, audit, cases, codec, erasure, health, inbox, notifications, supervision
-from api.temporal_gateway import TemporalGateway
+from api.temporal_gateway import TemporalGateway, TemporalUnavailable
 from disputeflow import history, logs, metrics, tracing
 from disputeflow import token_keys
 from disputeflow.codec import codec_for
@@ -76,6 +76,8 @@ async def _warm_up_replayer(temporal: TemporalGateway) -> None:
     try:  # with the converter replays will use (the client's), so that the warmed replayer is theirs
         if not await history.warm_up((await temporal.client()).data_converter):
             log.warning("the recorded warm-up case no longer replays under this code")
+    except TemporalUnavailable as exc:  # said in a line: /health says it too, and the API starts anyway
+        log.warning("could not warm up the replayer: %s", exc)
     except Exception:  # noqa: BLE001 - only a warm-up: the first replay will pay for it instead
         log.exception("could not warm up the replayer")
 

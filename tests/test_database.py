@@ -167,18 +167,33 @@ def test_postgresql_plans_each_statement_with_its_own_values(postgres_url: str) 
     """psycopg prepares a statement run five times on a connection, and PostgreSQL may then keep one
     plan for any values: a listing of a rare dispute type would walk every case. Every connection of
     the engine plans each statement with its values, after a rollback too (a SET in a transaction
-    that rolls back would be undone)."""
+    that rolls back would be undone); and costs a random page read as on SSDs (1.1) where nobody
+    set it, and as set where somebody did (here ALTER DATABASE)."""
+    from sqlalchemy.engine import make_url
+
     from disputeflow.db.engine import make_engine
+
+    def planner(conn) -> tuple[str, str]:
+        return (conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one(),
+                conn.exec_driver_sql("SHOW random_page_cost").scalar_one())
 
     engine = make_engine(postgres_url)
     try:
         for _ in range(3):
             with engine.connect() as conn:
-                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+                assert planner(conn) == ("force_custom_plan", "1.1")
                 conn.exec_driver_sql("SELECT 1")
                 conn.rollback()
-                assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+                assert planner(conn) == ("force_custom_plan", "1.1")
         with engine.connect() as a, engine.connect() as b:  # two connections of the pool
-            assert {c.exec_driver_sql("SHOW plan_cache_mode").scalar_one() for c in (a, b)} == {"force_custom_plan"}
+            assert planner(a) == planner(b) == ("force_custom_plan", "1.1")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{make_url(postgres_url).database}" SET random_page_cost = 3')
+    finally:
+        engine.dispose()
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert planner(conn) == ("force_custom_plan", "3")
     finally:
         engine.dispose()

@@ -359,3 +359,17 @@ async def test_gateway_raises_a_typed_error_when_temporal_is_down(tmp_path: Path
         await gateway.client()
     with pytest.raises(TemporalUnavailable):  # within the retry interval: the same answer, at once
         await asyncio.wait_for(gateway.client(), 0.1)
+
+
+async def test_an_api_started_while_temporal_is_down_says_so_in_one_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The replayer's warm-up at start-up cannot reach Temporal: a warning naming the address, not a
+    traceback (the API starts all the same, and /health says what is down)."""
+    from api.app import _warm_up_replayer
+
+    address = unused_address()
+    with caplog.at_level("WARNING", logger="api.app"):
+        await _warm_up_replayer(TemporalGateway(settings_for(tmp_path, address)))
+    [record] = [r for r in caplog.records if "warm up" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert address in record.getMessage() and "unavailable" in record.getMessage()

@@ -271,18 +271,16 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         select(CaseRecord.case_id).where(text_index.pg_holds_bigrams(text)).limit(TEXT_FEW + 1).subquery())).one()
     if few <= TEXT_FEW:
         return _pg_candidates(session, conditions, text, wanted)
-    # One statement: the walk (materialized: read once), how many cases it read, and its cases
-    # holding the text (none: one row, with the count only).
-    walked = (select(CaseRecord).where(*conditions).order_by(*newest_first).limit(TEXT_WALK)
-              .cte("walked").prefix_with("MATERIALIZED"))
+    # One statement, which stops as soon as the page is full: the walk's cases holding the text, and
+    # its last case (the TEXT_WALK-th, present only when the listing goes on further) as a marker.
+    walked = (select(CaseRecord, func.row_number().over(order_by=newest_first).label("n"))
+              .where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked"))
     case = aliased(CaseRecord, walked)
-    held = aliased(CaseRecord, select(case).where(_holds_text(case, text))
-                   .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted).subquery("held"))
-    read = select(func.count().label("read")).select_from(walked).subquery("read")
-    found = list(session.exec(select(read.c.read, held).select_from(read).outerjoin(held, true())
-                              .order_by(held.opened_at.desc(), held.case_id.desc())))
-    rows = [row for _, row in found if row is not None]
-    if len(rows) == wanted or found[0][0] < TEXT_WALK:
+    holds = _holds_text(case, text)
+    found = list(session.exec(select(case, holds.label("holds"), walked.c.n).where(or_(holds, walked.c.n == TEXT_WALK))
+                              .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted + 1)))
+    rows = [row for row, held, _ in found if held][:wanted]
+    if len(rows) == wanted or not any(n == TEXT_WALK for _, _, n in found):
         return rows  # a full page, or the walk read the whole listing
     return _pg_candidates(session, conditions, text, wanted)
 
