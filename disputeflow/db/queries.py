@@ -186,10 +186,17 @@ def _text_search(f: CaseFilters) -> str | None:
     return f.text if f.text and phone_query(f.text) is None else None
 
 
-def _holds_text(record, text: str):
+def _holds_text(record, text: str, *, sqlite: bool):
     """The search's own condition, whatever serves it: the text anywhere in the description or the
-    caller's name, ASCII letters in either case (PostgreSQL: any letters, as its lower() folds them)."""
+    caller's name, ASCII letters in either case (PostgreSQL: any letters, as its lower() folds them).
+
+    On SQLite a plain LIKE: it ignores the case of ASCII letters, and only theirs, exactly as the
+    `lower(x) LIKE lower(y)` SQLAlchemy writes for ILIKE does, without copying every text it checks
+    (a walk of 15,000 cases: 10 ms instead of 14)."""
     pattern = like_pattern(text)
+    if sqlite:
+        return or_(record.description.like(pattern, escape=LIKE_ESCAPE),
+                   record.caller_name.like(pattern, escape=LIKE_ESCAPE))
     return or_(record.description.ilike(pattern, escape=LIKE_ESCAPE),
                record.caller_name.ilike(pattern, escape=LIKE_ESCAPE))
 
@@ -236,7 +243,7 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
     text = _text_search(filters)
     if text is None or not text_index.searchable(text):
         if text is not None:
-            conditions.append(_holds_text(CaseRecord, text))
+            conditions.append(_holds_text(CaseRecord, text, sqlite=session.get_bind().dialect.name == "sqlite"))
         rows = list(session.exec(select(CaseRecord).where(*conditions).order_by(*newest_first).limit(limit + 1)))
     else:
         rows = _text_rows(session, conditions, text, limit + 1)
@@ -248,8 +255,8 @@ def list_cases(session: Session, *, scope: Scope, filters: CaseFilters, cursor: 
 def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
     """Up to `wanted` cases meeting `conditions` and holding `text`, newest first (list_cases' steps)."""
     newest_first = (CaseRecord.opened_at.desc(), CaseRecord.case_id.desc())
-    plain = select(CaseRecord).where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)
     if session.get_bind().dialect.name == "sqlite":
+        holds = _holds_text(CaseRecord, text, sqlite=True)
         # SQLite looks each candidate up by its key (its row number, then its row): 5-10 us a case,
         # more than the walk spends on a case of the listing. So the index is counted first (in
         # itself, under a millisecond): up to TEXT_CANDIDATES cases, they are the answer's only
@@ -259,11 +266,11 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
         many = session.exec(select(func.count()).select_from(
             text_index.sqlite_matches(text).limit(TEXT_CANDIDATES + 1).subquery())).one()
         if many > TEXT_CANDIDATES:
-            return list(session.exec(plain))
+            return list(session.exec(select(CaseRecord).where(*conditions, holds).order_by(*newest_first).limit(wanted)))
         found = text_index.sqlite_candidates(text).cte("found").prefix_with("MATERIALIZED")
         return list(session.exec(
             select(CaseRecord).join(found, CaseRecord.case_id == found.c.case_id)
-            .where(*conditions, _holds_text(CaseRecord, text)).order_by(*newest_first).limit(wanted)))
+            .where(*conditions, holds).order_by(*newest_first).limit(wanted)))
     # PostgreSQL: a text few cases hold (up to TEXT_FEW of them, counted from the index: a bitmap of
     # them, then as many rows) goes straight to the index; any other, the first TEXT_WALK cases of
     # the listing first, then the index. (Either way the answer is the same; this is only the cost.)
@@ -276,7 +283,7 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
     walked = (select(CaseRecord, func.row_number().over(order_by=newest_first).label("n"))
               .where(*conditions).order_by(*newest_first).limit(TEXT_WALK).subquery("walked"))
     case = aliased(CaseRecord, walked)
-    holds = _holds_text(case, text)
+    holds = _holds_text(case, text, sqlite=False)
     found = list(session.exec(select(case, holds.label("holds"), walked.c.n).where(or_(holds, walked.c.n == TEXT_WALK))
                               .order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted + 1)))
     rows = [row for row, held, _ in found if held][:wanted]
@@ -288,7 +295,8 @@ def _text_rows(session: Session, conditions: list, text: str, wanted: int) -> li
 def _pg_candidates(session: Session, conditions: list, text: str, wanted: int) -> list[CaseRecord]:
     # The whole rows, filtered, from a bitmap scan of the index, found first (a materialized CTE; joined
     # to `cases` again, the planner would rather read every case than look up a few thousand).
-    found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions, _holds_text(CaseRecord, text))
+    found = (select(CaseRecord).where(text_index.pg_holds_bigrams(text), *conditions,
+                                      _holds_text(CaseRecord, text, sqlite=False))
              .cte("found").prefix_with("MATERIALIZED"))
     case = aliased(CaseRecord, found)
     return list(session.exec(select(case).order_by(case.opened_at.desc(), case.case_id.desc()).limit(wanted)))
