@@ -27,10 +27,14 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, func, select
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,14 +191,38 @@ def _table(name: str, prepared: str, results: list[tuple[str, float, float, int,
 
 
 def _empty_baseline(url: str, calls: int) -> dict[str, float]:
-    """p95 of each route on an empty (migrated) SQLite database, asked as on `url`: the reads' baseline."""
+    """p95 of each route on an empty (migrated) database of the same kind, asked as on `url`: the
+    reads' baseline. SQLite: a file in a temporary folder; PostgreSQL: a database made for it on the
+    same server, dropped afterwards (without the right to create one: no baseline, said why)."""
     plan = _routes(url)
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = f"sqlite:///{(Path(tmp) / 'empty.db').as_posix()}"
-        engine = make_engine(empty)
+    if make_url(url).get_backend_name() == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            return _measure_empty(f"sqlite:///{(Path(tmp) / 'empty.db').as_posix()}", calls, plan)
+    name = f"disputeflow_bench_empty_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except SQLAlchemyError as exc:
+        print(f"no empty PostgreSQL baseline: cannot create a database ({type(exc.orig or exc).__name__})",
+              file=sys.stderr)
+        admin.dispose()
+        return {}
+    try:
+        return _measure_empty(make_url(url).set(database=name).render_as_string(hide_password=False), calls, plan)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _measure_empty(empty: str, calls: int, plan: tuple) -> dict[str, float]:
+    engine = make_engine(empty)
+    try:
         create_schema(engine)
+    finally:
         engine.dispose()
-        return {label: p95_ms for label, _, p95_ms, _, _ in asyncio.run(_measure(empty, calls, plan))}
+    return {label: p95_ms for label, _, p95_ms, _, _ in asyncio.run(_measure(empty, calls, plan))}
 
 
 def main() -> int:
@@ -208,7 +236,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--json", metavar="FILE", help="also write the p95s to FILE, with each route's p95 on an "
-                        "empty SQLite database as the baseline (for benchmarks/bench.py)")
+                        "empty database of the same kind as the baseline (for benchmarks/bench.py)")
     args = parser.parse_args()
     now = args.now or datetime.now(UTC)
     targets = []
@@ -235,10 +263,10 @@ def main() -> int:
         print(table, flush=True)
         out.append(table)
         if args.json:
-            empty = _empty_baseline(url, args.calls) if name == "SQLite" else {}
+            empty = _empty_baseline(url, args.calls)
             for label, _, p95_ms, _, _ in results:
                 found.append(Figure(f"{label}, {name}", p95_ms, "ms", goal=GOAL_MS, baseline=empty.get(label),
-                                    baseline_is="the same route on an empty SQLite database" if empty else ""))
+                                    baseline_is=f"the same route on an empty {name} database" if empty else ""))
     figures.write(args.json, found)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
