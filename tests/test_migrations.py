@@ -168,7 +168,8 @@ def test_0011_indexes_the_filters_in_the_listing_order_and_goes_back(bare: Engin
     """A database at 0010 holding cases (analysed, as the seed leaves it): 0011 replaces the
     single-column indexes of the listing's filters with (filter, opened_at, case_id), drops those of
     stage and opened_at (prefixes of indexes already there), keeps the text index's triggers and
-    analyses `cases` again; the listing's answers do not change; a downgrade puts the old ones back."""
+    analyses `cases` again, and on PostgreSQL indexes the compliance counters by region level; the
+    listing's answers do not change; a downgrade puts the old indexes back."""
     with bare.begin() as conn:
         migrate.upgrade(conn, "0010")
     seed(bare, cases=80, now=T0, seed=5, workers=0)
@@ -204,8 +205,12 @@ def test_0011_indexes_the_filters_in_the_listing_order_and_goes_back(bare: Engin
     assert made <= after and not gone & after
     assert after - made == before - gone
     assert listing() == answer
+    with bare.connect() as conn:  # PostgreSQL: the compliance counters by region level
+        counters = {index["name"] for index in inspect(conn).get_indexes("compliance_counts")}
+    assert ("ix_compliance_counts_level" in counters) == (not sqlite)
     with bare.begin() as conn:
         migrate.downgrade(conn, "0010")
     with bare.connect() as conn:
         assert _case_indexes(conn) == before
+        assert "ix_compliance_counts_level" not in {index["name"] for index in inspect(conn).get_indexes("compliance_counts")}
     assert listing() == answer

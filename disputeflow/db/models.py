@@ -86,9 +86,10 @@ OPEN_TASK = "status = 'open'"
 # declare: PostgreSQL's trigram indexes for the text search of cases (migration 0009, when the server
 # has pg_trgm); the bigram index of that search (migration 0010, `disputeflow.db.text_index`): on
 # PostgreSQL an expression index, on SQLite an FTS5 table (and its own tables) with a table of row
-# numbers, kept by triggers. The comparison of models and database (`migrate.differences`,
-# autogenerate) skips them.
-DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm", "ix_cases_text_bigrams"})
+# numbers, kept by triggers; PostgreSQL's index of the compliance counters by region level (migration
+# 0011). The comparison of models and database (`migrate.differences`, autogenerate) skips them.
+DATABASE_ONLY_INDEXES = frozenset({"ix_cases_description_trgm", "ix_cases_caller_name_trgm", "ix_cases_text_bigrams",
+                                   "ix_compliance_counts_level"})
 DATABASE_ONLY_TABLES = frozenset({"case_text", "case_text_rows", "case_text_data", "case_text_idx", "case_text_config"})
 
 
