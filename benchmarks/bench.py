@@ -4,8 +4,9 @@ measured in the same run.
     python benchmarks/bench.py [--open 1000] [--cases 100000] [--postgres URL] [--out FILE.md]
     make bench
 
-Runs, one after the other (each alone on the machine, as far as this script goes), each with
-`--json` so that its figures come back with their goals and baselines (`benchmarks/figures.py`):
+Runs, one after the other (each alone on the machine, as far as this script goes: before each, it
+waits, at most a minute, until the CPUs were 85% idle over 2 s), each with `--json` so that its
+figures come back with their goals and baselines (`benchmarks/figures.py`):
 
 - `case_workflow.py`: intake through `POST /cases` against raw `start_workflow` of the same case,
   on the real stack (dev server, worker, API); the replay of a case over HTTP;
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, script, arguments, timeout in runs:
         if name in args.skip:
             continue
+        settled = figures.settle()  # the previous benchmark's processes and writes finished
+        print(settled, flush=True)
         got, note, ok = _run(name, script, arguments, timeout)
+        note += f" ({settled})"
         found += got
         notes.append(note)
         failed |= not ok

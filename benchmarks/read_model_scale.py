@@ -5,7 +5,8 @@
 
 For each database given (default: a SQLite file in a temporary folder; PostgreSQL only with
 `--postgres`), it seeds `--cases` cases with `disputeflow.db.seed` when the database holds none
-(and says how long that took), or reuses what is there. Then it builds the real FastAPI app
+(and says how long that took), or reuses what is there, and waits (at most a minute) for the CPUs
+to be 85% idle over 2 s, the seed's processes and writes done. Then it builds the real FastAPI app
 (`api.app.create_app`, lifespan entered: the schema is migrated as at start-up) and calls each
 route through httpx's ASGI transport, as a province-level supervisor (region 37), the busiest
 mediator or an operator: 3 warm-up calls, then `--calls` timed calls. It prints p50 and p95 per
@@ -254,6 +255,7 @@ def main() -> int:
     for name, url in targets:
         prepared = _prepare(url, args.cases, now)
         print(f"{name}: {prepared}", file=sys.stderr, flush=True)
+        prepared += f"; {figures.settle()}"  # the seed's writeback and processes done
         before = os.getloadavg()
         results = asyncio.run(_measure(url, args.calls))
         after = os.getloadavg()
