@@ -72,6 +72,9 @@ async def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+WARM_UP_PATIENCE = 15.0  # seconds the API's shutdown waits for the replayer's warm-up to end
+
+
 async def _warm_up_replayer(temporal: TemporalGateway) -> None:
     try:  # with the converter replays will use (the client's), so that the warmed replayer is theirs
         if not await history.warm_up((await temporal.client()).data_converter):
@@ -104,6 +107,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = _utc_now) -> 
         try:
             yield
         finally:
+            # A replay cancelled half-way leaves the SDK's replayer waiting on a result that never
+            # comes, and then the event loop cannot close (uvicorn's shutdown, or a test session,
+            # hangs). The warm-up takes a second or two: let it end, within bounds.
+            await asyncio.wait([warming], timeout=WARM_UP_PATIENCE)
             warming.cancel()
             await app.state.jobs.close()
             stop_metrics()

@@ -373,3 +373,12 @@ async def test_an_api_started_while_temporal_is_down_says_so_in_one_line(
     [record] = [r for r in caplog.records if "warm up" in r.getMessage()]
     assert record.levelname == "WARNING" and record.exc_info is None
     assert address in record.getMessage() and "unavailable" in record.getMessage()
+
+
+async def test_an_api_stopped_during_its_warm_up_leaves_no_task_behind(tmp_path: Path, temporal_address: str) -> None:
+    """Stopped at once, while the replayer's warm-up replays its recorded case: the warm-up ends
+    (cancelled half-way, the SDK's replayer waited for ever and the event loop could not close)."""
+    async with api(settings_for(tmp_path, temporal_address)):
+        pass
+    left = [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "_warm_up_replayer"]
+    assert not left, left
