@@ -1,12 +1,13 @@
 """cases: the listing's filters indexed in the listing's order
 
-A listing is newest first (opened_at, case_id). Filtered by a phase, a category, a dispute type or
-an urgency, breached or not, or seen by a county's staff, it was served by the single-column index of that filter
-(then sorted) or by the listing's own index (then every case read until the page was full). With a text most of the cases
-of that filter do not hold (`?q=工资&dispute_type=neighbours`), SQLite read all 100,000 cases of a
-province: 40-70 ms. Each filter now has an index on (filter, opened_at, case_id), as the stage had
-since 0003: the walk reads that filter's cases only, already in order. A county's code is a whole
-region code, so a county's scope is an equality (`queries._in_region`) that its index serves.
+A listing is newest first (opened_at, case_id). Filtered by a phase, a category, a dispute type,
+an urgency, breached or not, or seen by a county's staff, it was served by the single-column index
+of that filter (then sorted) or by the listing's own index (then every case read until the page
+was full). With a text most of the cases of that filter do not hold
+(`?q=工资&dispute_type=neighbours`), SQLite read all 100,000 cases of a province: 40-70 ms. Each
+filter now has an index on (filter, opened_at, case_id), as the stage had since 0003: the walk
+reads that filter's cases only, already in order. A county's code is a whole region code, so a
+county's scope is an equality (`queries._in_region`) that its index serves.
 
 Each replaces the single-column index of its filter (a prefix of it). The single-column indexes on
 `stage` and `opened_at` go as well: `ix_cases_stage_opened_at` and `ix_cases_opened_at_case_id`
@@ -21,7 +22,8 @@ there. Not declared in `models.py` (`models.DATABASE_ONLY_INDEXES`).
 Plain `op.create_index`/`op.drop_index` (not a batch): on SQLite a batch may copy the table, and the
 text index's triggers on `cases` (0010) would be lost with it. Where the database has planner
 statistics (SQLite's `sqlite_stat1`, as `disputeflow seed` leaves), `cases` is analysed again so
-the new indexes have theirs; PostgreSQL's autovacuum analyses on its own.
+the new indexes have theirs; on PostgreSQL `cases` and the counters always are (not in offline
+`--sql` mode: autovacuum will).
 
 Revision ID: 0011
 Revises: 0010
