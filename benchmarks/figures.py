@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,8 +57,6 @@ def settle(*, idle: float = 0.85, window: float = 2.0, patience: float = 60.0) -
     """Wait until the CPUs were at least `idle` idle over the last `window` seconds (what the previous
     step left running, such as a seed's writeback or a stopped server, has finished), at most
     `patience` seconds. Returns what happened, to print beside the figures."""
-    import time
-
     began = time.monotonic()
     share = 1.0
     while True:

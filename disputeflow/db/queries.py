@@ -141,12 +141,16 @@ def _shanghai_midnight(day: date) -> datetime:
 COUNTY_CODE_LENGTH = 6  # a region code of a county: the longest there is (api.auth.REGION_PATTERN)
 
 
-def _in_region(column, prefix: str):
-    """`column` (a region code) within the region `prefix`: a county's code is the whole code, so
-    equality, which an index on (region_code, opened_at, case_id) serves in the listing's order."""
-    if len(prefix) == COUNTY_CODE_LENGTH:
-        return column == prefix
-    return column.startswith(prefix, autoescape=True)
+def _in_region(column, prefix: str, *, as_range: bool = False) -> list:
+    """`column` (a region code) within the region `prefix`, as conditions. A county's code is the
+    whole code: equality, which an index beginning with the region serves in that index's order
+    (the listing's, the inbox's). A city or a province: `LIKE 'prefix%'`, or with `as_range` a range
+    an index on the region seeks to (`_prefix_range`; region codes are digits)."""
+    if prefix.isdigit() and len(prefix) == COUNTY_CODE_LENGTH:
+        return [column == prefix]
+    if as_range and prefix.isdigit():
+        return _prefix_range(column, prefix)
+    return [column.startswith(prefix, autoescape=True)]
 
 
 def _scope_conditions(scope: Scope, region_column, mediator_column) -> list:
@@ -154,7 +158,9 @@ def _scope_conditions(scope: Scope, region_column, mediator_column) -> list:
     if scope.mediator_id is not None:
         conditions.append(mediator_column == scope.mediator_id)
     if scope.region_prefix:
-        conditions.append(_in_region(region_column, scope.region_prefix))
+        # LIKE, not a range: a province's prefix holds every case, and SQLite's planner, without
+        # statistics of ranges, would then read them through the region index and sort them all.
+        conditions.extend(_in_region(region_column, scope.region_prefix))
     return conditions
 
 
@@ -166,7 +172,7 @@ def _case_conditions(f: CaseFilters) -> list:
         if value is not None:
             conditions.append(column == value)
     if f.region_prefix:
-        conditions.append(_in_region(c.region_code, f.region_prefix))
+        conditions.extend(_in_region(c.region_code, f.region_prefix))
     if f.assignee_id:
         conditions.append(or_(c.mediator_id == f.assignee_id, c.lawyer_id == f.assignee_id))
     if f.opened_from is not None:
@@ -378,12 +384,10 @@ def open_tasks(session: Session, *, assignee_id: str | None = None, role: str | 
         conditions.append(t.assignee_id == assignee_id)
     if role is not None:
         conditions.append(t.assignee_role == role)
-    if region_prefix and region_prefix.isdigit() and len(region_prefix) == 6:
-        conditions.append(t.region_code == region_prefix)  # a county: the inbox index gives due order
-    elif region_prefix:
-        # A range, not LIKE: the inbox index (role, region, due) seeks to it. Region codes are digits.
-        conditions.extend(_prefix_range(t.region_code, region_prefix) if region_prefix.isdigit()
-                          else [t.region_code.startswith(region_prefix, autoescape=True)])
+    if region_prefix:
+        # A county: the inbox index (role, region, due) gives due order; a city or a province: a
+        # range, not LIKE, that the same index seeks to.
+        conditions.extend(_in_region(t.region_code, region_prefix, as_range=True))
     joined = select(t, CaseRecord).join(CaseRecord, CaseRecord.case_id == t.case_id).where(*conditions)
     # Counted on the tasks alone (the projection writes a task with its case, in one transaction):
     # the index answers it without visiting a case row.
